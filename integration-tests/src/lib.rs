@@ -1,0 +1,112 @@
+//! Shared set-up for the cross-backend tests: finding a server for each backend.
+//!
+//! Each backend's tests call [`server_url`]: a URL from the backend's environment variable
+//! when set; otherwise, when a Docker daemon is reachable, a container started with
+//! testcontainers (official images); otherwise a [`Skip`] saying what to set. The
+//! conformance runner turns a skip into a failure when `CI` is set.
+//!
+//! `scripts/test` starts local servers with `scripts/services` and sets the variables.
+
+use std::sync::{Mutex, OnceLock};
+
+pub use session_core::conformance::Skip;
+
+/// A backend the tests need a server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A standalone Redis server.
+    Redis,
+    /// A Redis Cluster (no container fallback: set the variable).
+    RedisCluster,
+    /// A PostgreSQL server.
+    Postgres,
+    /// A MongoDB-protocol server (FerretDB or MongoDB).
+    Mongo,
+}
+
+impl Backend {
+    const ALL: [Backend; 4] = [Self::Redis, Self::RedisCluster, Self::Postgres, Self::Mongo];
+
+    /// The environment variable holding the server's URL.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Self::Redis => "SESSION_STORES_REDIS_URL",
+            Self::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_URL",
+            Self::Postgres => "SESSION_STORES_POSTGRES_URL",
+            Self::Mongo => "SESSION_STORES_MONGO_URL",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|b| *b == self).unwrap_or(0)
+    }
+}
+
+/// The URL of a server for `backend`, found once per test binary.
+pub fn server_url(backend: Backend) -> Result<String, Skip> {
+    static FOUND: [OnceLock<Result<String, Skip>>; 4] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    FOUND[backend.index()].get_or_init(|| find(backend)).clone()
+}
+
+fn find(backend: Backend) -> Result<String, Skip> {
+    if let Ok(url) = std::env::var(backend.env_var()) {
+        if !url.trim().is_empty() {
+            return Ok(url);
+        }
+    }
+    if !docker_reachable() {
+        return Err(Skip(format!(
+            "no {backend:?} server: set {} (or run scripts/test, which starts one), or make a \
+             Docker daemon reachable for testcontainers",
+            backend.env_var()
+        )));
+    }
+    containers::start(backend)
+}
+
+fn docker_reachable() -> bool {
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        return !host.is_empty();
+    }
+    std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok()
+}
+
+/// Containers live as long as the test binary; testcontainers' reaper removes them after.
+mod containers {
+    use super::*;
+    use testcontainers_modules::testcontainers::runners::SyncRunner;
+    use testcontainers_modules::testcontainers::{Container, Image};
+    use testcontainers_modules::{mongo::Mongo, postgres::Postgres, redis::Redis};
+
+    static KEEP: Mutex<Vec<Box<dyn std::any::Any + Send>>> = Mutex::new(Vec::new());
+
+    pub(super) fn start(backend: Backend) -> Result<String, Skip> {
+        match backend {
+            Backend::Redis => run(Redis::default(), 6379, |port| format!("redis://127.0.0.1:{port}")),
+            Backend::Postgres => run(Postgres::default(), 5432, |port| {
+                format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")
+            }),
+            Backend::Mongo => run(Mongo::default(), 27017, |port| format!("mongodb://127.0.0.1:{port}")),
+            Backend::RedisCluster => Err(Skip(format!(
+                "no Redis Cluster: there is no container fallback, set {}",
+                backend.env_var()
+            ))),
+        }
+    }
+
+    fn run<I: Image + 'static>(
+        image: I,
+        port: u16,
+        url: impl FnOnce(u16) -> String,
+    ) -> Result<String, Skip> {
+        let container: Container<I> = image
+            .start()
+            .map_err(|err| Skip(format!("docker is there but the container failed: {err}")))?;
+        let host_port = container
+            .get_host_port_ipv4(port)
+            .map_err(|err| Skip(format!("container port not mapped: {err}")))?;
+        KEEP.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(container));
+        Ok(url(host_port))
+    }
+}

@@ -1,0 +1,212 @@
+//! The session record every store keeps.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::id::SessionId;
+use crate::time_util::{now, to_millis};
+
+/// A session's data: a JSON object.
+pub type Data = Map<String, Value>;
+
+/// One session as stored: its id, data, expiry, version and owner.
+///
+/// Times are UTC with millisecond precision (what every backend can store exactly); the
+/// setters round down to the millisecond.
+///
+/// `version` drives optimistic concurrency: a record that was never stored has version 0,
+/// and every successful write stores `version + 1` and advances the record to it. See
+/// [`SessionStore::update`](crate::SessionStore::update).
+#[derive(Clone, PartialEq)]
+pub struct Record {
+    id: SessionId,
+    data: Data,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    deadline: Option<OffsetDateTime>,
+    version: u64,
+    owner: Option<String>,
+}
+
+impl Record {
+    /// A new, never stored record with a fresh id, empty data and the given expiry.
+    pub fn new(expires_at: OffsetDateTime) -> Self {
+        Self::with_id(SessionId::generate(), expires_at)
+    }
+
+    /// A new, never stored record under a chosen id.
+    pub fn with_id(id: SessionId, expires_at: OffsetDateTime) -> Self {
+        Self {
+            id,
+            data: Data::new(),
+            created_at: to_millis(now()),
+            expires_at: to_millis(expires_at),
+            deadline: None,
+            version: 0,
+            owner: None,
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The session data.
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The session data, to change.
+    pub fn data_mut(&mut self) -> &mut Data {
+        &mut self.data
+    }
+
+    /// A typed value from the data: `Ok(None)` when the key is absent.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
+        self.data.get(key).map(|value| T::deserialize(value)).transpose()
+    }
+
+    /// Stores a typed value in the data, returning the value it replaced.
+    pub fn insert<T: Serialize>(
+        &mut self,
+        key: impl Into<String>,
+        value: T,
+    ) -> Result<Option<Value>, serde_json::Error> {
+        Ok(self.data.insert(key.into(), serde_json::to_value(value)?))
+    }
+
+    /// Removes a key from the data, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.data.remove(key)
+    }
+
+    /// When the session was created.
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+
+    /// When the session ends unless touched.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+
+    /// The absolute deadline no touch may extend the session past, if any.
+    pub fn deadline(&self) -> Option<OffsetDateTime> {
+        self.deadline
+    }
+
+    /// The version last stored (0: never stored).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Who the session belongs to (for example a user id), for listing and revocation.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Whether the session has expired at `at`.
+    pub fn is_expired_at(&self, at: OffsetDateTime) -> bool {
+        self.expires_at <= at
+    }
+
+    /// Whether the session has expired now.
+    pub fn is_expired(&self) -> bool {
+        self.is_expired_at(now())
+    }
+
+    /// Sets the expiry, capped at the deadline when there is one.
+    pub fn set_expires_at(&mut self, expires_at: OffsetDateTime) {
+        let expires_at = to_millis(expires_at);
+        self.expires_at = self.deadline.map_or(expires_at, |d| expires_at.min(d));
+    }
+
+    /// Sets the absolute deadline (and caps the current expiry at it).
+    pub fn set_deadline(&mut self, deadline: Option<OffsetDateTime>) {
+        self.deadline = deadline.map(to_millis);
+        self.set_expires_at(self.expires_at);
+    }
+
+    /// Sets or clears the owner.
+    pub fn set_owner(&mut self, owner: Option<String>) {
+        self.owner = owner;
+    }
+
+    /// Replaces the id, for stores that move a record (see
+    /// [`SessionStore::create`](crate::SessionStore::create)).
+    pub fn set_id(&mut self, id: SessionId) {
+        self.id = id;
+    }
+
+    /// Sets the version; stores call this after a successful write.
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
+    /// Sets the creation time; stores call this when decoding.
+    pub fn set_created_at(&mut self, created_at: OffsetDateTime) {
+        self.created_at = to_millis(created_at);
+    }
+
+    /// Replaces the whole data.
+    pub fn set_data(&mut self, data: Data) {
+        self.data = data;
+    }
+}
+
+/// Shows the shape, never the secrets: the id as a fingerprint, the data as its keys.
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("id", &self.id)
+            .field("data_keys", &self.data.keys().collect::<Vec<_>>())
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("deadline", &self.deadline)
+            .field("version", &self.version)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::Duration;
+
+    #[test]
+    fn typed_helpers_round_trip() {
+        let mut record = Record::new(now() + Duration::hours(1));
+        record.insert("user", serde_json::json!({"id": 7, "roles": ["a"]})).unwrap();
+        record.insert("count", 3u32).unwrap();
+        assert_eq!(record.get::<u32>("count").unwrap(), Some(3));
+        assert_eq!(record.get::<u32>("missing").unwrap(), None);
+        assert!(record.get::<u32>("user").is_err());
+    }
+
+    #[test]
+    fn times_are_milliseconds_and_capped_by_the_deadline() {
+        let start = now();
+        let mut record = Record::new(start + Duration::hours(2));
+        assert_eq!(record.expires_at().nanosecond() % 1_000_000, 0);
+        record.set_deadline(Some(start + Duration::hours(1)));
+        assert_eq!(record.expires_at(), to_millis(start + Duration::hours(1)));
+        record.set_expires_at(start + Duration::hours(5));
+        assert_eq!(Some(record.expires_at()), record.deadline());
+    }
+
+    #[test]
+    fn debug_hides_id_and_values() {
+        let mut record = Record::new(now());
+        record.insert("token", "hunter2").unwrap();
+        let shown = format!("{record:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains(record.id().expose()));
+        assert!(shown.contains("token"));
+    }
+}
