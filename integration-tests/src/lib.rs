@@ -44,8 +44,12 @@ impl Backend {
 
 /// The URL of a server for `backend`, found once per test binary.
 pub fn server_url(backend: Backend) -> Result<String, Skip> {
-    static FOUND: [OnceLock<Result<String, Skip>>; 4] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static FOUND: [OnceLock<Result<String, Skip>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
     FOUND[backend.index()].get_or_init(|| find(backend)).clone()
 }
 
@@ -83,11 +87,15 @@ mod containers {
 
     pub(super) fn start(backend: Backend) -> Result<String, Skip> {
         match backend {
-            Backend::Redis => run(Redis::default(), 6379, |port| format!("redis://127.0.0.1:{port}")),
+            Backend::Redis => run(Redis::default(), 6379, |port| {
+                format!("redis://127.0.0.1:{port}")
+            }),
             Backend::Postgres => run(Postgres::default(), 5432, |port| {
                 format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")
             }),
-            Backend::Mongo => run(Mongo::default(), 27017, |port| format!("mongodb://127.0.0.1:{port}")),
+            Backend::Mongo => run(Mongo::default(), 27017, |port| {
+                format!("mongodb://127.0.0.1:{port}")
+            }),
             Backend::RedisCluster => Err(Skip(format!(
                 "no Redis Cluster: there is no container fallback, set {}",
                 backend.env_var()
@@ -106,7 +114,13 @@ mod containers {
         let host_port = container
             .get_host_port_ipv4(port)
             .map_err(|err| Skip(format!("container port not mapped: {err}")))?;
-        KEEP.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(container));
+        KEEP.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(container));
         Ok(url(host_port))
     }
 }
+
+/// The README's examples, compiled as doctests so the README stays true.
+#[doc = include_str!("../../README.md")]
+mod readme {}

@@ -71,7 +71,12 @@ impl<'a> StoredRecord<'a> {
                     ),
                 ));
             }
-            unknown => return Err(Error::decode(id, format!("unknown stored format {unknown}"))),
+            unknown => {
+                return Err(Error::decode(
+                    id,
+                    format!("unknown stored format {unknown}"),
+                ));
+            }
         }
         let time = |millis: i64, field: &str| {
             from_unix_millis(millis)
@@ -89,8 +94,11 @@ impl<'a> StoredRecord<'a> {
 
 /// `record` as the JSON a write stores (its next version), checked against the payload limit.
 pub fn encode(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
-    let bytes = serde_json::to_vec(&StoredRecord::next_of(record))
-        .map_err(|err| Error::Encode { id: record.id().clone(), reason: err.to_string() })?;
+    let bytes =
+        serde_json::to_vec(&StoredRecord::next_of(record)).map_err(|err| Error::Encode {
+            id: record.id().clone(),
+            reason: err.to_string(),
+        })?;
     options.check_size(record.id(), bytes.len())?;
     Ok(bytes)
 }
@@ -98,8 +106,10 @@ pub fn encode(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
 /// Only `record`'s data as JSON, checked against the payload limit, for backends that keep
 /// the other fields in columns of their own.
 pub fn encode_data(record: &Record, options: &StoreOptions) -> Result<String> {
-    let json = serde_json::to_string(record.data())
-        .map_err(|err| Error::Encode { id: record.id().clone(), reason: err.to_string() })?;
+    let json = serde_json::to_string(record.data()).map_err(|err| Error::Encode {
+        id: record.id().clone(),
+        reason: err.to_string(),
+    })?;
     options.check_size(record.id(), json.len())?;
     Ok(json)
 }
@@ -119,7 +129,9 @@ mod tests {
 
     fn sample() -> Record {
         let mut record = Record::new(now() + time::Duration::hours(1));
-        record.insert("user", json!({"id": u64::MAX, "name": "Zoë 🦀"})).unwrap();
+        record
+            .insert("user", json!({"id": u64::MAX, "name": "Zoë 🦀"}))
+            .unwrap();
         record.set_owner(Some("user-7".into()));
         record.set_deadline(Some(now() + time::Duration::hours(2)));
         record
@@ -168,8 +180,17 @@ mod tests {
     fn oversized_payloads_are_rejected() {
         let mut record = sample();
         record.insert("blob", "x".repeat(2000)).unwrap();
-        let options = StoreOptions { max_payload_bytes: 1000, ..StoreOptions::default() };
-        assert!(matches!(encode(&record, &options), Err(Error::PayloadTooLarge { .. })));
-        assert!(matches!(encode_data(&record, &options), Err(Error::PayloadTooLarge { .. })));
+        let options = StoreOptions {
+            max_payload_bytes: 1000,
+            ..StoreOptions::default()
+        };
+        assert!(matches!(
+            encode(&record, &options),
+            Err(Error::PayloadTooLarge { .. })
+        ));
+        assert!(matches!(
+            encode_data(&record, &options),
+            Err(Error::PayloadTooLarge { .. })
+        ));
     }
 }

@@ -109,24 +109,42 @@ fn retry_hint(retryable: bool) -> &'static str {
 impl Error {
     /// A backend failure that may go away (a dropped connection, a failover).
     pub fn transient(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        Self::Backend { backend, retryable: true, source: source.into() }
+        Self::Backend {
+            backend,
+            retryable: true,
+            source: source.into(),
+        }
     }
 
     /// A backend failure that retrying won't fix (a permission error, a bad query).
     pub fn permanent(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        Self::Backend { backend, retryable: false, source: source.into() }
+        Self::Backend {
+            backend,
+            retryable: false,
+            source: source.into(),
+        }
     }
 
     /// A corrupt stored record.
     pub fn decode(id: &SessionId, reason: impl std::fmt::Display) -> Self {
-        Self::Decode { id: id.clone(), reason: reason.to_string() }
+        Self::Decode {
+            id: id.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     /// Whether trying the same call again may succeed: true for timeouts and transient
     /// backend failures, false for conflicts (read again instead), bad input and corrupt
     /// records.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Backend { retryable: true, .. })
+        matches!(
+            self,
+            Self::Timeout { .. }
+                | Self::Backend {
+                    retryable: true,
+                    ..
+                }
+        )
     }
 
     /// Whether this is a lost compare-and-swap (see [`SessionStore::update`](crate::SessionStore::update)).
@@ -155,8 +173,11 @@ mod tests {
         let id = SessionId::generate();
         assert!(Error::transient("redis", "connection reset").is_retryable());
         assert!(!Error::permanent("redis", "NOPERM").is_retryable());
-        let timeout =
-            Error::Timeout { backend: "redis", operation: "get", after: Duration::from_secs(1) };
+        let timeout = Error::Timeout {
+            backend: "redis",
+            operation: "get",
+            after: Duration::from_secs(1),
+        };
         assert!(timeout.is_retryable());
         assert!(!Error::decode(&id, "not json").is_retryable());
         assert!(!Error::Conflict { id: id.clone() }.is_retryable());

@@ -35,17 +35,29 @@ pub struct Expiry {
 impl Expiry {
     /// The session ends `lifetime` after creation; reads never extend it.
     pub fn absolute(lifetime: Duration) -> Self {
-        Self { idle: None, absolute: Some(lifetime), touch_when_remaining_below: 1.0 }
+        Self {
+            idle: None,
+            absolute: Some(lifetime),
+            touch_when_remaining_below: 1.0,
+        }
     }
 
     /// The session ends after `idle` without use; every use slides it.
     pub fn idle(idle: Duration) -> Self {
-        Self { idle: Some(idle), absolute: None, touch_when_remaining_below: 1.0 }
+        Self {
+            idle: Some(idle),
+            absolute: None,
+            touch_when_remaining_below: 1.0,
+        }
     }
 
     /// The idle expiry slides but never past `absolute` after creation.
     pub fn idle_and_absolute(idle: Duration, absolute: Duration) -> Self {
-        Self { idle: Some(idle), absolute: Some(absolute), touch_when_remaining_below: 1.0 }
+        Self {
+            idle: Some(idle),
+            absolute: Some(absolute),
+            touch_when_remaining_below: 1.0,
+        }
     }
 
     /// Touch only when less than `fraction` (0 to 1) of the idle window remains.
@@ -81,11 +93,14 @@ impl Expiry {
     pub fn touch_target_at(&self, record: &Record, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let idle = self.idle?;
         let remaining = record.expires_at() - at;
-        if remaining >= idle * self.touch_when_remaining_below && self.touch_when_remaining_below < 1.0
+        if remaining >= idle * self.touch_when_remaining_below
+            && self.touch_when_remaining_below < 1.0
         {
             return None;
         }
-        let target = record.deadline().map_or(at + idle, |deadline| (at + idle).min(deadline));
+        let target = record
+            .deadline()
+            .map_or(at + idle, |deadline| (at + idle).min(deadline));
         (target > record.expires_at()).then_some(target)
     }
 }
@@ -121,6 +136,9 @@ mod tests {
         let soon = record.created_at() + Duration::minutes(10);
         assert_eq!(expiry.touch_target_at(&record, soon), None);
         let late = record.created_at() + Duration::minutes(16);
-        assert_eq!(expiry.touch_target_at(&record, late), Some(late + Duration::minutes(30)));
+        assert_eq!(
+            expiry.touch_target_at(&record, late),
+            Some(late + Duration::minutes(30))
+        );
     }
 }

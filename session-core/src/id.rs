@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn generated_ids_differ() {
-        let ids: std::collections::HashSet<_> = (0..10_000).map(|_| SessionId::generate()).collect();
+        let ids: std::collections::HashSet<_> =
+            (0..10_000).map(|_| SessionId::generate()).collect();
         assert_eq!(ids.len(), 10_000);
     }
 
@@ -184,7 +185,10 @@ mod tests {
         ] {
             assert!(SessionId::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        assert_eq!(SessionId::parse(&"a".repeat(129)), Err(InvalidId::Length(129)));
+        assert_eq!(
+            SessionId::parse(&"a".repeat(129)),
+            Err(InvalidId::Length(129))
+        );
         assert_eq!(
             SessionId::parse("aaaaaaaaaaaaaaaaaaaaaa:a"),
             Err(InvalidId::Charset(22))

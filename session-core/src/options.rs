@@ -51,7 +51,11 @@ impl StoreOptions {
     /// Fails with [`Error::PayloadTooLarge`] when `size` exceeds the maximum.
     pub fn check_size(&self, id: &SessionId, size: usize) -> Result<()> {
         if size > self.max_payload_bytes {
-            return Err(Error::PayloadTooLarge { id: id.clone(), size, max: self.max_payload_bytes });
+            return Err(Error::PayloadTooLarge {
+                id: id.clone(),
+                size,
+                max: self.max_payload_bytes,
+            });
         }
         Ok(())
     }
@@ -81,7 +85,11 @@ impl StoreOptions {
     ) -> Result<T> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout { backend, operation, after: self.timeout }),
+            Err(_) => Err(Error::Timeout {
+                backend,
+                operation,
+                after: self.timeout,
+            }),
         }
     }
 }
@@ -92,11 +100,21 @@ mod tests {
 
     #[test]
     fn size_check_names_sizes() {
-        let options = StoreOptions { max_payload_bytes: 10, ..StoreOptions::default() };
+        let options = StoreOptions {
+            max_payload_bytes: 10,
+            ..StoreOptions::default()
+        };
         let id = SessionId::generate();
         assert!(options.check_size(&id, 10).is_ok());
         let err = options.check_size(&id, 11).unwrap_err();
-        assert!(matches!(err, Error::PayloadTooLarge { size: 11, max: 10, .. }));
+        assert!(matches!(
+            err,
+            Error::PayloadTooLarge {
+                size: 11,
+                max: 10,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -104,20 +122,44 @@ mod tests {
         let id = SessionId::generate();
         let strict = StoreOptions::default();
         assert!(strict.on_corrupt(Err(Error::decode(&id, "x"))).is_err());
-        let lenient = StoreOptions { corrupt: CorruptPolicy::TreatAsMissing, ..strict };
-        assert!(lenient.on_corrupt(Err(Error::decode(&id, "x"))).unwrap().is_none());
-        assert!(lenient.on_corrupt(Err(Error::transient("x", "down"))).is_err());
+        let lenient = StoreOptions {
+            corrupt: CorruptPolicy::TreatAsMissing,
+            ..strict
+        };
+        assert!(
+            lenient
+                .on_corrupt(Err(Error::decode(&id, "x")))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            lenient
+                .on_corrupt(Err(Error::transient("x", "down")))
+                .is_err()
+        );
     }
 
     #[tokio::test]
     async fn timeouts_are_typed() {
-        let options = StoreOptions { timeout: Duration::from_millis(10), ..Default::default() };
+        let options = StoreOptions {
+            timeout: Duration::from_millis(10),
+            ..Default::default()
+        };
         let slow = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(())
         };
-        let err = options.within_timeout("test", "get", slow).await.unwrap_err();
-        assert!(matches!(err, Error::Timeout { operation: "get", .. }));
+        let err = options
+            .within_timeout("test", "get", slow)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Timeout {
+                operation: "get",
+                ..
+            }
+        ));
         assert!(err.is_retryable());
     }
 }

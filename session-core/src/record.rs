@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::time_util::{now, to_millis};
 
@@ -66,9 +67,14 @@ impl Record {
         &mut self.data
     }
 
-    /// A typed value from the data: `Ok(None)` when the key is absent.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
-        self.data.get(key).map(|value| T::deserialize(value)).transpose()
+    /// A typed value from the data: `Ok(None)` when the key is absent, [`Error::Decode`]
+    /// when the stored value doesn't fit `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.data
+            .get(key)
+            .map(|value| T::deserialize(value))
+            .transpose()
+            .map_err(|err| Error::decode(&self.id, format_args!("key {key:?}: {err}")))
     }
 
     /// Stores a typed value in the data, returning the value it replaced.
@@ -76,8 +82,13 @@ impl Record {
         &mut self,
         key: impl Into<String>,
         value: T,
-    ) -> Result<Option<Value>, serde_json::Error> {
-        Ok(self.data.insert(key.into(), serde_json::to_value(value)?))
+    ) -> Result<Option<Value>> {
+        let key = key.into();
+        let value = serde_json::to_value(value).map_err(|err| Error::Encode {
+            id: self.id.clone(),
+            reason: format!("key {key:?}: {err}"),
+        })?;
+        Ok(self.data.insert(key, value))
     }
 
     /// Removes a key from the data, returning its value.
@@ -182,7 +193,9 @@ mod tests {
     #[test]
     fn typed_helpers_round_trip() {
         let mut record = Record::new(now() + Duration::hours(1));
-        record.insert("user", serde_json::json!({"id": 7, "roles": ["a"]})).unwrap();
+        record
+            .insert("user", serde_json::json!({"id": 7, "roles": ["a"]}))
+            .unwrap();
         record.insert("count", 3u32).unwrap();
         assert_eq!(record.get::<u32>("count").unwrap(), Some(3));
         assert_eq!(record.get::<u32>("missing").unwrap(), None);

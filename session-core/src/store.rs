@@ -91,7 +91,9 @@ pub trait SessionStore: Send + Sync + Debug {
             }
             record.set_id(SessionId::generate());
         }
-        Err(Error::Conflict { id: record.id().clone() })
+        Err(Error::Conflict {
+            id: record.id().clone(),
+        })
     }
 
     /// Moves a live session to a fresh id (the defence against session fixation: call it

@@ -12,7 +12,8 @@ pub fn to_millis(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(UtcOffset::UTC);
     let nanos = at.nanosecond();
     // Cannot fail: the value stays within 0..1_000_000_000.
-    at.replace_nanosecond(nanos - nanos % 1_000_000).unwrap_or(at)
+    at.replace_nanosecond(nanos - nanos % 1_000_000)
+        .unwrap_or(at)
 }
 
 /// Milliseconds since the Unix epoch, as Redis `PXAT` and stored formats want them.

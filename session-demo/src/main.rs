@@ -1,1 +1,41 @@
-fn main() {}
+//! Runs the demo on 127.0.0.1:3000 (`SESSION_DEMO_ADDR` to change).
+//!
+//! `SESSION_DEMO_SECRET`: at least 64 bytes signing the cookie; without it a random key is
+//! used and every restart logs everybody out.
+
+use std::sync::Arc;
+
+use axum_extra::extract::cookie::Key;
+use session_core::Expiry;
+use session_demo::{Demo, app};
+use session_memory::MemoryStore;
+use time::Duration;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let key = match std::env::var("SESSION_DEMO_SECRET") {
+        Ok(secret) => Key::try_from(secret.as_bytes())
+            .map_err(|_| "SESSION_DEMO_SECRET must be at least 64 bytes")?,
+        Err(_) => {
+            tracing::warn!("SESSION_DEMO_SECRET not set: using a random key");
+            Key::generate()
+        }
+    };
+    let demo = Demo {
+        store: Arc::new(MemoryStore::new()),
+        key,
+        expiry: Expiry::idle_and_absolute(Duration::minutes(30), Duration::hours(12))
+            .lazy_touch(0.5),
+        secure_cookies: std::env::var("SESSION_DEMO_SECURE_COOKIES").is_ok_and(|v| v == "1"),
+    };
+    let addr = std::env::var("SESSION_DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!("session demo on http://{addr} with {:?}", demo.store);
+    axum::serve(listener, app(demo)).await?;
+    Ok(())
+}

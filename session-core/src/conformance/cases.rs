@@ -1,7 +1,5 @@
 //! The cases; each takes a [`Harness`] and panics with a message when the store misbehaves.
 
-#![allow(clippy::unwrap_used)] // a failed call is a failed case, and unwrap says where
-
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -10,8 +8,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Harness, Skip};
 use crate::{
-    CorruptPolicy, Error, HashedIds, Record, Rename, SessionId, SessionStore, StoreOptions,
-    modify, now,
+    CorruptPolicy, Error, HashedIds, Record, Rename, SessionId, SessionStore, StoreOptions, modify,
+    now,
 };
 
 type CaseResult = Result<(), Skip>;
@@ -60,11 +58,22 @@ pub async fn round_trip_keeps_every_kind_of_data<H: Harness>(h: &H) -> CaseResul
     record.set_deadline(Some(now() + Duration::hours(2)));
     store.create(&mut record).await.unwrap();
     assert_eq!(record.version(), 1, "a created record is at version 1");
-    let back = store.get(record.id()).await.unwrap().expect("the created session is readable");
-    assert_eq!(back, record, "the stored record differs from what was written");
+    let back = store
+        .get(record.id())
+        .await
+        .unwrap()
+        .expect("the created session is readable");
+    assert_eq!(
+        back, record,
+        "the stored record differs from what was written"
+    );
 
     let empty = created(&store, json!({})).await;
-    let back = store.get(empty.id()).await.unwrap().expect("an empty session is readable");
+    let back = store
+        .get(empty.id())
+        .await
+        .unwrap()
+        .expect("an empty session is readable");
     assert!(back.data().is_empty());
     Ok(())
 }
@@ -75,13 +84,23 @@ pub async fn create_never_overwrites<H: Harness>(h: &H) -> CaseResult {
     let first = created(&store, json!({"who": "first"})).await;
     let mut second = Record::with_id(first.id().clone(), in_an_hour());
     second.insert("who", "second").unwrap();
-    assert!(!store.insert(&mut second).await.unwrap(), "insert on a taken id must fail");
+    assert!(
+        !store.insert(&mut second).await.unwrap(),
+        "insert on a taken id must fail"
+    );
     store.create(&mut second).await.unwrap();
-    assert_ne!(second.id(), first.id(), "create must pick a new id on collision");
+    assert_ne!(
+        second.id(),
+        first.id(),
+        "create must pick a new id on collision"
+    );
     let kept = store.get(first.id()).await.unwrap().unwrap();
     assert_eq!(kept.get::<String>("who").unwrap().as_deref(), Some("first"));
     let moved = store.get(second.id()).await.unwrap().unwrap();
-    assert_eq!(moved.get::<String>("who").unwrap().as_deref(), Some("second"));
+    assert_eq!(
+        moved.get::<String>("who").unwrap().as_deref(),
+        Some("second")
+    );
     Ok(())
 }
 
@@ -90,21 +109,36 @@ pub async fn expired_records_are_never_returned<H: Harness>(h: &H) -> CaseResult
     let store = fresh(h).await;
     let mut past = Record::new(now() - Duration::seconds(5));
     store.set(&mut past).await.unwrap();
-    assert!(store.get(past.id()).await.unwrap().is_none(), "a record set already expired was returned");
+    assert!(
+        store.get(past.id()).await.unwrap().is_none(),
+        "a record set already expired was returned"
+    );
 
     let mut short = Record::new(now() + SHORT);
     store.create(&mut short).await.unwrap();
     assert!(store.get(short.id()).await.unwrap().is_some());
     wait_past(short.expires_at()).await;
-    assert!(store.get(short.id()).await.unwrap().is_none(), "an expired record was returned");
-    assert!(!store.touch(short.id(), in_an_hour()).await.unwrap(), "touch revived an expired session");
+    assert!(
+        store.get(short.id()).await.unwrap().is_none(),
+        "an expired record was returned"
+    );
+    assert!(
+        !store.touch(short.id(), in_an_hour()).await.unwrap(),
+        "touch revived an expired session"
+    );
     let mut stale = short.clone();
     stale.set_expires_at(in_an_hour());
     assert!(store.update(&mut stale).await.unwrap_err().is_conflict());
-    assert!(store.get(short.id()).await.unwrap().is_none(), "update revived an expired session");
+    assert!(
+        store.get(short.id()).await.unwrap().is_none(),
+        "update revived an expired session"
+    );
 
     let mut reuse = Record::with_id(short.id().clone(), in_an_hour());
-    assert!(store.insert(&mut reuse).await.unwrap(), "an expired record's id must be free");
+    assert!(
+        store.insert(&mut reuse).await.unwrap(),
+        "an expired record's id must be free"
+    );
     Ok(())
 }
 
@@ -117,10 +151,17 @@ pub async fn touch_extends_and_reports_missing<H: Harness>(h: &H) -> CaseResult 
     let later = in_an_hour();
     assert!(store.touch(record.id(), later).await.unwrap());
     wait_past(record.expires_at()).await;
-    let back = store.get(record.id()).await.unwrap().expect("a touched session outlives its old expiry");
+    let back = store
+        .get(record.id())
+        .await
+        .unwrap()
+        .expect("a touched session outlives its old expiry");
     assert_eq!(back.expires_at(), crate::time_util::to_millis(later));
     assert_eq!(back.get::<String>("kept").unwrap().as_deref(), Some("yes"));
-    assert!(!store.touch(&SessionId::generate(), later).await.unwrap(), "touch of a missing id");
+    assert!(
+        !store.touch(&SessionId::generate(), later).await.unwrap(),
+        "touch of a missing id"
+    );
     assert!(store.get(&SessionId::generate()).await.unwrap().is_none());
     Ok(())
 }
@@ -132,9 +173,18 @@ pub async fn touch_never_passes_the_deadline<H: Harness>(h: &H) -> CaseResult {
     let deadline = now() + Duration::minutes(1);
     record.set_deadline(Some(deadline));
     store.create(&mut record).await.unwrap();
-    assert!(store.touch(record.id(), now() + Duration::days(30)).await.unwrap());
+    assert!(
+        store
+            .touch(record.id(), now() + Duration::days(30))
+            .await
+            .unwrap()
+    );
     let back = store.get(record.id()).await.unwrap().unwrap();
-    assert_eq!(back.expires_at(), crate::time_util::to_millis(deadline), "touch passed the deadline");
+    assert_eq!(
+        back.expires_at(),
+        crate::time_util::to_millis(deadline),
+        "touch passed the deadline"
+    );
     Ok(())
 }
 
@@ -156,14 +206,25 @@ pub async fn cycle_id_keeps_data_and_kills_the_old_id<H: Harness>(h: &H) -> Case
     record.insert("cart", json!([1, 2])).unwrap();
     record.set_owner(Some("owner-c".into()));
     store.create(&mut record).await.unwrap();
-    let new_id = store.cycle_id(record.id()).await.unwrap().expect("a live session cycles");
+    let new_id = store
+        .cycle_id(record.id())
+        .await
+        .unwrap()
+        .expect("a live session cycles");
     assert_ne!(&new_id, record.id());
-    assert!(store.get(record.id()).await.unwrap().is_none(), "the old id still works");
+    assert!(
+        store.get(record.id()).await.unwrap().is_none(),
+        "the old id still works"
+    );
     let moved = store.get(&new_id).await.unwrap().unwrap();
     assert_eq!(moved.data(), record.data());
     assert_eq!(moved.expires_at(), record.expires_at());
     assert_eq!(moved.owner(), Some("owner-c"));
-    assert_eq!(store.cycle_id(record.id()).await.unwrap(), None, "cycling a dead id");
+    assert_eq!(
+        store.cycle_id(record.id()).await.unwrap(),
+        None,
+        "cycling a dead id"
+    );
     let owned = store.list_by_owner("owner-c").await.unwrap();
     assert_eq!(owned.len(), 1, "the owner index must follow the new id");
     assert_eq!(owned[0].id(), &new_id);
@@ -175,11 +236,20 @@ pub async fn rename_never_overwrites<H: Harness>(h: &H) -> CaseResult {
     let store = fresh(h).await;
     let a = created(&store, json!({"who": "a"})).await;
     let b = created(&store, json!({"who": "b"})).await;
-    assert_eq!(store.rename(a.id(), b.id()).await.unwrap(), Rename::TargetTaken);
+    assert_eq!(
+        store.rename(a.id(), b.id()).await.unwrap(),
+        Rename::TargetTaken
+    );
     assert_eq!(store.get(a.id()).await.unwrap().unwrap().data(), a.data());
     assert_eq!(store.get(b.id()).await.unwrap().unwrap().data(), b.data());
     let missing = SessionId::generate();
-    assert_eq!(store.rename(&missing, &SessionId::generate()).await.unwrap(), Rename::SourceMissing);
+    assert_eq!(
+        store
+            .rename(&missing, &SessionId::generate())
+            .await
+            .unwrap(),
+        Rename::SourceMissing
+    );
     Ok(())
 }
 
@@ -194,10 +264,21 @@ pub async fn update_is_compare_and_swap<H: Harness>(h: &H) -> CaseResult {
     assert_eq!(first.version(), record.version() + 1);
     second.insert("n", 2).unwrap();
     let err = store.update(&mut second).await.unwrap_err();
-    assert!(matches!(&err, Error::Conflict { id } if id == record.id()), "{err}");
-    assert_eq!(second.version(), record.version(), "a failed update must not advance the version");
+    assert!(
+        matches!(&err, Error::Conflict { id } if id == record.id()),
+        "{err}"
+    );
+    assert_eq!(
+        second.version(),
+        record.version(),
+        "a failed update must not advance the version"
+    );
     let back = store.get(record.id()).await.unwrap().unwrap();
-    assert_eq!(back.get::<i64>("n").unwrap(), Some(1), "a conflicting update changed data");
+    assert_eq!(
+        back.get::<i64>("n").unwrap(),
+        Some(1),
+        "a conflicting update changed data"
+    );
     assert_eq!(back.version(), first.version());
     Ok(())
 }
@@ -210,7 +291,10 @@ pub async fn stale_update_after_destroy_resurrects_nothing<H: Harness>(h: &H) ->
     let mut stale = record.clone();
     assert!(store.update(&mut stale).await.unwrap_err().is_conflict());
     assert!(!store.touch(record.id(), in_an_hour()).await.unwrap());
-    assert!(store.get(record.id()).await.unwrap().is_none(), "a destroyed session came back");
+    assert!(
+        store.get(record.id()).await.unwrap().is_none(),
+        "a destroyed session came back"
+    );
     Ok(())
 }
 
@@ -222,7 +306,10 @@ pub async fn stale_writes_after_cycle_id_resurrect_nothing<H: Harness>(h: &H) ->
     let mut stale = record.clone();
     assert!(store.update(&mut stale).await.unwrap_err().is_conflict());
     assert!(!store.touch(record.id(), in_an_hour()).await.unwrap());
-    assert!(store.get(record.id()).await.unwrap().is_none(), "the cycled-away id came back");
+    assert!(
+        store.get(record.id()).await.unwrap().is_none(),
+        "the cycled-away id came back"
+    );
     assert!(store.get(&new_id).await.unwrap().is_some());
     Ok(())
 }
@@ -267,7 +354,11 @@ pub async fn concurrent_increments_are_never_lost<H: Harness>(h: &H) -> CaseResu
         task.await.unwrap().unwrap().expect("the session exists");
     }
     let back = store.get(record.id()).await.unwrap().unwrap();
-    assert_eq!(back.get::<u64>("count").unwrap(), Some(TASKS as u64), "increments were lost");
+    assert_eq!(
+        back.get::<u64>("count").unwrap(),
+        Some(TASKS as u64),
+        "increments were lost"
+    );
     assert_eq!(back.version(), 1 + TASKS as u64);
     Ok(())
 }
@@ -294,15 +385,28 @@ pub async fn owner_listing_and_revocation<H: Harness>(h: &H) -> CaseResult {
 
     let mut listed: Vec<_> = store.list_by_owner("alice").await.unwrap();
     listed.sort_by_key(|r| r.get::<u32>("device").unwrap());
-    assert_eq!(listed, mine[..2].to_vec(), "listing must hold exactly the live sessions");
+    assert_eq!(
+        listed,
+        mine[..2].to_vec(),
+        "listing must hold exactly the live sessions"
+    );
     assert!(store.list_by_owner("nobody").await.unwrap().is_empty());
 
     let revoked = store.destroy_by_owner("alice").await.unwrap();
-    assert!((2..=3).contains(&revoked), "revoked {revoked}, expected the 2 live ones");
+    assert!(
+        (2..=3).contains(&revoked),
+        "revoked {revoked}, expected the 2 live ones"
+    );
     for record in &mine {
-        assert!(store.get(record.id()).await.unwrap().is_none(), "a revoked session lives");
+        assert!(
+            store.get(record.id()).await.unwrap().is_none(),
+            "a revoked session lives"
+        );
     }
-    assert!(store.get(bobs.id()).await.unwrap().is_some(), "another owner's session was revoked");
+    assert!(
+        store.get(bobs.id()).await.unwrap().is_some(),
+        "another owner's session was revoked"
+    );
     assert!(store.list_by_owner("alice").await.unwrap().is_empty());
     Ok(())
 }
@@ -322,13 +426,20 @@ pub async fn delete_expired_purges_only_expired<H: Harness>(h: &H) -> CaseResult
     assert!(removed <= 3, "removed {removed} but only 3 had expired");
     assert_eq!(store.count().await.unwrap(), 1, "count after purge");
     assert!(store.get(live.id()).await.unwrap().is_some());
-    assert_eq!(store.delete_expired().await.unwrap(), 0, "a second purge finds nothing");
+    assert_eq!(
+        store.delete_expired().await.unwrap(),
+        0,
+        "a second purge finds nothing"
+    );
     Ok(())
 }
 
 /// A payload over the limit is rejected by every write and nothing is written.
 pub async fn oversized_payloads_write_nothing<H: Harness>(h: &H) -> CaseResult {
-    let options = StoreOptions { max_payload_bytes: 4096, ..StoreOptions::default() };
+    let options = StoreOptions {
+        max_payload_bytes: 4096,
+        ..StoreOptions::default()
+    };
     let store = h.store(options).await;
     let mut small = Record::new(in_an_hour());
     small.insert("v", "small").unwrap();
@@ -338,14 +449,30 @@ pub async fn oversized_payloads_write_nothing<H: Harness>(h: &H) -> CaseResult {
     let mut fresh_big = Record::new(in_an_hour());
     fresh_big.insert("blob", &big).unwrap();
     let err = store.create(&mut fresh_big).await.unwrap_err();
-    assert!(matches!(err, Error::PayloadTooLarge { max: 4096, .. }), "{err}");
-    assert!(store.get(fresh_big.id()).await.unwrap().is_none(), "an oversized create wrote");
+    assert!(
+        matches!(err, Error::PayloadTooLarge { max: 4096, .. }),
+        "{err}"
+    );
+    assert!(
+        store.get(fresh_big.id()).await.unwrap().is_none(),
+        "an oversized create wrote"
+    );
 
     let mut grown = small.clone();
     grown.insert("blob", &big).unwrap();
-    assert!(matches!(store.set(&mut grown.clone()).await, Err(Error::PayloadTooLarge { .. })));
-    assert!(matches!(store.update(&mut grown).await, Err(Error::PayloadTooLarge { .. })));
-    assert_eq!(store.get(small.id()).await.unwrap().unwrap(), small, "an oversized write changed data");
+    assert!(matches!(
+        store.set(&mut grown.clone()).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        store.update(&mut grown).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert_eq!(
+        store.get(small.id()).await.unwrap().unwrap(),
+        small,
+        "an oversized write changed data"
+    );
     assert_eq!(store.count().await.unwrap(), 1);
     Ok(())
 }
@@ -353,7 +480,11 @@ pub async fn oversized_payloads_write_nothing<H: Harness>(h: &H) -> CaseResult {
 /// `count` follows creates and destroys.
 pub async fn count_follows_creates_and_destroys<H: Harness>(h: &H) -> CaseResult {
     let store = fresh(h).await;
-    assert_eq!(store.count().await.unwrap(), 0, "a fresh store must be empty");
+    assert_eq!(
+        store.count().await.unwrap(),
+        0,
+        "a fresh store must be empty"
+    );
     let mut records = Vec::new();
     for _ in 0..5 {
         records.push(created(&store, json!({})).await);
@@ -371,16 +502,29 @@ pub async fn corrupt_records_are_decode_errors<H: Harness>(h: &H) -> CaseResult 
     let id = SessionId::generate();
     h.write_corrupt(&store, &id).await?;
     let err = store.get(&id).await.unwrap_err();
-    assert!(matches!(&err, Error::Decode { .. }), "expected a decode error, got {err}");
-    assert_eq!(err.session_id(), Some(&id), "the decode error must name the session");
+    assert!(
+        matches!(&err, Error::Decode { .. }),
+        "expected a decode error, got {err}"
+    );
+    assert_eq!(
+        err.session_id(),
+        Some(&id),
+        "the decode error must name the session"
+    );
     assert!(!err.is_retryable());
-    assert!(store.get(healthy.id()).await.unwrap().is_some(), "a healthy session became unreadable");
+    assert!(
+        store.get(healthy.id()).await.unwrap().is_some(),
+        "a healthy session became unreadable"
+    );
     Ok(())
 }
 
 /// With [`CorruptPolicy::TreatAsMissing`] a corrupt record reads as absent.
 pub async fn corrupt_records_can_be_treated_as_missing<H: Harness>(h: &H) -> CaseResult {
-    let options = StoreOptions { corrupt: CorruptPolicy::TreatAsMissing, ..StoreOptions::default() };
+    let options = StoreOptions {
+        corrupt: CorruptPolicy::TreatAsMissing,
+        ..StoreOptions::default()
+    };
     let store = h.store(options).await;
     let id = SessionId::generate();
     h.write_corrupt(&store, &id).await?;
@@ -397,8 +541,18 @@ pub async fn hashed_ids_work_through_the_trait<H: Harness>(h: &H) -> CaseResult 
     record.set_owner(Some("carol".into()));
     hashed.create(&mut record).await.unwrap();
     assert_eq!(hashed.get(record.id()).await.unwrap().unwrap(), record);
-    assert!(hashed.inner().get(record.id()).await.unwrap().is_none(), "the plain id is stored");
-    assert!(hashed.inner().get(&record.id().hashed()).await.unwrap().is_some());
+    assert!(
+        hashed.inner().get(record.id()).await.unwrap().is_none(),
+        "the plain id is stored"
+    );
+    assert!(
+        hashed
+            .inner()
+            .get(&record.id().hashed())
+            .await
+            .unwrap()
+            .is_some()
+    );
     let new_id = hashed.cycle_id(record.id()).await.unwrap().unwrap();
     assert!(hashed.get(&new_id).await.unwrap().is_some());
     let listed = hashed.list_by_owner("carol").await.unwrap();
@@ -415,10 +569,17 @@ pub async fn large_integers_round_trip_or_fail_loudly<H: Harness>(h: &H) -> Case
     match store.create(&mut record).await {
         Ok(()) => {
             let back = store.get(record.id()).await.unwrap().unwrap();
-            assert_eq!(back.get::<u64>("big").unwrap(), Some(u64::MAX), "a large integer changed");
+            assert_eq!(
+                back.get::<u64>("big").unwrap(),
+                Some(u64::MAX),
+                "a large integer changed"
+            );
         }
         Err(err) => {
-            assert!(matches!(err, Error::Encode { .. }), "expected an encode error, got {err}");
+            assert!(
+                matches!(err, Error::Encode { .. }),
+                "expected an encode error, got {err}"
+            );
             assert!(store.get(record.id()).await.unwrap().is_none());
         }
     }

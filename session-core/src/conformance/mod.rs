@@ -58,7 +58,9 @@ pub trait Harness: Send + Sync + 'static {
     /// [`Error::Decode`](crate::Error::Decode)). The default says the hook is missing.
     async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
         let _ = (store, id);
-        Err(Skip("this harness cannot write corrupt records (Harness::write_corrupt)".into()))
+        Err(Skip(
+            "this harness cannot write corrupt records (Harness::write_corrupt)".into(),
+        ))
     }
 }
 

@@ -1,0 +1,187 @@
+//! The demo app driven over real HTTP with a cookie jar.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, SET_COOKIE};
+use serde_json::{Value, json};
+use session_core::Expiry;
+use session_demo::{Demo, app};
+use session_memory::MemoryStore;
+use time::Duration;
+
+async fn serve(expiry: Expiry) -> String {
+    let demo = Demo {
+        store: Arc::new(MemoryStore::new()),
+        key: axum_extra_key(),
+        expiry,
+        secure_cookies: false,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(demo)).await });
+    format!("http://{addr}")
+}
+
+fn axum_extra_key() -> session_demo::Key {
+    session_demo::Key::generate()
+}
+
+fn jar_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The `sid=...` pair from a response's Set-Cookie, and the full header for flag checks.
+fn sid_cookie(response: &reqwest::Response) -> (String, String) {
+    let header = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("sid="))
+        .expect("a sid cookie is set");
+    (header.split(';').next().unwrap().to_owned(), header)
+}
+
+async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/auth"))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn login_me_logout_and_the_old_cookie_is_refused() {
+    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    let client = jar_client();
+    assert_eq!(
+        client
+            .get(format!("{base}/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let response = login(&client, &base, "alice", "wonderland").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (sid, header) = sid_cookie(&response);
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Lax"),
+        "{header}"
+    );
+
+    let me = client.get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(me.json::<Value>().await.unwrap()["user"], "alice");
+
+    let out = client.post(format!("{base}/logout")).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        client
+            .get(format!("{base}/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let replay = reqwest::Client::new()
+        .get(format!("{base}/me"))
+        .header(COOKIE, &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.status(),
+        StatusCode::UNAUTHORIZED,
+        "a logged-out cookie still works"
+    );
+}
+
+#[tokio::test]
+async fn bad_credentials_and_forged_cookies_are_refused() {
+    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    let client = jar_client();
+    assert_eq!(
+        login(&client, &base, "alice", "nope").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let response = login(&client, &base, "bob", "builder").await;
+    let (sid, _) = sid_cookie(&response);
+    // Flip one character of the signed value: the signature no longer matches.
+    let mut forged = sid.into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("{base}/me"))
+        .header(COOKIE, forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_id_changes_at_login() {
+    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    let client = jar_client();
+    let (first, _) = sid_cookie(&login(&client, &base, "alice", "wonderland").await);
+    let (second, _) = sid_cookie(&login(&client, &base, "bob", "builder").await);
+    assert_ne!(first, second, "a login must move the session to a new id");
+    let me = client.get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(me.json::<Value>().await.unwrap()["user"], "bob");
+    let old = reqwest::Client::new()
+        .get(format!("{base}/me"))
+        .header(COOKIE, first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status(),
+        StatusCode::UNAUTHORIZED,
+        "the pre-login id still works"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    let base = serve(Expiry::absolute(Duration::milliseconds(600))).await;
+    let client = jar_client();
+    assert_eq!(
+        login(&client, &base, "alice", "wonderland").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(
+        client
+            .get(format!("{base}/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
