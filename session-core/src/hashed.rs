@@ -107,4 +107,9 @@ impl<S: SessionStore> SessionStore for HashedIds<S> {
     async fn count(&self) -> Result<u64> {
         self.inner.count().await
     }
+
+    /// Delegates whole: the listed ids are already stored (hashed) ids.
+    async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
+        self.inner.limit_owner(owner, keep).await
+    }
 }

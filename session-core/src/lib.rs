@@ -41,6 +41,7 @@ mod modify;
 mod options;
 mod pruner;
 mod record;
+mod signed_cookie;
 mod store;
 mod time_util;
 
@@ -53,5 +54,6 @@ pub use modify::modify;
 pub use options::{CorruptPolicy, StoreOptions};
 pub use pruner::Pruner;
 pub use record::{Data, Record};
+pub use signed_cookie::SignedCookie;
 pub use store::{MAX_ID_ATTEMPTS, Rename, SessionStore};
 pub use time_util::{from_unix_millis, now, to_millis, unix_millis};

@@ -109,6 +109,25 @@ pub trait SessionStore: Send + Sync + Debug {
         }
         Err(Error::Conflict { id: id.clone() })
     }
+
+    /// Keeps the `keep` newest live sessions of `owner` (by creation time) and destroys the
+    /// rest, returning how many it destroyed: "at most N devices; a new login ends the
+    /// oldest". Built on the owner index, so it works on every backend.
+    ///
+    /// Two logins racing may both trim, ending one more session than needed, never fewer.
+    async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
+        let mut sessions = self.list_by_owner(owner).await?;
+        if sessions.len() <= keep {
+            return Ok(0);
+        }
+        sessions.sort_by_key(|s| std::cmp::Reverse((s.created_at(), s.version())));
+        let mut destroyed = 0;
+        for session in &sessions[keep..] {
+            self.destroy(session.id()).await?;
+            destroyed += 1;
+        }
+        Ok(destroyed)
+    }
 }
 
 macro_rules! forward_store {
@@ -153,6 +172,9 @@ macro_rules! forward_store {
             }
             async fn cycle_id(&self, id: &SessionId) -> Result<Option<SessionId>> {
                 (**self).cycle_id(id).await
+            }
+            async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
+                (**self).limit_owner(owner, keep).await
             }
         }
     )*};

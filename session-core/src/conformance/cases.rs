@@ -585,3 +585,38 @@ pub async fn large_integers_round_trip_or_fail_loudly<H: Harness>(h: &H) -> Case
     }
     Ok(())
 }
+
+/// `limit_owner` keeps the newest sessions of one owner and ends the rest, also through
+/// [`HashedIds`].
+pub async fn owner_limit_ends_the_oldest_sessions<H: Harness>(h: &H) -> CaseResult {
+    let store = HashedIds::new(fresh(h).await);
+    let mut logins = Vec::new();
+    for n in 0..4 {
+        let mut record = Record::new(in_an_hour());
+        record.insert("login", n).unwrap();
+        record.set_owner(Some("dave".into()));
+        store.create(&mut record).await.unwrap();
+        logins.push(record);
+        // Distinct creation times, so "oldest" is well defined at millisecond precision.
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    let mut other = Record::new(in_an_hour());
+    other.set_owner(Some("erin".into()));
+    store.create(&mut other).await.unwrap();
+
+    assert_eq!(store.limit_owner("dave", 2).await.unwrap(), 2);
+    for (n, record) in logins.iter().enumerate() {
+        let alive = store.get(record.id()).await.unwrap().is_some();
+        assert_eq!(
+            alive,
+            n >= 2,
+            "login {n}: the two newest must survive, the rest end"
+        );
+    }
+    assert!(
+        store.get(other.id()).await.unwrap().is_some(),
+        "another owner's session ended"
+    );
+    assert_eq!(store.limit_owner("dave", 2).await.unwrap(), 0);
+    Ok(())
+}

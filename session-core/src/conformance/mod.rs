@@ -120,6 +120,7 @@ macro_rules! conformance_suite {
             corrupt_records_can_be_treated_as_missing,
             hashed_ids_work_through_the_trait,
             large_integers_round_trip_or_fail_loudly,
+            owner_limit_ends_the_oldest_sessions,
         );
     };
 }
