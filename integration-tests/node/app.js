@@ -1,0 +1,71 @@
+// An express-session + connect-redis app, as a NestJS/Express service would run it.
+// The interop test (tests/express_interop.rs) starts it next to a Rust app on the same
+// Redis and checks that both sides share one login.
+//
+// Env: REDIS_URL, SESSION_PREFIX (default "sess:"), SESSION_SECRETS (comma-separated,
+// first signs). Prints "listening <port>" once it accepts connections.
+'use strict';
+
+const express = require('express');
+const session = require('express-session');
+const { RedisStore } = require('connect-redis');
+const { createClient } = require('redis');
+
+async function main() {
+  const client = createClient({ url: process.env.REDIS_URL });
+  client.on('error', (err) => console.error('redis:', err.message));
+  await client.connect();
+
+  const app = express();
+  app.use(express.json());
+  app.use(
+    session({
+      store: new RedisStore({ client, prefix: process.env.SESSION_PREFIX || 'sess:' }),
+      secret: (process.env.SESSION_SECRETS || 'keyboard cat').split(','),
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: 60 * 60 * 1000, httpOnly: true, sameSite: 'lax' },
+    }),
+  );
+
+  app.post('/login', (req, res, next) => {
+    // A fresh id at login, as express-session's docs advise.
+    req.session.regenerate((err) => {
+      if (err) return next(err);
+      req.session.user = req.body.user;
+      req.session.save((err) => (err ? next(err) : res.json({ user: req.session.user })));
+    });
+  });
+
+  app.get('/me', (req, res) => {
+    if (!req.session.user) return res.sendStatus(401);
+    const { cookie, ...data } = req.session;
+    res.json(data);
+  });
+
+  app.post('/cart', (req, res) => {
+    if (!req.session.user) return res.sendStatus(401);
+    req.session.cart = req.body.cart;
+    res.json({ cart: req.session.cart });
+  });
+
+  app.post('/logout', (req, res, next) => {
+    req.session.destroy((err) => {
+      if (err) return next(err);
+      res.clearCookie('connect.sid');
+      res.sendStatus(204);
+    });
+  });
+
+  const server = app.listen(0, '127.0.0.1', () => {
+    console.log(`listening ${server.address().port}`);
+  });
+  const stop = () => server.close(() => client.quit().finally(() => process.exit(0)));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
