@@ -54,10 +54,10 @@ pub fn server_url(backend: Backend) -> Result<String, Skip> {
 }
 
 fn find(backend: Backend) -> Result<String, Skip> {
-    if let Ok(url) = std::env::var(backend.env_var()) {
-        if !url.trim().is_empty() {
-            return Ok(url);
-        }
+    if let Ok(url) = std::env::var(backend.env_var())
+        && !url.trim().is_empty()
+    {
+        return Ok(url);
     }
     if !docker_reachable() {
         return Err(Skip(format!(

@@ -32,6 +32,10 @@
 //! (`list_by_owner`, `destroy_by_owner`) scan all entries: fine for the sizes a single
 //! process holds, documented so nobody is surprised.
 
+mod cached;
+
+pub use cached::{CachedStore, CachedStoreBuilder};
+
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 

@@ -1,0 +1,276 @@
+//! A moka cache in front of any store, for read-heavy apps.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use moka::future::Cache;
+use session_core::{Record, Rename, Result, SessionId, SessionStore};
+use time::OffsetDateTime;
+
+/// Generation counters, striped by id: a read may fill the cache only if no write to its
+/// stripe started or finished while it read the backend.
+const STRIPES: usize = 256;
+
+/// Caches reads of another store in this process.
+///
+/// Writes go to the backend first and then invalidate the cached entry; a read fills the
+/// cache only when no write to that session overlapped it, so this process never serves
+/// a session older than its own last write — including one it destroyed, rotated away or
+/// revoked, even when the backend call failed. A conflicting `update` also drops the
+/// entry, so retries read fresh data.
+///
+/// Writes by *other* processes are seen at most [`CachedStore::builder`]'s
+/// `staleness` (default 1 second) late: that is the price of not asking the backend.
+/// Use it where a second of staleness is acceptable for reads, e.g. in front of a
+/// remote store for a read-mostly app; compare-and-swap `update`s stay exact because the
+/// backend checks the version.
+///
+/// ```
+/// use session_core::SessionStore;
+/// use session_memory::{CachedStore, MemoryStore};
+/// use std::time::Duration;
+///
+/// let store = CachedStore::builder(MemoryStore::new())
+///     .staleness(Duration::from_millis(500))
+///     .max_entries(10_000)
+///     .build();
+/// ```
+pub struct CachedStore<S> {
+    inner: S,
+    cache: Cache<SessionId, Record>,
+    generations: Box<[AtomicU64]>,
+    /// Bumped around owner-wide writes, whose ids aren't known in advance.
+    owner_generation: AtomicU64,
+    hasher: std::collections::hash_map::RandomState,
+    staleness: StdDuration,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CachedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("inner", &self.inner)
+            .field("cached", &self.cache.entry_count())
+            .field("staleness", &self.staleness)
+            .finish()
+    }
+}
+
+/// Builds a [`CachedStore`].
+#[derive(Debug)]
+pub struct CachedStoreBuilder<S> {
+    inner: S,
+    staleness: StdDuration,
+    max_entries: u64,
+}
+
+impl<S> CachedStoreBuilder<S> {
+    /// How long a cached read may be reused: the most another process's write can go
+    /// unseen here. Default 1 second.
+    pub fn staleness(mut self, staleness: StdDuration) -> Self {
+        self.staleness = staleness;
+        self
+    }
+
+    /// How many sessions to cache at most; default 100,000.
+    pub fn max_entries(mut self, max_entries: u64) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// The caching store.
+    pub fn build(self) -> CachedStore<S> {
+        CachedStore {
+            inner: self.inner,
+            cache: Cache::builder()
+                .max_capacity(self.max_entries)
+                .time_to_live(self.staleness)
+                .build(),
+            generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            owner_generation: AtomicU64::new(0),
+            hasher: std::collections::hash_map::RandomState::new(),
+            staleness: self.staleness,
+        }
+    }
+}
+
+impl<S: SessionStore> CachedStore<S> {
+    /// A builder caching reads of `inner`.
+    pub fn builder(inner: S) -> CachedStoreBuilder<S> {
+        CachedStoreBuilder { inner, staleness: StdDuration::from_secs(1), max_entries: 100_000 }
+    }
+
+    /// The backing store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn generation(&self, id: &SessionId) -> &AtomicU64 {
+        &self.generations[self.hasher.hash_one(id) as usize % STRIPES]
+    }
+
+    /// What a read of `id` must see unchanged to keep what it cached.
+    fn generations_of(&self, id: &SessionId) -> (u64, u64) {
+        (
+            self.generation(id).load(Ordering::SeqCst),
+            self.owner_generation.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Runs a backend write on `ids`, keeping the cache from holding anything older.
+    async fn write<T>(&self, ids: &[&SessionId], call: impl Future<Output = Result<T>>) -> Result<T> {
+        for id in ids {
+            self.generation(id).fetch_add(1, Ordering::SeqCst);
+            self.cache.invalidate(*id).await;
+        }
+        let result = call.await;
+        for id in ids {
+            self.generation(id).fetch_add(1, Ordering::SeqCst);
+            self.cache.invalidate(*id).await;
+        }
+        result
+    }
+
+    /// Runs a backend write on all sessions of `owner`, keeping the cache from holding any
+    /// of them older.
+    async fn write_owner<T>(&self, owner: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.forget_owner(owner).await;
+        let result = call.await;
+        self.forget_owner(owner).await;
+        result
+    }
+
+    async fn forget_owner(&self, owner: &str) {
+        self.owner_generation.fetch_add(1, Ordering::SeqCst);
+        let ids: Vec<_> = self
+            .cache
+            .iter()
+            .filter(|(_, record)| record.owner() == Some(owner))
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.cache.invalidate(&*id).await;
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for CachedStore<S> {
+    async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        if let Some(record) = self.cache.get(id).await.filter(|r| !r.is_expired()) {
+            return Ok(Some(record));
+        }
+        let before = self.generations_of(id);
+        let record = self.inner.get(id).await?;
+        if let Some(record) = &record {
+            self.cache.insert(id.clone(), record.clone()).await;
+            // A write that overlapped the read may have been cached over: drop it again.
+            if self.generations_of(id) != before {
+                self.cache.invalidate(id).await;
+            }
+        }
+        Ok(record)
+    }
+
+    async fn insert(&self, record: &mut Record) -> Result<bool> {
+        let id = record.id().clone();
+        self.write(&[&id], self.inner.insert(record)).await
+    }
+
+    async fn set(&self, record: &mut Record) -> Result<()> {
+        let id = record.id().clone();
+        self.write(&[&id], self.inner.set(record)).await
+    }
+
+    async fn update(&self, record: &mut Record) -> Result<()> {
+        let id = record.id().clone();
+        self.write(&[&id], self.inner.update(record)).await
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        self.write(&[id], self.inner.touch(id, expires_at)).await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.write(&[id], self.inner.destroy(id)).await
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        self.write(&[from, to], self.inner.rename(from, to)).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        self.inner.delete_expired().await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        self.inner.list_by_owner(owner).await
+    }
+
+    async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+        self.write_owner(owner, self.inner.destroy_by_owner(owner)).await
+    }
+
+    async fn count(&self) -> Result<u64> {
+        self.inner.count().await
+    }
+
+    async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
+        self.write_owner(owner, self.inner.limit_owner(owner, keep)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::MemoryStore;
+    use session_core::now;
+
+    fn two_processes(staleness: StdDuration) -> (CachedStore<Arc<MemoryStore>>, CachedStore<Arc<MemoryStore>>) {
+        let shared = Arc::new(MemoryStore::new());
+        let a = CachedStore::builder(Arc::clone(&shared)).staleness(staleness).build();
+        let b = CachedStore::builder(shared).staleness(staleness).build();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn other_processes_writes_show_within_the_staleness_window() {
+        let (a, b) = two_processes(StdDuration::from_millis(200));
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        record.insert("v", 1).unwrap();
+        a.create(&mut record).await.unwrap();
+        assert_eq!(b.get(record.id()).await.unwrap().unwrap().get::<u32>("v").unwrap(), Some(1));
+
+        record.insert("v", 2).unwrap();
+        a.update(&mut record).await.unwrap();
+        // a never serves older than its own write; b may, for at most the window.
+        assert_eq!(a.get(record.id()).await.unwrap().unwrap().get::<u32>("v").unwrap(), Some(2));
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        assert_eq!(b.get(record.id()).await.unwrap().unwrap().get::<u32>("v").unwrap(), Some(2));
+
+        // A stale cached version makes b's update conflict, and the conflict drops the entry.
+        let mut stale = b.get(record.id()).await.unwrap().unwrap();
+        a.update(&mut record).await.unwrap();
+        assert!(b.update(&mut stale).await.unwrap_err().is_conflict());
+        assert_eq!(b.get(record.id()).await.unwrap().unwrap().version(), record.version());
+
+        a.destroy(record.id()).await.unwrap();
+        assert!(a.get(record.id()).await.unwrap().is_none());
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        assert!(b.get(record.id()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn owner_revocation_drops_cached_sessions() {
+        let (a, _) = two_processes(StdDuration::from_secs(60));
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        record.set_owner(Some("u".into()));
+        a.create(&mut record).await.unwrap();
+        assert!(a.get(record.id()).await.unwrap().is_some());
+        assert_eq!(a.destroy_by_owner("u").await.unwrap(), 1);
+        assert!(a.get(record.id()).await.unwrap().is_none(), "a revoked session was served from cache");
+    }
+}

@@ -1,0 +1,166 @@
+//! The fred client behind [`Connection`].
+
+use async_trait::async_trait;
+use fred::prelude::{
+    ClientLike, Config, Error as FredError, ErrorKind, Pool, ReconnectPolicy, ServerConfig, Value,
+};
+use fred::types::scripts::Script;
+use fred::types::{Builder, ClusterHash, CustomCommand};
+use futures::TryStreamExt;
+use session_core::{Error, Result};
+
+use crate::config::{RedisStoreBuilder, Target, Topology};
+use crate::conn::{BACKEND, Connection, Reply, transient_server_error};
+use crate::scripts::ScriptId;
+
+pub(crate) struct FredConnection {
+    pool: Pool,
+    scripts: Vec<Script>,
+}
+
+fn map_err(err: FredError) -> Error {
+    let transient = matches!(
+        err.kind(),
+        ErrorKind::IO
+            | ErrorKind::Timeout
+            | ErrorKind::Canceled
+            | ErrorKind::Cluster
+            | ErrorKind::Routing
+            | ErrorKind::Backpressure
+            | ErrorKind::Sentinel
+    ) || transient_server_error(err.details());
+    if transient {
+        Error::transient(BACKEND, err)
+    } else {
+        Error::permanent(BACKEND, err)
+    }
+}
+
+fn config_err(err: FredError) -> Error {
+    Error::Config(format!("invalid Redis URL or settings: {}", err.details()))
+}
+
+fn reply(value: Value) -> Reply {
+    match value {
+        Value::Null => Reply::Nil,
+        Value::Integer(n) => Reply::Int(n),
+        Value::Boolean(b) => Reply::Int(i64::from(b)),
+        Value::String(s) => Reply::Bytes(s.as_bytes().to_vec()),
+        Value::Bytes(b) => Reply::Bytes(b.to_vec()),
+        Value::Double(d) => Reply::Bytes(d.to_string().into_bytes()),
+        Value::Queued => Reply::Nil,
+        Value::Array(items) => Reply::Array(items.into_iter().map(reply).collect()),
+        Value::Map(map) => Reply::Array(
+            map.inner()
+                .into_iter()
+                .flat_map(|(k, v)| [Reply::Bytes(k.as_bytes().to_vec()), reply(v)])
+                .collect(),
+        ),
+    }
+}
+
+fn values(args: Vec<Vec<u8>>) -> Vec<Value> {
+    args.into_iter().map(|a| Value::Bytes(a.into())).collect()
+}
+
+fn config(target: &Target) -> Result<Config> {
+    let first = target.urls.first().map(String::as_str).unwrap_or_default();
+    match target.topology {
+        Topology::Standalone => Config::from_url_centralized(first).map_err(config_err),
+        Topology::Sentinel => Config::from_url_sentinel(first).map_err(config_err),
+        Topology::Cluster => {
+            let mut config = Config::from_url_clustered(first).map_err(config_err)?;
+            if let ServerConfig::Clustered { hosts, .. } = &mut config.server {
+                for url in &target.urls[1..] {
+                    match Config::from_url_centralized(url)
+                        .map_err(config_err)?
+                        .server
+                    {
+                        ServerConfig::Centralized { server } => hosts.push(server),
+                        _ => {
+                            return Err(Error::Config(
+                                "a cluster node URL must name one host".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(config)
+        }
+    }
+}
+
+impl FredConnection {
+    pub(crate) async fn connect(target: &Target, options: &RedisStoreBuilder) -> Result<Self> {
+        let timeout = options.effective_connect_timeout();
+        let command_timeout = options.options.timeout;
+        let mut builder = Builder::from_config(config(target)?);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+            })
+            .with_performance_config(|p| p.default_command_timeout = command_timeout)
+            // Keep reconnecting for ever (backing off to 2 s): the store must recover by
+            // itself when the server comes back.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        let pool = builder.build_pool(options.pool_size).map_err(config_err)?;
+        pool.init().await.map_err(map_err)?;
+        let scripts = ScriptId::ALL
+            .iter()
+            .map(|id| Script::from_lua(id.source()))
+            .collect();
+        Ok(Self { pool, scripts })
+    }
+}
+
+#[async_trait]
+impl Connection for FredConnection {
+    async fn eval(&self, script: ScriptId, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+        let script = &self.scripts[script.index()];
+        let value: Value = script
+            .evalsha_with_reload(self.pool.next(), vec![key], values(args))
+            .await
+            .map_err(map_err)?;
+        Ok(reply(value))
+    }
+
+    async fn command(&self, name: &'static str, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+        let mut all = vec![Value::from(key)];
+        all.extend(values(args));
+        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        let value: Value = self.pool.next().custom(cmd, all).await.map_err(map_err)?;
+        Ok(reply(value))
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let client = self.pool.next();
+        let keys: Vec<fred::types::Key> = if client.is_clustered() {
+            client
+                .scan_cluster_buffered(pattern, Some(1000), None)
+                .try_collect()
+                .await
+        } else {
+            client
+                .scan_buffered(pattern, Some(1000), None)
+                .try_collect()
+                .await
+        }
+        .map_err(map_err)?;
+        Ok(keys
+            .into_iter()
+            .map(|key| key.as_bytes().to_vec())
+            .collect())
+    }
+
+    async fn info_server(&self) -> Result<Vec<String>> {
+        let cmd = CustomCommand::new_static("INFO", ClusterHash::Random, false);
+        let value: Value = self
+            .pool
+            .next()
+            .custom(cmd, vec!["server"])
+            .await
+            .map_err(map_err)?;
+        Ok(reply(value).strings())
+    }
+}

@@ -1,0 +1,268 @@
+//! The redis-rs client behind [`Connection`].
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, ErrorKind, RedisError, RetryMethod, Script, Value};
+use session_core::{Error, Result};
+
+use crate::config::{RedisStoreBuilder, Target, Topology};
+use crate::conn::{BACKEND, Connection, Reply, transient_server_error, unexpected};
+use crate::scripts::ScriptId;
+
+#[derive(Clone)]
+enum Handle {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+pub(crate) struct RedisRsConnection {
+    handle: Handle,
+    scripts: Vec<Script>,
+}
+
+fn map_err(err: RedisError) -> Error {
+    let transient = !matches!(err.kind(), ErrorKind::AuthenticationFailed)
+        && (err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_cluster_error()
+            || !matches!(err.retry_method(), RetryMethod::NoRetry)
+            || err.code().is_some_and(transient_server_error));
+    if transient {
+        Error::transient(BACKEND, err)
+    } else {
+        Error::permanent(BACKEND, err)
+    }
+}
+
+fn config_err(err: RedisError) -> Error {
+    Error::Config(format!("invalid Redis URL or settings: {err}"))
+}
+
+fn reply(value: Value) -> Result<Reply> {
+    Ok(match value {
+        Value::Nil => Reply::Nil,
+        Value::Int(n) => Reply::Int(n),
+        Value::Boolean(b) => Reply::Int(i64::from(b)),
+        Value::BulkString(bytes) => Reply::Bytes(bytes),
+        Value::SimpleString(s) => Reply::Bytes(s.into_bytes()),
+        Value::Okay => Reply::Bytes(b"OK".to_vec()),
+        Value::Double(d) => Reply::Bytes(d.to_string().into_bytes()),
+        Value::VerbatimString { text, .. } => Reply::Bytes(text.into_bytes()),
+        Value::Array(items) | Value::Set(items) => {
+            Reply::Array(items.into_iter().map(reply).collect::<Result<_>>()?)
+        }
+        Value::Map(pairs) => Reply::Array(
+            pairs
+                .into_iter()
+                .flat_map(|(k, v)| [reply(k), reply(v)])
+                .collect::<Result<_>>()?,
+        ),
+        Value::ServerError(err) => return Err(map_err(err.into())),
+        other => {
+            return Err(unexpected(
+                "a RESP2-shaped reply",
+                &Reply::Bytes(format!("{other:?}").into_bytes()),
+            ));
+        }
+    })
+}
+
+impl Handle {
+    async fn query(&self, cmd: &Cmd) -> Result<Reply> {
+        let value: Value = match self.clone() {
+            Self::Standalone(mut con) => cmd.query_async(&mut con).await,
+            Self::Cluster(mut con) => cmd.query_async(&mut con).await,
+        }
+        .map_err(map_err)?;
+        reply(value)
+    }
+
+    async fn route(&self, cmd: Cmd, host: &str, port: u16) -> Result<Reply> {
+        let Self::Cluster(mut con) = self.clone() else {
+            return self.query(&cmd).await;
+        };
+        let routing = SingleNodeRoutingInfo::ByAddress {
+            host: host.to_owned(),
+            port,
+        };
+        let value = con
+            .route_command(cmd, RoutingInfo::SingleNode(routing))
+            .await
+            .map_err(map_err)?;
+        reply(value)
+    }
+}
+
+async fn invoke<C: ConnectionLike>(
+    script: &Script,
+    mut con: C,
+    key: &str,
+    args: Vec<Vec<u8>>,
+) -> Result<Reply> {
+    let mut invocation = script.prepare_invoke();
+    invocation.key(key);
+    for arg in args {
+        invocation.arg(arg);
+    }
+    let value: Value = invocation.invoke_async(&mut con).await.map_err(map_err)?;
+    reply(value)
+}
+
+impl RedisRsConnection {
+    pub(crate) async fn connect(target: &Target, options: &RedisStoreBuilder) -> Result<Self> {
+        let timeout = options.effective_connect_timeout();
+        let response_timeout = options.options.timeout;
+        let handle = match target.topology {
+            Topology::Standalone => {
+                let url = target.urls.first().map(String::as_str).unwrap_or_default();
+                let client = redis::Client::open(url).map_err(config_err)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(response_timeout))
+                    .set_min_delay(std::time::Duration::from_millis(50))
+                    .set_max_delay(std::time::Duration::from_secs(2));
+                Handle::Standalone(
+                    client
+                        .get_connection_manager_with_config(config)
+                        .await
+                        .map_err(map_err)?,
+                )
+            }
+            Topology::Cluster => {
+                let client = ClusterClient::builder(target.urls.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(response_timeout)
+                    .build()
+                    .map_err(config_err)?;
+                Handle::Cluster(client.get_async_connection().await.map_err(map_err)?)
+            }
+            Topology::Sentinel => {
+                return Err(Error::Config(
+                    "Sentinel is supported with the fred client only (RedisStoreBuilder::fred)"
+                        .into(),
+                ));
+            }
+        };
+        let scripts = ScriptId::ALL
+            .iter()
+            .map(|id| Script::new(id.source()))
+            .collect();
+        Ok(Self { handle, scripts })
+    }
+
+    async fn scan_node(&self, pattern: &str, node: Option<(&str, u16)>) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        let mut cursor = b"0".to_vec();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(&cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let page = match node {
+                Some((host, port)) => self.handle.route(cmd, host, port).await?,
+                None => self.handle.query(&cmd).await?,
+            };
+            let mut page = page.into_array()?.into_iter();
+            cursor = page
+                .next()
+                .map(Reply::into_opt_bytes)
+                .transpose()?
+                .flatten()
+                .unwrap_or_default();
+            for key in page
+                .next()
+                .map(Reply::into_array)
+                .transpose()?
+                .unwrap_or_default()
+            {
+                keys.extend(key.into_opt_bytes()?);
+            }
+            if cursor.is_empty() || cursor == b"0" {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// The primaries' addresses, from `CLUSTER SLOTS` (each slot range: start, end, primary).
+    async fn primaries(&self) -> Result<Vec<(String, u16)>> {
+        let slots = self
+            .handle
+            .query(&redis::cmd("CLUSTER").arg("SLOTS").clone())
+            .await?;
+        let mut nodes = Vec::new();
+        for range in slots.into_array()? {
+            let mut primary = range
+                .into_array()?
+                .into_iter()
+                .nth(2)
+                .map(Reply::into_array)
+                .transpose()?
+                .unwrap_or_default()
+                .into_iter();
+            let host = primary
+                .next()
+                .map(Reply::into_opt_bytes)
+                .transpose()?
+                .flatten();
+            let port = primary.next().map(Reply::into_int).transpose()?;
+            if let (Some(host), Some(port)) = (host, port) {
+                let node = (
+                    String::from_utf8_lossy(&host).into_owned(),
+                    u16::try_from(port).unwrap_or(0),
+                );
+                if !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+#[async_trait]
+impl Connection for RedisRsConnection {
+    async fn eval(&self, script: ScriptId, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+        let script = &self.scripts[script.index()];
+        match self.handle.clone() {
+            Handle::Standalone(con) => invoke(script, con, key, args).await,
+            Handle::Cluster(con) => invoke(script, con, key, args).await,
+        }
+    }
+
+    async fn command(&self, name: &'static str, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(key);
+        for arg in args {
+            cmd.arg(arg);
+        }
+        self.handle.query(&cmd).await
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        match &self.handle {
+            Handle::Standalone(_) => self.scan_node(pattern, None).await,
+            Handle::Cluster(_) => {
+                let mut keys = Vec::new();
+                for (host, port) in self.primaries().await? {
+                    keys.extend(self.scan_node(pattern, Some((&host, port))).await?);
+                }
+                Ok(keys)
+            }
+        }
+    }
+
+    async fn info_server(&self) -> Result<Vec<String>> {
+        Ok(self
+            .handle
+            .query(redis::cmd("INFO").arg("server"))
+            .await?
+            .strings())
+    }
+}
