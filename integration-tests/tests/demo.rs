@@ -16,6 +16,7 @@ async fn serve(expiry: Expiry) -> String {
         key: axum_extra_key(),
         expiry,
         secure_cookies: false,
+        max_sessions_per_user: 2,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -184,4 +185,31 @@ async fn an_expired_session_is_refused() {
             .status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn devices_limit_and_logout_everywhere() {
+    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    let devices: Vec<_> = (0..3).map(|_| jar_client()).collect();
+    for device in &devices {
+        assert_eq!(login(device, &base, "alice", "wonderland").await.status(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The limit is 2: the third login ended the first device's session.
+    let first = devices[0].get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED, "the oldest session survived the limit");
+    let listed: Value = devices[2].get(format!("{base}/sessions")).send().await.unwrap().json().await.unwrap();
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+
+    let bob = jar_client();
+    assert_eq!(login(&bob, &base, "bob", "builder").await.status(), StatusCode::OK);
+    let out = devices[1].post(format!("{base}/logout-everywhere")).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    for device in &devices {
+        let me = device.get(format!("{base}/me")).send().await.unwrap();
+        assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "a session survived logout everywhere");
+    }
+    assert_eq!(bob.get(format!("{base}/me")).send().await.unwrap().status(), StatusCode::OK);
 }

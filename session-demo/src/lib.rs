@@ -6,6 +6,13 @@
 //! - `GET /me` returns the logged-in user, or 401.
 //! - `POST /logout` destroys the session and answers 204.
 //!
+//! And what this crate family adds, on every backend:
+//! - `GET /sessions` lists the user's live sessions ("devices"), the current one marked;
+//!   sessions are shown by fingerprint, never by id (an id is a bearer secret).
+//! - `POST /logout-everywhere` ends every session of the user (owner revocation), 204.
+//! - At most [`Demo::max_sessions_per_user`] live sessions per user: a new login ends the
+//!   oldest (`SessionStore::limit_owner`).
+//!
 //! The cookie `sid` is HttpOnly, SameSite=Lax and signed (HMAC-SHA256, checked in constant
 //! time by the `cookie` crate); `Secure` when [`Demo::secure_cookies`] is set.
 
@@ -39,6 +46,8 @@ pub struct Demo {
     pub expiry: Expiry,
     /// Whether cookies get the `Secure` flag (needs HTTPS in a browser).
     pub secure_cookies: bool,
+    /// Live sessions one user may hold; a new login ends the oldest beyond it.
+    pub max_sessions_per_user: usize,
 }
 
 impl std::fmt::Debug for Demo {
@@ -48,6 +57,7 @@ impl std::fmt::Debug for Demo {
             .field("key", &"<redacted>")
             .field("expiry", &self.expiry)
             .field("secure_cookies", &self.secure_cookies)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .finish()
     }
 }
@@ -58,6 +68,8 @@ pub fn app(demo: Demo) -> Router {
         .route("/auth", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/sessions", get(sessions))
+        .route("/logout-everywhere", post(logout_everywhere))
         .with_state(demo)
 }
 
@@ -140,6 +152,7 @@ async fn login(
             session.id().clone()
         }
     };
+    demo.store.limit_owner(&creds.username, demo.max_sessions_per_user).await?;
     let jar = jar.add(cookie(&demo, &id));
     Ok((jar, Json(json!({"user": creds.username}))).into_response())
 }
@@ -149,23 +162,53 @@ fn log_in(session: &mut Record, username: &str) {
     session.set_owner(Some(username.to_owned()));
 }
 
+/// The logged-in session and its user, or `None` (answer 401).
+async fn current(demo: &Demo, jar: &SignedCookieJar) -> Result<Option<(Record, String)>, Failure> {
+    let Some(id) = session_id(jar) else { return Ok(None) };
+    let Some(session) = demo.store.get(&id).await? else { return Ok(None) };
+    let Some(user) = session.get::<String>("user").ok().flatten() else { return Ok(None) };
+    Ok(Some((session, user)))
+}
+
+fn unauthorized() -> Response {
+    StatusCode::UNAUTHORIZED.into_response()
+}
+
 async fn me(State(demo): State<Demo>, jar: SignedCookieJar) -> Result<Response, Failure> {
-    let Some(id) = session_id(&jar) else {
-        return Ok(StatusCode::UNAUTHORIZED.into_response());
-    };
-    let Some(session) = demo.store.get(&id).await? else {
-        return Ok(StatusCode::UNAUTHORIZED.into_response());
-    };
-    let Some(user) = session.get::<String>("user").ok().flatten() else {
-        return Ok(StatusCode::UNAUTHORIZED.into_response());
-    };
+    let Some((session, user)) = current(&demo, &jar).await? else { return Ok(unauthorized()) };
     if let Some(until) = demo.expiry.touch_target(&session) {
-        demo.store.touch(&id, until).await?;
+        demo.store.touch(session.id(), until).await?;
     }
-    Ok(
-        Json(json!({"user": user, "expires_at": session.expires_at().unix_timestamp()}))
-            .into_response(),
-    )
+    let expires_at = session.expires_at().unix_timestamp();
+    Ok(Json(json!({"user": user, "expires_at": expires_at})).into_response())
+}
+
+async fn sessions(State(demo): State<Demo>, jar: SignedCookieJar) -> Result<Response, Failure> {
+    let Some((session, user)) = current(&demo, &jar).await? else { return Ok(unauthorized()) };
+    let mut devices = demo.store.list_by_owner(&user).await?;
+    devices.sort_by_key(|s| s.created_at());
+    let listed: Vec<_> = devices
+        .iter()
+        .map(|s| {
+            json!({
+                "session": s.id().fingerprint().to_string(),
+                "created_at": s.created_at().unix_timestamp(),
+                "expires_at": s.expires_at().unix_timestamp(),
+                "current": s.id() == session.id(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"user": user, "sessions": listed})).into_response())
+}
+
+async fn logout_everywhere(
+    State(demo): State<Demo>,
+    jar: SignedCookieJar,
+) -> Result<Response, Failure> {
+    let Some((_, user)) = current(&demo, &jar).await? else { return Ok(unauthorized()) };
+    demo.store.destroy_by_owner(&user).await?;
+    let jar = jar.remove(Cookie::build(COOKIE).path("/"));
+    Ok((jar, StatusCode::NO_CONTENT).into_response())
 }
 
 async fn logout(State(demo): State<Demo>, jar: SignedCookieJar) -> Result<Response, Failure> {

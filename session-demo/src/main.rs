@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         expiry: Expiry::idle_and_absolute(Duration::minutes(30), Duration::hours(12))
             .lazy_touch(0.5),
         secure_cookies: std::env::var("SESSION_DEMO_SECURE_COOKIES").is_ok_and(|v| v == "1"),
+        max_sessions_per_user: 3,
     };
     let addr = std::env::var("SESSION_DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
