@@ -1,0 +1,597 @@
+//! The store: configuration, migration, and the `SessionStore` implementation.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::codec::{CURRENT_FORMAT, StoredRecord, encode_data};
+use session_core::{
+    Data, Error, Pruner, Record, Rename, Result, SessionId, SessionStore, StoreOptions,
+    async_trait, to_millis,
+};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row};
+use time::OffsetDateTime;
+
+use crate::error::{BACKEND, backend, write};
+use crate::schema::{
+    DEFAULT_SCHEMA, DEFAULT_TABLE, Statements, TableName, migration_sql, migration_statements,
+};
+
+/// Rows `delete_expired` removes per statement unless configured otherwise.
+pub const DEFAULT_PURGE_BATCH: u32 = 1_000;
+
+/// Connections a pool built from a URL holds at most unless configured otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// The advisory lock key every migration of this crate holds while it runs, so app
+/// instances starting together don't race on `CREATE ... IF NOT EXISTS`.
+const MIGRATION_LOCK: i64 = 0x5e55_1075_0000_0001;
+
+/// A session store over a PostgreSQL table (see the crate docs).
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: TableName,
+    qualified: String,
+    sql: Statements,
+    options: StoreOptions,
+    purge_batch: u32,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.inner.qualified)
+            .field("options", &self.inner.options)
+            .field("purge_batch", &self.inner.purge_batch)
+            .field("pool_size", &self.pool.size())
+            .finish()
+    }
+}
+
+/// What one [`PostgresStore::purge_expired`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeStats {
+    /// Expired rows removed.
+    pub removed: u64,
+    /// `DELETE` statements run (each its own short transaction).
+    pub batches: u64,
+}
+
+/// Configures a [`PostgresStore`]: table, options, and the pool when built from a URL.
+#[derive(Debug, Clone)]
+pub struct PostgresStoreBuilder {
+    schema: String,
+    table: String,
+    options: StoreOptions,
+    purge_batch: u32,
+    max_connections: u32,
+    acquire_timeout: Option<Duration>,
+}
+
+impl Default for PostgresStoreBuilder {
+    fn default() -> Self {
+        Self {
+            schema: DEFAULT_SCHEMA.to_owned(),
+            table: DEFAULT_TABLE.to_owned(),
+            options: StoreOptions::default(),
+            purge_batch: DEFAULT_PURGE_BATCH,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: None,
+        }
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// The schema holding the table (default `public`). Checked when building: lowercase
+    /// ASCII letters, digits and `_`, not starting with a digit or `pg_`, at most 63 bytes.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The table's name (default `sessions`), checked like [`Self::schema`].
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Payload limit, per-call timeout and corrupt-record policy.
+    pub fn options(mut self, options: StoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Rows one `DELETE` of [`SessionStore::delete_expired`] removes at most (default
+    /// 1,000; at least 1), so a large purge never holds many row locks for long.
+    pub fn purge_batch(mut self, rows: u32) -> Self {
+        self.purge_batch = rows.max(1);
+        self
+    }
+
+    /// Most connections of a pool built by [`Self::connect`] (default 10).
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a call waits for a free connection of a pool built by [`Self::connect`]
+    /// (default: the options' timeout); then it fails with a retryable error.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// A store over the caller's pool. Fails with [`Error::Config`] on a bad schema or
+    /// table name; does no I/O.
+    pub fn build(self, pool: PgPool) -> Result<PostgresStore> {
+        let name = TableName::new(&self.schema, &self.table)?;
+        Ok(PostgresStore {
+            pool,
+            inner: Arc::new(Inner {
+                qualified: name.qualified(),
+                sql: Statements::new(&name),
+                name,
+                options: self.options,
+                purge_batch: self.purge_batch,
+            }),
+        })
+    }
+
+    /// A store with a pool of its own that connects when first used. Fails with
+    /// [`Error::Config`] on a malformed URL or a bad name; does no I/O.
+    pub fn connect_lazy(self, url: &str) -> Result<PostgresStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout.unwrap_or(self.options.timeout))
+            .connect_lazy(url)
+            .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
+        self.build(pool)
+    }
+
+    /// Like [`Self::connect_lazy`], then opens one connection (within the timeout) to
+    /// prove the server is there: a retryable error when it is not.
+    pub async fn connect(self, url: &str) -> Result<PostgresStore> {
+        let store = self.connect_lazy(url)?;
+        let pool = store.pool.clone();
+        store
+            .inner
+            .options
+            .within_timeout(BACKEND, "connect", async move {
+                pool.acquire().await.map(drop).map_err(backend)
+            })
+            .await?;
+        Ok(store)
+    }
+}
+
+impl PostgresStore {
+    /// A store over `pool` using `public.sessions` and default options. Run
+    /// [`Self::migrate`] (or apply [`Self::migration_sql`]) before using it.
+    pub fn new(pool: PgPool) -> Self {
+        let name = TableName::new(DEFAULT_SCHEMA, DEFAULT_TABLE)
+            .unwrap_or_else(|_| unreachable!("the default names are valid"));
+        Self {
+            pool,
+            inner: Arc::new(Inner {
+                qualified: name.qualified(),
+                sql: Statements::new(&name),
+                name,
+                options: StoreOptions::default(),
+                purge_batch: DEFAULT_PURGE_BATCH,
+            }),
+        }
+    }
+
+    /// Configures a store: table name, options, pool.
+    pub fn builder() -> PostgresStoreBuilder {
+        PostgresStoreBuilder::default()
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The table, quoted and schema-qualified (`"public"."sessions"`), ready for SQL.
+    pub fn table(&self) -> &str {
+        &self.inner.qualified
+    }
+
+    /// The schema's name, unquoted.
+    pub fn schema_name(&self) -> &str {
+        self.inner.name.schema()
+    }
+
+    /// The table's name, unquoted.
+    pub fn table_name(&self) -> &str {
+        self.inner.name.table()
+    }
+
+    /// The names of the table's indexes: primary key, `expires_at`, `owner`.
+    pub fn index_names(&self) -> [String; 3] {
+        let name = &self.inner.name;
+        [name.primary_key(), name.expires_index(), name.owner_index()]
+    }
+
+    /// The store's options.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// The idempotent migration [`Self::migrate`] runs, to apply with your own tool
+    /// instead: `CREATE SCHEMA/TABLE/INDEX IF NOT EXISTS` statements.
+    pub fn migration_sql(&self) -> String {
+        migration_sql(&self.inner.name)
+    }
+
+    /// Creates the schema (unless `public`), table and indexes when missing; safe to run
+    /// at every start-up, also from several instances at once (they take turns on an
+    /// advisory lock).
+    pub async fn migrate(&self) -> Result<()> {
+        let statements = migration_statements(&self.inner.name);
+        self.inner
+            .options
+            .within_timeout(BACKEND, "migrate", async {
+                let mut tx = self.pool.begin().await.map_err(backend)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                for statement in &statements {
+                    sqlx::query(statement)
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                }
+                tx.commit().await.map_err(backend)
+            })
+            .await
+    }
+
+    /// Runs [`SessionStore::delete_expired`] every `interval` in the background, with
+    /// session-core's [`Pruner`]; stop it with [`Pruner::stop`] (or by dropping it).
+    pub fn spawn_pruner(&self, interval: Duration) -> Pruner {
+        Pruner::spawn(Arc::new(self.clone()), interval)
+    }
+
+    /// Deletes expired rows in batches of the configured size, each its own statement
+    /// (`FOR UPDATE SKIP LOCKED`, so concurrent purges share the work instead of waiting),
+    /// until a batch comes back short. The timeout applies to each batch.
+    pub async fn purge_expired(&self) -> Result<PurgeStats> {
+        let batch = self.inner.purge_batch;
+        let mut stats = PurgeStats::default();
+        let mut after: Option<String> = None;
+        loop {
+            let (removed, last): (i64, Option<String>) = self
+                .timed("delete_expired", async {
+                    sqlx::query_as(&self.inner.sql.purge_batch)
+                        .bind(i64::from(batch))
+                        .bind(after.as_deref())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(backend)
+                })
+                .await?;
+            let removed = removed.max(0) as u64;
+            stats.removed += removed;
+            stats.batches += 1;
+            if removed < u64::from(batch) {
+                return Ok(stats);
+            }
+            after = last;
+        }
+    }
+
+    /// The SQL of one of the store's statements (`get`, `purge_batch`, `list_by_owner`,
+    /// ...), for tests that `EXPLAIN` it.
+    #[doc(hidden)]
+    pub fn statement_sql(&self, name: &str) -> Option<&str> {
+        self.inner.sql.by_name(name)
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.inner
+            .options
+            .within_timeout(BACKEND, operation, call)
+            .await
+    }
+
+    /// Decodes rows, applying the corrupt-record policy to each.
+    fn decode_many(&self, rows: Vec<PgRow>) -> Result<Vec<Record>> {
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("id").map_err(backend)?;
+            let decoded = match SessionId::parse(&id) {
+                Ok(id) => self.inner.options.on_corrupt(decode_row(&id, &row)),
+                Err(_)
+                    if self.inner.options.corrupt
+                        == session_core::CorruptPolicy::TreatAsMissing =>
+                {
+                    tracing::warn!("a stored session id is malformed; skipping the row");
+                    Ok(None)
+                }
+                Err(err) => Err(Error::InvalidId(err)),
+            };
+            records.extend(decoded?);
+        }
+        Ok(records)
+    }
+}
+
+/// One write's parameters: `$1` id .. `$8` format (see [`Statements`]).
+struct WriteParams<'a> {
+    id: &'a str,
+    data: String,
+    expires_at: OffsetDateTime,
+    deadline: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+    version: i64,
+    owner: Option<&'a str>,
+    format: i32,
+}
+
+impl<'a> WriteParams<'a> {
+    /// Encodes (size-checked by core) before anything reaches the server.
+    fn of(record: &'a Record, options: &StoreOptions) -> Result<Self> {
+        let data = encode_data(record, options)?;
+        let version = record
+            .version()
+            .checked_add(1)
+            .and_then(|v| i64::try_from(v).ok())
+            .ok_or_else(|| Error::Encode {
+                id: record.id().clone(),
+                reason: "the version no longer fits a bigint".into(),
+            })?;
+        Ok(Self {
+            id: record.id().expose(),
+            data,
+            expires_at: record.expires_at(),
+            deadline: record.deadline(),
+            created_at: record.created_at(),
+            version,
+            owner: record.owner(),
+            format: CURRENT_FORMAT as i32,
+        })
+    }
+
+    fn bind<'q>(&'q self, sql: &'q str) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(sql)
+            .bind(self.id)
+            .bind(&self.data)
+            .bind(self.expires_at)
+            .bind(self.deadline)
+            .bind(self.created_at)
+            .bind(self.version)
+            .bind(self.owner)
+            .bind(self.format)
+    }
+}
+
+/// A row of [`Statements::get`]'s columns as a record, or [`Error::Decode`] naming `id`.
+fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
+    let column = |err: sqlx::Error| Error::decode(id, err);
+    let data_text: String = row.try_get("data").map_err(column)?;
+    let data: Data = serde_json::from_str(&data_text)
+        .map_err(|err| Error::decode(id, format!("data is not a JSON object: {err}")))?;
+    let version: i64 = row.try_get("version").map_err(column)?;
+    let format: i32 = row.try_get("format").map_err(column)?;
+    let owner: Option<String> = row.try_get("owner").map_err(column)?;
+    let stored = StoredRecord {
+        format: u32::try_from(format)
+            .map_err(|_| Error::decode(id, format!("unknown stored format {format}")))?,
+        version: u64::try_from(version)
+            .map_err(|_| Error::decode(id, format!("negative version {version}")))?,
+        created_at: row.try_get("created_at").map_err(column)?,
+        expires_at: row.try_get("expires_at").map_err(column)?,
+        deadline: row.try_get("deadline").map_err(column)?,
+        owner: owner.map(Cow::Owned),
+        data: Cow::Owned(data),
+    };
+    stored.into_record(id)
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        let row = self
+            .timed("get", async {
+                sqlx::query(&self.inner.sql.get)
+                    .bind(id.expose())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => self.inner.options.on_corrupt(decode_row(id, &row)),
+        }
+    }
+
+    async fn insert(&self, record: &mut Record) -> Result<bool> {
+        let params = WriteParams::of(record, &self.inner.options)?;
+        let written = self
+            .timed("insert", async {
+                params
+                    .bind(&self.inner.sql.insert)
+                    .execute(&self.pool)
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+                    .map_err(|err| write(record.id(), err))
+            })
+            .await?;
+        let version = params.version as u64;
+        if written {
+            record.set_version(version);
+        }
+        Ok(written)
+    }
+
+    async fn set(&self, record: &mut Record) -> Result<()> {
+        let params = WriteParams::of(record, &self.inner.options)?;
+        self.timed("set", async {
+            params
+                .bind(&self.inner.sql.set)
+                .execute(&self.pool)
+                .await
+                .map_err(|err| write(record.id(), err))
+        })
+        .await?;
+        let version = params.version as u64;
+        record.set_version(version);
+        Ok(())
+    }
+
+    async fn update(&self, record: &mut Record) -> Result<()> {
+        let params = WriteParams::of(record, &self.inner.options)?;
+        let expected = params.version - 1;
+        let updated = self
+            .timed("update", async {
+                params
+                    .bind(&self.inner.sql.update)
+                    .bind(expected)
+                    .execute(&self.pool)
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+                    .map_err(|err| write(record.id(), err))
+            })
+            .await?;
+        if !updated {
+            return Err(Error::Conflict {
+                id: record.id().clone(),
+            });
+        }
+        let version = params.version as u64;
+        record.set_version(version);
+        Ok(())
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        let expires_at = to_millis(expires_at);
+        self.timed("touch", async {
+            sqlx::query(&self.inner.sql.touch)
+                .bind(id.expose())
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected() == 1)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.timed("destroy", async {
+            sqlx::query(&self.inner.sql.destroy)
+                .bind(id.expose())
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        let sql = &self.inner.sql;
+        self.timed("rename", async {
+            // READ COMMITTED is enough: the source row is locked first, so every other
+            // write to it waits for this transaction and then finds it gone; the copy is
+            // one atomic upsert that only takes over an expired target.
+            let mut tx = self.pool.begin().await.map_err(backend)?;
+            let source = sqlx::query(&sql.rename_lock)
+                .bind(from.expose())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if source.is_none() {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(Rename::SourceMissing);
+            }
+            let copied = sqlx::query(&sql.rename_copy)
+                .bind(from.expose())
+                .bind(to.expose())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            if copied == 0 {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(Rename::TargetTaken);
+            }
+            sqlx::query(&sql.rename_delete)
+                .bind(from.expose())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            Ok(Rename::Moved)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        self.purge_expired().await.map(|stats| stats.removed)
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        let rows = self
+            .timed("list_by_owner", async {
+                sqlx::query(&self.inner.sql.list_by_owner)
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        self.decode_many(rows)
+    }
+
+    async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+        self.timed("destroy_by_owner", async {
+            sqlx::query(&self.inner.sql.destroy_by_owner)
+                .bind(owner)
+                .execute(&self.pool)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64> {
+        let count: i64 = self
+            .timed("count", async {
+                sqlx::query_scalar(&self.inner.sql.count)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        Ok(count.max(0) as u64)
+    }
+}
+
+/// Compile-time check: the inherent async methods can be spawned.
+#[allow(dead_code)]
+fn inherent_futures_are_send(store: &PostgresStore) {
+    fn send<T: Send>(_: T) {}
+    send(store.migrate());
+    send(store.purge_expired());
+}
