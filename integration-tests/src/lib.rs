@@ -121,6 +121,108 @@ mod containers {
     }
 }
 
+/// Fresh stores of every backend, for the cross-crate scenarios (demo, adapters).
+pub mod backends {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use session_core::{SessionId, SessionStore};
+    use session_memory::MemoryStore;
+
+    use super::{Backend, Skip, server_url};
+
+    type StoreFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn SessionStore>, Skip>> + Send>>;
+
+    /// Makes a fresh, empty store of one backend, or says why it can't.
+    pub type StoreFactory = fn() -> StoreFuture;
+
+    /// Every backend a scenario runs on: the one place a backend plugs in.
+    pub const ALL: &[(&str, StoreFactory)] = &[
+        ("memory", memory),
+        ("redis", redis),
+        ("postgres", postgres),
+        ("mongo", mongo),
+    ];
+
+    /// A name no other store in this run or an earlier one uses.
+    fn namespace() -> String {
+        format!(
+            "it_{}",
+            SessionId::generate().expose()[..12]
+                .to_ascii_lowercase()
+                .replace('-', "_")
+        )
+    }
+
+    fn memory() -> StoreFuture {
+        Box::pin(async { Ok(Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>) })
+    }
+
+    fn redis() -> StoreFuture {
+        Box::pin(async {
+            let url = server_url(Backend::Redis)?;
+            let store = session_redis::RedisStore::builder()
+                .url(url)
+                .prefix(format!("{}:", namespace()))
+                .connect()
+                .await
+                .expect("a Redis server was given but the store could not connect");
+            Ok(Arc::new(store) as Arc<dyn SessionStore>)
+        })
+    }
+
+    fn postgres() -> StoreFuture {
+        Box::pin(async {
+            let url = server_url(Backend::Postgres)?;
+            let store = session_postgres::PostgresStore::builder()
+                .schema("scenarios")
+                .table(namespace())
+                .max_connections(4)
+                .connect(&url)
+                .await
+                .expect("a PostgreSQL server was given but the store could not connect");
+            store.migrate().await.expect("migrating the sessions table");
+            Ok(Arc::new(store) as Arc<dyn SessionStore>)
+        })
+    }
+
+    fn mongo() -> StoreFuture {
+        Box::pin(async {
+            let url = server_url(Backend::Mongo)?;
+            let config = session_mongo::MongoConfig {
+                collection: Some(namespace()),
+                expiry: session_mongo::ExpiryMode::Disabled,
+                ..Default::default()
+            };
+            let store = session_mongo::MongoStore::connect(&url, config)
+                .await
+                .expect("a MongoDB server was given but the store could not connect");
+            Ok(Arc::new(store) as Arc<dyn SessionStore>)
+        })
+    }
+
+    /// Runs `scenario` on a fresh store of every backend; a backend without a server is
+    /// skipped loudly (a failure when `CI` is set).
+    pub async fn on_every_backend<F, Fut>(test: &str, scenario: F)
+    where
+        F: Fn(Arc<dyn SessionStore>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        for (name, store) in ALL {
+            match store().await {
+                Ok(store) => scenario(store).await,
+                Err(Skip(reason)) => {
+                    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+                        panic!("{test} on {name} was skipped, which fails under CI: {reason}");
+                    }
+                    eprintln!("SKIPPED {test} on {name}: {reason}");
+                }
+            }
+        }
+    }
+}
+
 /// The README's examples, compiled as doctests so the README stays true.
 #[doc = include_str!("../../README.md")]
 mod readme {}

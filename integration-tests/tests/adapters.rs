@@ -1,15 +1,12 @@
 //! The middleware adapters over real HTTP: an axum app with tower-sessions and an actix-web
 //! app with actix-session, each on our stores, driven by reqwest.
 //!
-//! Every scenario runs for both adapters on every backend in [`BACKENDS`].
+//! Every scenario runs for both adapters on every backend in `integration_tests::backends`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::cookie::{Cookie, CookieJar, Key};
-use integration_tests::{Backend, Skip, server_url};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
@@ -17,87 +14,7 @@ use session_core::{SessionId, SessionStore};
 use session_memory::MemoryStore;
 use time::Duration;
 
-// ---------------------------------------------------------------------------------------
-// Backends
-// ---------------------------------------------------------------------------------------
-
-type StoreFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn SessionStore>, Skip>> + Send>>;
-
-/// Makes a fresh store of one backend, or says why it can't.
-type StoreFactory = fn() -> StoreFuture;
-
-/// The backends every adapter scenario runs on: the one place a backend plugs in.
-const BACKENDS: &[(&str, StoreFactory)] = &[
-    ("memory", memory),
-    ("redis", redis),
-    ("postgres", postgres),
-    ("mongo", mongo),
-];
-
-fn memory() -> StoreFuture {
-    Box::pin(async { Ok(Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>) })
-}
-
-fn redis() -> StoreFuture {
-    Box::pin(async {
-        let url = server_url(Backend::Redis)?;
-        let store = session_redis::RedisStore::builder()
-            .url(url)
-            .prefix("adapters-test:")
-            .connect()
-            .await
-            .expect("a Redis server was given but the store could not connect");
-        Ok(Arc::new(store) as Arc<dyn SessionStore>)
-    })
-}
-
-fn postgres() -> StoreFuture {
-    Box::pin(async {
-        let url = server_url(Backend::Postgres)?;
-        let store = session_postgres::PostgresStore::builder()
-            .table("adapter_sessions")
-            .connect(&url)
-            .await
-            .expect("a PostgreSQL server was given but the store could not connect");
-        store.migrate().await.expect("migrating the sessions table");
-        Ok(Arc::new(store) as Arc<dyn SessionStore>)
-    })
-}
-
-fn mongo() -> StoreFuture {
-    Box::pin(async {
-        let url = server_url(Backend::Mongo)?;
-        let config = session_mongo::MongoConfig {
-            collection: Some("adapter_sessions".into()),
-            expiry: session_mongo::ExpiryMode::Disabled,
-            ..Default::default()
-        };
-        let store = session_mongo::MongoStore::connect(&url, config)
-            .await
-            .expect("a MongoDB server was given but the store could not connect");
-        Ok(Arc::new(store) as Arc<dyn SessionStore>)
-    })
-}
-
-/// Runs `scenario` on a fresh store of every backend; a backend without a server is
-/// skipped loudly (a failure when `CI` is set).
-async fn on_every_backend<F, Fut>(test: &str, scenario: F)
-where
-    F: Fn(Arc<dyn SessionStore>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for (name, store) in BACKENDS {
-        match store().await {
-            Ok(store) => scenario(store).await,
-            Err(Skip(reason)) => {
-                if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-                    panic!("{test} on {name} was skipped, which fails under CI: {reason}");
-                }
-                eprintln!("SKIPPED {test} on {name}: {reason}");
-            }
-        }
-    }
-}
+use integration_tests::backends::on_every_backend;
 
 /// A user name no other test (or earlier run on a shared server) has used.
 fn unique_user(prefix: &str) -> String {
@@ -614,6 +531,6 @@ async fn actix_revoked_by_owner() {
 #[tokio::test]
 async fn default_cookies_are_http_only_secure_and_lax() {
     for adapter in ADAPTERS {
-        default_cookie_is_secure(adapter, memory().await.unwrap()).await;
+        default_cookie_is_secure(adapter, Arc::new(MemoryStore::new())).await;
     }
 }

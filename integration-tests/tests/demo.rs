@@ -1,18 +1,18 @@
-//! The demo app driven over real HTTP with a cookie jar.
+//! The demo app driven over real HTTP with a cookie jar, on every backend.
 
 use std::sync::Arc;
 
+use integration_tests::backends::on_every_backend;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
-use session_core::Expiry;
+use session_core::{Expiry, SessionStore};
 use session_demo::{Demo, app};
-use session_memory::MemoryStore;
 use time::Duration;
 
-async fn serve(expiry: Expiry) -> String {
+async fn serve(store: Arc<dyn SessionStore>, expiry: Expiry) -> String {
     let demo = Demo {
-        store: Arc::new(MemoryStore::new()),
+        store,
         key: axum_extra_key(),
         expiry,
         secure_cookies: false,
@@ -63,7 +63,15 @@ async fn login(
 
 #[tokio::test]
 async fn login_me_logout_and_the_old_cookie_is_refused() {
-    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    on_every_backend(
+        "login_me_logout_and_the_old_cookie_is_refused",
+        login_me_logout_and_the_old_cookie_is_refused_on,
+    )
+    .await;
+}
+
+async fn login_me_logout_and_the_old_cookie_is_refused_on(store: Arc<dyn SessionStore>) {
+    let base = serve(store, Expiry::idle(Duration::minutes(30))).await;
     let client = jar_client();
     assert_eq!(
         client
@@ -114,7 +122,15 @@ async fn login_me_logout_and_the_old_cookie_is_refused() {
 
 #[tokio::test]
 async fn bad_credentials_and_forged_cookies_are_refused() {
-    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    on_every_backend(
+        "bad_credentials_and_forged_cookies_are_refused",
+        bad_credentials_and_forged_cookies_are_refused_on,
+    )
+    .await;
+}
+
+async fn bad_credentials_and_forged_cookies_are_refused_on(store: Arc<dyn SessionStore>) {
+    let base = serve(store, Expiry::idle(Duration::minutes(30))).await;
     let client = jar_client();
     assert_eq!(
         login(&client, &base, "alice", "nope").await.status(),
@@ -138,7 +154,11 @@ async fn bad_credentials_and_forged_cookies_are_refused() {
 
 #[tokio::test]
 async fn the_id_changes_at_login() {
-    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    on_every_backend("the_id_changes_at_login", the_id_changes_at_login_on).await;
+}
+
+async fn the_id_changes_at_login_on(store: Arc<dyn SessionStore>) {
+    let base = serve(store, Expiry::idle(Duration::minutes(30))).await;
     let client = jar_client();
     let (first, _) = sid_cookie(&login(&client, &base, "alice", "wonderland").await);
     let (second, _) = sid_cookie(&login(&client, &base, "bob", "builder").await);
@@ -160,7 +180,15 @@ async fn the_id_changes_at_login() {
 
 #[tokio::test]
 async fn an_expired_session_is_refused() {
-    let base = serve(Expiry::absolute(Duration::milliseconds(600))).await;
+    on_every_backend(
+        "an_expired_session_is_refused",
+        an_expired_session_is_refused_on,
+    )
+    .await;
+}
+
+async fn an_expired_session_is_refused_on(store: Arc<dyn SessionStore>) {
+    let base = serve(store, Expiry::absolute(Duration::milliseconds(600))).await;
     let client = jar_client();
     assert_eq!(
         login(&client, &base, "alice", "wonderland").await.status(),
@@ -189,27 +217,97 @@ async fn an_expired_session_is_refused() {
 
 #[tokio::test]
 async fn devices_limit_and_logout_everywhere() {
-    let base = serve(Expiry::idle(Duration::minutes(30))).await;
+    on_every_backend(
+        "devices_limit_and_logout_everywhere",
+        devices_limit_and_logout_everywhere_on,
+    )
+    .await;
+}
+
+async fn devices_limit_and_logout_everywhere_on(store: Arc<dyn SessionStore>) {
+    let base = serve(store, Expiry::idle(Duration::minutes(30))).await;
     let devices: Vec<_> = (0..3).map(|_| jar_client()).collect();
     for device in &devices {
-        assert_eq!(login(device, &base, "alice", "wonderland").await.status(), StatusCode::OK);
+        assert_eq!(
+            login(device, &base, "alice", "wonderland").await.status(),
+            StatusCode::OK
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     // The limit is 2: the third login ended the first device's session.
     let first = devices[0].get(format!("{base}/me")).send().await.unwrap();
-    assert_eq!(first.status(), StatusCode::UNAUTHORIZED, "the oldest session survived the limit");
-    let listed: Value = devices[2].get(format!("{base}/sessions")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        first.status(),
+        StatusCode::UNAUTHORIZED,
+        "the oldest session survived the limit"
+    );
+    let listed: Value = devices[2]
+        .get(format!("{base}/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let sessions = listed["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
 
     let bob = jar_client();
-    assert_eq!(login(&bob, &base, "bob", "builder").await.status(), StatusCode::OK);
-    let out = devices[1].post(format!("{base}/logout-everywhere")).send().await.unwrap();
+    assert_eq!(
+        login(&bob, &base, "bob", "builder").await.status(),
+        StatusCode::OK
+    );
+    let out = devices[1]
+        .post(format!("{base}/logout-everywhere"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     for device in &devices {
         let me = device.get(format!("{base}/me")).send().await.unwrap();
-        assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "a session survived logout everywhere");
+        assert_eq!(
+            me.status(),
+            StatusCode::UNAUTHORIZED,
+            "a session survived logout everywhere"
+        );
     }
-    assert_eq!(bob.get(format!("{base}/me")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        bob.get(format!("{base}/me")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// The demo's own store setting reaches every backend the test servers offer.
+#[tokio::test]
+async fn the_store_setting_picks_each_backend() {
+    use integration_tests::{Backend, server_url};
+    assert!(
+        session_demo::store_from_setting(Some("memcached://x"))
+            .await
+            .is_err()
+    );
+    let mut settings = vec!["memory".to_owned()];
+    for backend in [Backend::Redis, Backend::Postgres, Backend::Mongo] {
+        match server_url(backend) {
+            Ok(url) => settings.push(url),
+            Err(skip) if std::env::var_os("CI").is_some() => panic!("{skip:?}"),
+            Err(skip) => eprintln!("SKIPPED {backend:?}: {}", skip.0),
+        }
+    }
+    for setting in settings {
+        let store = session_demo::store_from_setting(Some(&setting))
+            .await
+            .unwrap();
+        let base = serve(store, Expiry::idle(Duration::minutes(30))).await;
+        let client = jar_client();
+        assert_eq!(
+            login(&client, &base, "bob", "builder").await.status(),
+            StatusCode::OK
+        );
+        let me = client.get(format!("{base}/me")).send().await.unwrap();
+        assert_eq!(me.status(), StatusCode::OK, "{setting}");
+        let out = client.post(format!("{base}/logout")).send().await.unwrap();
+        assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    }
 }

@@ -29,6 +29,46 @@ use serde::Deserialize;
 use serde_json::json;
 use session_core::{Expiry, Record, SessionId, SessionStore, modify};
 
+/// The store a setting names: `memory` (or nothing) for the in-process store, or a
+/// `redis://` (also `rediss://`, `redis+cluster://`, comma-separated nodes),
+/// `postgres://` or `mongodb://` URL. PostgreSQL gets its table created; MongoDB uses the
+/// interval expiry mode, which works on MongoDB and on MongoDB-protocol servers without TTL
+/// indexes alike.
+pub async fn store_from_setting(
+    setting: Option<&str>,
+) -> session_core::Result<Arc<dyn SessionStore>> {
+    let setting = setting.map(str::trim).unwrap_or_default();
+    let scheme = setting
+        .split_once("://")
+        .map_or(setting, |(scheme, _)| scheme);
+    Ok(match scheme {
+        "" | "memory" => Arc::new(session_memory::MemoryStore::new()),
+        "redis" | "rediss" | "redis+cluster" | "redis-cluster" | "redis+sentinel" => {
+            Arc::new(session_redis::RedisStore::from_url(setting).await?)
+        }
+        "postgres" | "postgresql" => {
+            let store = session_postgres::PostgresStore::builder()
+                .connect(setting)
+                .await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
+        "mongodb" | "mongodb+srv" => {
+            let config = session_mongo::MongoConfig {
+                expiry: session_mongo::ExpiryMode::Interval(std::time::Duration::from_secs(60)),
+                ..Default::default()
+            };
+            Arc::new(session_mongo::MongoStore::connect(setting, config).await?)
+        }
+        _ => {
+            return Err(session_core::Error::Config(format!(
+                "SESSION_DEMO_STORE is {scheme:?}: expected memory, or a redis://, postgres:// \
+                 or mongodb:// URL"
+            )));
+        }
+    })
+}
+
 /// The session cookie's name.
 pub const COOKIE: &str = "sid";
 
@@ -152,7 +192,9 @@ async fn login(
             session.id().clone()
         }
     };
-    demo.store.limit_owner(&creds.username, demo.max_sessions_per_user).await?;
+    demo.store
+        .limit_owner(&creds.username, demo.max_sessions_per_user)
+        .await?;
     let jar = jar.add(cookie(&demo, &id));
     Ok((jar, Json(json!({"user": creds.username}))).into_response())
 }
@@ -164,9 +206,15 @@ fn log_in(session: &mut Record, username: &str) {
 
 /// The logged-in session and its user, or `None` (answer 401).
 async fn current(demo: &Demo, jar: &SignedCookieJar) -> Result<Option<(Record, String)>, Failure> {
-    let Some(id) = session_id(jar) else { return Ok(None) };
-    let Some(session) = demo.store.get(&id).await? else { return Ok(None) };
-    let Some(user) = session.get::<String>("user").ok().flatten() else { return Ok(None) };
+    let Some(id) = session_id(jar) else {
+        return Ok(None);
+    };
+    let Some(session) = demo.store.get(&id).await? else {
+        return Ok(None);
+    };
+    let Some(user) = session.get::<String>("user").ok().flatten() else {
+        return Ok(None);
+    };
     Ok(Some((session, user)))
 }
 
@@ -175,7 +223,9 @@ fn unauthorized() -> Response {
 }
 
 async fn me(State(demo): State<Demo>, jar: SignedCookieJar) -> Result<Response, Failure> {
-    let Some((session, user)) = current(&demo, &jar).await? else { return Ok(unauthorized()) };
+    let Some((session, user)) = current(&demo, &jar).await? else {
+        return Ok(unauthorized());
+    };
     if let Some(until) = demo.expiry.touch_target(&session) {
         demo.store.touch(session.id(), until).await?;
     }
@@ -184,7 +234,9 @@ async fn me(State(demo): State<Demo>, jar: SignedCookieJar) -> Result<Response, 
 }
 
 async fn sessions(State(demo): State<Demo>, jar: SignedCookieJar) -> Result<Response, Failure> {
-    let Some((session, user)) = current(&demo, &jar).await? else { return Ok(unauthorized()) };
+    let Some((session, user)) = current(&demo, &jar).await? else {
+        return Ok(unauthorized());
+    };
     let mut devices = demo.store.list_by_owner(&user).await?;
     devices.sort_by_key(|s| s.created_at());
     let listed: Vec<_> = devices
@@ -205,7 +257,9 @@ async fn logout_everywhere(
     State(demo): State<Demo>,
     jar: SignedCookieJar,
 ) -> Result<Response, Failure> {
-    let Some((_, user)) = current(&demo, &jar).await? else { return Ok(unauthorized()) };
+    let Some((_, user)) = current(&demo, &jar).await? else {
+        return Ok(unauthorized());
+    };
     demo.store.destroy_by_owner(&user).await?;
     let jar = jar.remove(Cookie::build(COOKIE).path("/"));
     Ok((jar, StatusCode::NO_CONTENT).into_response())

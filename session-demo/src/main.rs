@@ -1,14 +1,14 @@
 //! Runs the demo on 127.0.0.1:3000 (`SESSION_DEMO_ADDR` to change).
 //!
+//! `SESSION_DEMO_STORE`: `memory` (default) or a `redis://`, `postgres://` or `mongodb://`
+//! URL (see [`session_demo::store_from_setting`]).
+//!
 //! `SESSION_DEMO_SECRET`: at least 64 bytes signing the cookie; without it a random key is
 //! used and every restart logs everybody out.
 
-use std::sync::Arc;
-
 use axum_extra::extract::cookie::Key;
 use session_core::Expiry;
-use session_demo::{Demo, app};
-use session_memory::MemoryStore;
+use session_demo::{Demo, app, store_from_setting};
 use time::Duration;
 
 #[tokio::main]
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let demo = Demo {
-        store: Arc::new(MemoryStore::new()),
+        store: store_from_setting(std::env::var("SESSION_DEMO_STORE").ok().as_deref()).await?,
         key,
         expiry: Expiry::idle_and_absolute(Duration::minutes(30), Duration::hours(12))
             .lazy_touch(0.5),
