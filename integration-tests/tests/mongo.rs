@@ -31,7 +31,11 @@ fn skip_or_fail(test: &str, reason: &str) {
 
 /// A store on a fresh collection of the test server, or `None` (after printing why) when no
 /// server is configured.
-async fn store_on_server(test: &str, expiry: ExpiryMode, options: StoreOptions) -> Option<MongoStore> {
+async fn store_on_server(
+    test: &str,
+    expiry: ExpiryMode,
+    options: StoreOptions,
+) -> Option<MongoStore> {
     let url = match server_url(Backend::Mongo) {
         Ok(url) => url,
         Err(Skip(reason)) => {
@@ -42,7 +46,11 @@ async fn store_on_server(test: &str, expiry: ExpiryMode, options: StoreOptions) 
     Some(connect(&url, expiry, options).await.unwrap())
 }
 
-async fn connect(url: &str, expiry: ExpiryMode, options: StoreOptions) -> session_core::Result<MongoStore> {
+async fn connect(
+    url: &str,
+    expiry: ExpiryMode,
+    options: StoreOptions,
+) -> session_core::Result<MongoStore> {
     let config = MongoConfig {
         database: Some(TEST_DATABASE.into()),
         collection: Some(unique_collection()),
@@ -68,7 +76,11 @@ async fn write_garbage(store: &MongoStore, id: &SessionId) {
 }
 
 async fn raw(store: &MongoStore, id: &SessionId) -> Option<Document> {
-    store.collection().find_one(doc! { "_id": id.expose() }).await.unwrap()
+    store
+        .collection()
+        .find_one(doc! { "_id": id.expose() })
+        .await
+        .unwrap()
 }
 
 /// The suite in [`ExpiryMode::Interval`], which works on every MongoDB-protocol server.
@@ -87,7 +99,13 @@ mod interval {
 
         async fn store(&self, options: StoreOptions) -> MongoStore {
             let url = server_url(Backend::Mongo).unwrap();
-            connect(&url, ExpiryMode::Interval(StdDuration::from_secs(30)), options).await.unwrap()
+            connect(
+                &url,
+                ExpiryMode::Interval(StdDuration::from_secs(30)),
+                options,
+            )
+            .await
+            .unwrap()
         }
 
         async fn write_corrupt(&self, store: &MongoStore, id: &SessionId) -> Result<(), Skip> {
@@ -125,7 +143,10 @@ mod native {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
     /// `Ok` when the native suite should run: `SESSION_STORES_MONGO_NATIVE=1`, or a server
@@ -205,17 +226,29 @@ mod native {
     #[tokio::test]
     async fn native_mode_makes_a_ttl_index_or_is_refused_with_advice() {
         let Ok(url) = server_url(Backend::Mongo) else {
-            return skip_or_fail("native_mode_makes_a_ttl_index_or_is_refused_with_advice", "no server");
+            return skip_or_fail(
+                "native_mode_makes_a_ttl_index_or_is_refused_with_advice",
+                "no server",
+            );
         };
         match connect(&url, ExpiryMode::Native, StoreOptions::default()).await {
             Ok(store) => {
                 let indexes: Vec<_> = store.collection().list_index_names().await.unwrap();
-                assert!(indexes.iter().any(|name| name == session_mongo::TTL_INDEX), "{indexes:?}");
+                assert!(
+                    indexes.iter().any(|name| name == session_mongo::TTL_INDEX),
+                    "{indexes:?}"
+                );
                 store.ensure_indexes().await.unwrap(); // idempotent
             }
             Err(err) => {
-                assert!(matches!(err, Error::Config(_)), "expected a config error, got {err}");
-                assert!(err.to_string().contains("ExpiryMode::Interval"), "no advice in: {err}");
+                assert!(
+                    matches!(err, Error::Config(_)),
+                    "expected a config error, got {err}"
+                );
+                assert!(
+                    err.to_string().contains("ExpiryMode::Interval"),
+                    "no advice in: {err}"
+                );
             }
         }
     }
@@ -227,8 +260,12 @@ mod behaviour {
 
     #[tokio::test]
     async fn indexes_are_created_idempotently() {
-        let Some(store) =
-            store_on_server("indexes_are_created_idempotently", ExpiryMode::Disabled, StoreOptions::default()).await
+        let Some(store) = store_on_server(
+            "indexes_are_created_idempotently",
+            ExpiryMode::Disabled,
+            StoreOptions::default(),
+        )
+        .await
         else {
             return;
         };
@@ -236,15 +273,22 @@ mod behaviour {
         store.ensure_indexes().await.unwrap();
         let indexes = store.collection().list_index_names().await.unwrap();
         for name in [session_mongo::OWNER_INDEX, session_mongo::EXPIRES_INDEX] {
-            assert!(indexes.iter().any(|index| index == name), "{name} missing from {indexes:?}");
+            assert!(
+                indexes.iter().any(|index| index == name),
+                "{name} missing from {indexes:?}"
+            );
         }
     }
 
     #[tokio::test]
     async fn interval_mode_prunes_expired_documents() {
         let expiry = ExpiryMode::Interval(StdDuration::from_millis(200));
-        let Some(store) =
-            store_on_server("interval_mode_prunes_expired_documents", expiry, StoreOptions::default()).await
+        let Some(store) = store_on_server(
+            "interval_mode_prunes_expired_documents",
+            expiry,
+            StoreOptions::default(),
+        )
+        .await
         else {
             return;
         };
@@ -254,22 +298,34 @@ mod behaviour {
         store.create(&mut long).await.unwrap();
         let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
         while raw(&store, short.id()).await.is_some() {
-            assert!(std::time::Instant::now() < deadline, "the pruner never removed the expired document");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pruner never removed the expired document"
+            );
             tokio::time::sleep(StdDuration::from_millis(100)).await;
         }
-        assert!(raw(&store, long.id()).await.is_some(), "the pruner removed a live document");
+        assert!(
+            raw(&store, long.id()).await.is_some(),
+            "the pruner removed a live document"
+        );
         store.stop_pruner().await;
     }
 
     #[tokio::test]
     async fn documents_have_the_documented_layout() {
-        let Some(store) =
-            store_on_server("documents_have_the_documented_layout", ExpiryMode::Disabled, StoreOptions::default()).await
+        let Some(store) = store_on_server(
+            "documents_have_the_documented_layout",
+            ExpiryMode::Disabled,
+            StoreOptions::default(),
+        )
+        .await
         else {
             return;
         };
         let mut record = Record::new(now() + Duration::hours(1));
-        record.insert("user", json!({"id": 7, "tags": ["a"]})).unwrap();
+        record
+            .insert("user", json!({"id": 7, "tags": ["a"]}))
+            .unwrap();
         record.insert("$where", "escaped").unwrap();
         record.insert("a.b", 1.5).unwrap();
         record.set_owner(Some("user-7".into()));
@@ -288,7 +344,11 @@ mod behaviour {
         assert_eq!(stored.get_str("owner").unwrap(), "user-7");
         assert_eq!(stored.get_i32("format").unwrap(), 1);
         // Data is queryable on the server.
-        let found = store.collection().count_documents(doc! { "data.user.id": 7_i64 }).await.unwrap();
+        let found = store
+            .collection()
+            .count_documents(doc! { "data.user.id": 7_i64 })
+            .await
+            .unwrap();
         assert_eq!(found, 1);
         assert_eq!(store.get(record.id()).await.unwrap().unwrap(), record);
 
@@ -316,7 +376,10 @@ mod behaviour {
         let err = store.get(&id).await.unwrap_err();
         assert!(matches!(&err, Error::Decode { .. }), "{err}");
         assert_eq!(err.session_id(), Some(&id));
-        assert!(err.to_string().contains("data"), "the reason names the field: {err}");
+        assert!(
+            err.to_string().contains("data"),
+            "the reason names the field: {err}"
+        );
         let err = store.list_by_owner("corrupt-owner").await.unwrap_err();
         assert_eq!(err.session_id(), Some(&id));
 
@@ -326,12 +389,18 @@ mod behaviour {
         store.create(&mut record).await.unwrap();
         store
             .collection()
-            .update_one(doc! { "_id": newer.expose() }, doc! { "$set": { "format": 99 } })
+            .update_one(
+                doc! { "_id": newer.expose() },
+                doc! { "$set": { "format": 99 } },
+            )
             .await
             .unwrap();
         let err = store.get(&newer).await.unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
-        assert!(raw(&store, &id).await.is_some(), "a corrupt document must be left in place");
+        assert!(
+            raw(&store, &id).await.is_some(),
+            "a corrupt document must be left in place"
+        );
     }
 
     /// Fault (c): an integer above `i64::MAX` fails with an encode error and writes nothing.
@@ -362,7 +431,10 @@ mod behaviour {
                 other => panic!("expected an encode error, got {other}"),
             }
         }
-        assert!(raw(&store, record.id()).await.is_none(), "an unencodable record was written");
+        assert!(
+            raw(&store, record.id()).await.is_none(),
+            "an unencodable record was written"
+        );
         assert_eq!(store.count().await.unwrap(), 0);
 
         // An update of a stored session fails the same way and leaves it as it was.
@@ -371,14 +443,26 @@ mod behaviour {
         store.create(&mut stored).await.unwrap();
         let mut grown = stored.clone();
         grown.insert("n", u64::MAX).unwrap();
-        assert!(matches!(store.update(&mut grown).await, Err(Error::Encode { .. })));
+        assert!(matches!(
+            store.update(&mut grown).await,
+            Err(Error::Encode { .. })
+        ));
         assert_eq!(grown.version(), stored.version());
         assert_eq!(store.get(stored.id()).await.unwrap().unwrap(), stored);
         // i64::MAX itself is fine and comes back exactly.
         let mut max = Record::new(now() + Duration::hours(1));
         max.insert("max", i64::MAX).unwrap();
         store.create(&mut max).await.unwrap();
-        assert_eq!(store.get(max.id()).await.unwrap().unwrap().get::<i64>("max").unwrap(), Some(i64::MAX));
+        assert_eq!(
+            store
+                .get(max.id())
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<i64>("max")
+                .unwrap(),
+            Some(i64::MAX)
+        );
     }
 
     /// Fault (d): ids and owners reach the server only as string values, never as operators.
@@ -390,11 +474,17 @@ mod behaviour {
             "aaaaaaaaaaaaaaaaaaaaaa.$where",
             "aaaaaaaaaaaaaaaaaaaaaa\u{0}",
         ] {
-            assert!(SessionId::parse(forged).is_err(), "{forged:?} parsed as a session id");
+            assert!(
+                SessionId::parse(forged).is_err(),
+                "{forged:?} parsed as a session id"
+            );
         }
-        let Some(store) =
-            store_on_server("ids_and_owners_cannot_inject_operators", ExpiryMode::Disabled, StoreOptions::default())
-                .await
+        let Some(store) = store_on_server(
+            "ids_and_owners_cannot_inject_operators",
+            ExpiryMode::Disabled,
+            StoreOptions::default(),
+        )
+        .await
         else {
             return;
         };
@@ -405,15 +495,29 @@ mod behaviour {
         // Another valid id matches nothing: the filter is an exact string match.
         let other = SessionId::generate();
         assert!(store.get(&other).await.unwrap().is_none());
-        assert!(!store.touch(&other, now() + Duration::hours(2)).await.unwrap());
+        assert!(
+            !store
+                .touch(&other, now() + Duration::hours(2))
+                .await
+                .unwrap()
+        );
         // Owners that look like operators or patterns are plain strings.
         for owner in ["$ne", "{\"$ne\": null}", ".*", "$exists", "alic"] {
-            assert!(store.list_by_owner(owner).await.unwrap().is_empty(), "owner {owner:?} matched");
-            assert_eq!(store.destroy_by_owner(owner).await.unwrap(), 0, "owner {owner:?} destroyed");
+            assert!(
+                store.list_by_owner(owner).await.unwrap().is_empty(),
+                "owner {owner:?} matched"
+            );
+            assert_eq!(
+                store.destroy_by_owner(owner).await.unwrap(),
+                0,
+                "owner {owner:?} destroyed"
+            );
         }
         // Data keys that look like operators are escaped and come back unchanged.
         let mut tricky = Record::new(now() + Duration::hours(1));
-        tricky.insert("$set", json!({"$gt": "", "a.b": {"$where": "1"}})).unwrap();
+        tricky
+            .insert("$set", json!({"$gt": "", "a.b": {"$where": "1"}}))
+            .unwrap();
         tricky.insert("%24set", "already escaped-looking").unwrap();
         store.create(&mut tricky).await.unwrap();
         assert_eq!(store.get(tricky.id()).await.unwrap().unwrap(), tricky);
@@ -425,9 +529,12 @@ mod behaviour {
     /// never leaves two live copies.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cycle_id_racing_updates_loses_nothing() {
-        let Some(store) =
-            store_on_server("cycle_id_racing_updates_loses_nothing", ExpiryMode::Disabled, StoreOptions::default())
-                .await
+        let Some(store) = store_on_server(
+            "cycle_id_racing_updates_loses_nothing",
+            ExpiryMode::Disabled,
+            StoreOptions::default(),
+        )
+        .await
         else {
             return;
         };
@@ -451,11 +558,22 @@ mod behaviour {
                     acknowledged
                 })
             };
-            let moved = store.cycle_id(record.id()).await.unwrap().expect("the session is live");
+            let moved = store
+                .cycle_id(record.id())
+                .await
+                .unwrap()
+                .expect("the session is live");
             let acknowledged = writer.await.unwrap();
-            assert!(store.get(record.id()).await.unwrap().is_none(), "the old id survived");
+            assert!(
+                store.get(record.id()).await.unwrap().is_none(),
+                "the old id survived"
+            );
             let back = store.get(&moved).await.unwrap().unwrap();
-            assert_eq!(back.get::<i64>("n").unwrap(), Some(acknowledged), "an acknowledged update was lost");
+            assert_eq!(
+                back.get::<i64>("n").unwrap(),
+                Some(acknowledged),
+                "an acknowledged update was lost"
+            );
             assert_eq!(store.count().await.unwrap(), 1);
             store.destroy(&moved).await.unwrap();
         }
@@ -500,14 +618,21 @@ mod outage {
                 "{} does not run (`--version` failed: {}); rebuild it with scripts/services \
                  or point FERRETDB_BIN at a working build",
                 path.display(),
-                String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or("")
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
             ));
         }
         Ok(path)
     }
 
     fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     /// A FerretDB process on its own port and data directory; killed and removed on drop.
@@ -526,7 +651,12 @@ mod outage {
                 SessionId::generate().expose()
             ));
             std::fs::create_dir_all(dir.join("data")).unwrap();
-            let mut ferret = Self { binary, dir, port: free_port(), child: None };
+            let mut ferret = Self {
+                binary,
+                dir,
+                port: free_port(),
+                child: None,
+            };
             ferret.spawn();
             ferret
         }
@@ -543,7 +673,10 @@ mod outage {
                 .unwrap();
             let child = Command::new(&self.binary)
                 .arg("--handler=sqlite")
-                .arg(format!("--sqlite-url=file:{}/", self.dir.join("data").display()))
+                .arg(format!(
+                    "--sqlite-url=file:{}/",
+                    self.dir.join("data").display()
+                ))
                 .arg(format!("--state-dir={}", self.dir.display()))
                 .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
                 .arg(format!("--debug-addr=127.0.0.1:{}", free_port()))
@@ -558,10 +691,15 @@ mod outage {
             let until = Instant::now() + StdDuration::from_secs(30);
             while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    let log = std::fs::read_to_string(self.dir.join("ferretdb.log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(self.dir.join("ferretdb.log")).unwrap_or_default();
                     panic!("ferretdb exited at start-up ({status}):\n{log}");
                 }
-                assert!(Instant::now() < until, "ferretdb did not listen on {} within 30 s", self.port);
+                assert!(
+                    Instant::now() < until,
+                    "ferretdb did not listen on {} within 30 s",
+                    self.port
+                );
                 std::thread::sleep(StdDuration::from_millis(50));
             }
         }
@@ -590,7 +728,10 @@ mod outage {
         let timeout = StdDuration::from_secs(1);
         let margin = StdDuration::from_secs(2);
         let mut ferret = Ferret::start(binary);
-        let options = StoreOptions { timeout, ..StoreOptions::default() };
+        let options = StoreOptions {
+            timeout,
+            ..StoreOptions::default()
+        };
         let config = MongoConfig {
             database: Some("outage".into()),
             collection: Some("sessions".into()),
@@ -610,25 +751,55 @@ mod outage {
             let mut fresh = Record::new(now() + Duration::hours(1));
             let mut stale = record.clone();
             let calls: Vec<(&str, Call<'_>)> = vec![
-                ("get", Box::pin(async { store.get(record.id()).await.map(drop) })),
+                (
+                    "get",
+                    Box::pin(async { store.get(record.id()).await.map(drop) }),
+                ),
                 ("create", Box::pin(async { store.create(&mut fresh).await })),
                 ("update", Box::pin(async { store.update(&mut stale).await })),
-                ("touch", Box::pin(async { store.touch(record.id(), now() + Duration::hours(2)).await.map(drop) })),
+                (
+                    "touch",
+                    Box::pin(async {
+                        store
+                            .touch(record.id(), now() + Duration::hours(2))
+                            .await
+                            .map(drop)
+                    }),
+                ),
                 ("count", Box::pin(async { store.count().await.map(drop) })),
-                ("cycle_id", Box::pin(async { store.cycle_id(record.id()).await.map(drop) })),
-                ("delete_expired", Box::pin(async { store.delete_expired().await.map(drop) })),
+                (
+                    "cycle_id",
+                    Box::pin(async { store.cycle_id(record.id()).await.map(drop) }),
+                ),
+                (
+                    "delete_expired",
+                    Box::pin(async { store.delete_expired().await.map(drop) }),
+                ),
             ];
             for (name, call) in calls {
                 let started = Instant::now();
                 let outcome = call.await;
                 let took = started.elapsed();
                 let err = outcome.expect_err("a call succeeded with the server down");
-                assert!(err.is_retryable(), "{name} (attempt {attempt}): not retryable: {err}");
                 assert!(
-                    matches!(err, Error::Timeout { .. } | Error::Backend { retryable: true, .. }),
+                    err.is_retryable(),
+                    "{name} (attempt {attempt}): not retryable: {err}"
+                );
+                assert!(
+                    matches!(
+                        err,
+                        Error::Timeout { .. }
+                            | Error::Backend {
+                                retryable: true,
+                                ..
+                            }
+                    ),
                     "{name}: {err}"
                 );
-                assert!(took < timeout + margin, "{name} took {took:?} with the server down");
+                assert!(
+                    took < timeout + margin,
+                    "{name} took {took:?} with the server down"
+                );
                 eprintln!("server down: {name} failed after {took:?}: {err}");
             }
         }
@@ -640,12 +811,19 @@ mod outage {
                 Ok(found) => break found,
                 Err(err) => {
                     assert!(err.is_retryable(), "while the server restarts: {err}");
-                    assert!(Instant::now() < until, "the store did not recover within 30 s: {err}");
+                    assert!(
+                        Instant::now() < until,
+                        "the store did not recover within 30 s: {err}"
+                    );
                     tokio::time::sleep(StdDuration::from_millis(200)).await;
                 }
             }
         };
-        assert_eq!(back.as_ref(), Some(&record), "the session did not survive the restart");
+        assert_eq!(
+            back.as_ref(),
+            Some(&record),
+            "the session did not survive the restart"
+        );
         let mut again = back.unwrap();
         again.insert("cart", json!([1, 2, 3, 4])).unwrap();
         store.update(&mut again).await.unwrap();

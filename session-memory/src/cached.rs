@@ -98,7 +98,11 @@ impl<S> CachedStoreBuilder<S> {
 impl<S: SessionStore> CachedStore<S> {
     /// A builder caching reads of `inner`.
     pub fn builder(inner: S) -> CachedStoreBuilder<S> {
-        CachedStoreBuilder { inner, staleness: StdDuration::from_secs(1), max_entries: 100_000 }
+        CachedStoreBuilder {
+            inner,
+            staleness: StdDuration::from_secs(1),
+            max_entries: 100_000,
+        }
     }
 
     /// The backing store.
@@ -119,7 +123,11 @@ impl<S: SessionStore> CachedStore<S> {
     }
 
     /// Runs a backend write on `ids`, keeping the cache from holding anything older.
-    async fn write<T>(&self, ids: &[&SessionId], call: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn write<T>(
+        &self,
+        ids: &[&SessionId],
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         for id in ids {
             self.generation(id).fetch_add(1, Ordering::SeqCst);
             self.cache.invalidate(*id).await;
@@ -134,7 +142,11 @@ impl<S: SessionStore> CachedStore<S> {
 
     /// Runs a backend write on all sessions of `owner`, keeping the cache from holding any
     /// of them older.
-    async fn write_owner<T>(&self, owner: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn write_owner<T>(
+        &self,
+        owner: &str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         self.forget_owner(owner).await;
         let result = call.await;
         self.forget_owner(owner).await;
@@ -209,7 +221,8 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        self.write_owner(owner, self.inner.destroy_by_owner(owner)).await
+        self.write_owner(owner, self.inner.destroy_by_owner(owner))
+            .await
     }
 
     async fn count(&self) -> Result<u64> {
@@ -217,7 +230,8 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
-        self.write_owner(owner, self.inner.limit_owner(owner, keep)).await
+        self.write_owner(owner, self.inner.limit_owner(owner, keep))
+            .await
     }
 }
 
@@ -229,9 +243,13 @@ mod tests {
     use crate::MemoryStore;
     use session_core::now;
 
-    fn two_processes(staleness: StdDuration) -> (CachedStore<Arc<MemoryStore>>, CachedStore<Arc<MemoryStore>>) {
+    fn two_processes(
+        staleness: StdDuration,
+    ) -> (CachedStore<Arc<MemoryStore>>, CachedStore<Arc<MemoryStore>>) {
         let shared = Arc::new(MemoryStore::new());
-        let a = CachedStore::builder(Arc::clone(&shared)).staleness(staleness).build();
+        let a = CachedStore::builder(Arc::clone(&shared))
+            .staleness(staleness)
+            .build();
         let b = CachedStore::builder(shared).staleness(staleness).build();
         (a, b)
     }
@@ -242,20 +260,47 @@ mod tests {
         let mut record = Record::new(now() + time::Duration::hours(1));
         record.insert("v", 1).unwrap();
         a.create(&mut record).await.unwrap();
-        assert_eq!(b.get(record.id()).await.unwrap().unwrap().get::<u32>("v").unwrap(), Some(1));
+        assert_eq!(
+            b.get(record.id())
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<u32>("v")
+                .unwrap(),
+            Some(1)
+        );
 
         record.insert("v", 2).unwrap();
         a.update(&mut record).await.unwrap();
         // a never serves older than its own write; b may, for at most the window.
-        assert_eq!(a.get(record.id()).await.unwrap().unwrap().get::<u32>("v").unwrap(), Some(2));
+        assert_eq!(
+            a.get(record.id())
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<u32>("v")
+                .unwrap(),
+            Some(2)
+        );
         tokio::time::sleep(StdDuration::from_millis(300)).await;
-        assert_eq!(b.get(record.id()).await.unwrap().unwrap().get::<u32>("v").unwrap(), Some(2));
+        assert_eq!(
+            b.get(record.id())
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<u32>("v")
+                .unwrap(),
+            Some(2)
+        );
 
         // A stale cached version makes b's update conflict, and the conflict drops the entry.
         let mut stale = b.get(record.id()).await.unwrap().unwrap();
         a.update(&mut record).await.unwrap();
         assert!(b.update(&mut stale).await.unwrap_err().is_conflict());
-        assert_eq!(b.get(record.id()).await.unwrap().unwrap().version(), record.version());
+        assert_eq!(
+            b.get(record.id()).await.unwrap().unwrap().version(),
+            record.version()
+        );
 
         a.destroy(record.id()).await.unwrap();
         assert!(a.get(record.id()).await.unwrap().is_none());
@@ -271,6 +316,9 @@ mod tests {
         a.create(&mut record).await.unwrap();
         assert!(a.get(record.id()).await.unwrap().is_some());
         assert_eq!(a.destroy_by_owner("u").await.unwrap(), 1);
-        assert!(a.get(record.id()).await.unwrap().is_none(), "a revoked session was served from cache");
+        assert!(
+            a.get(record.id()).await.unwrap().is_none(),
+            "a revoked session was served from cache"
+        );
     }
 }

@@ -87,7 +87,9 @@ fn number_to_bson(number: &Number, path: &str) -> Result<Bson, EncodeError> {
     match number.as_f64() {
         Some(float) if number.is_f64() => Ok(Bson::Double(float)),
         // Only with serde_json's `arbitrary_precision`: a number that is neither.
-        _ => Err(format!("{path} is the number {number}, which BSON cannot hold exactly")),
+        _ => Err(format!(
+            "{path} is the number {number}, which BSON cannot hold exactly"
+        )),
     }
 }
 
@@ -211,7 +213,10 @@ mod tests {
 
     #[test]
     fn integers_above_i64_are_refused_with_the_path() {
-        let map = json!({"a": {"big": [1, u64::MAX]}}).as_object().unwrap().clone();
+        let map = json!({"a": {"big": [1, u64::MAX]}})
+            .as_object()
+            .unwrap()
+            .clone();
         let err = data_to_bson(&map).unwrap_err();
         assert!(err.contains("data.a.big[1]"), "{err}");
         assert!(err.contains(&u64::MAX.to_string()), "{err}");
@@ -219,9 +224,14 @@ mod tests {
 
     #[test]
     fn dangerous_keys_are_escaped_reversibly() {
-        for key in ["$where", "a.b", "100%", "%24", "x\0y", "$", ".", "%", "plain", "", "é$.%"] {
+        for key in [
+            "$where", "a.b", "100%", "%24", "x\0y", "$", ".", "%", "plain", "", "é$.%",
+        ] {
             let escaped = escape_key(key);
-            assert!(!escaped.starts_with('$') && !escaped.contains(['.', '\0']), "{escaped}");
+            assert!(
+                !escaped.starts_with('$') && !escaped.contains(['.', '\0']),
+                "{escaped}"
+            );
             assert_eq!(unescape_key(&escaped).as_deref(), Some(key));
         }
         assert_eq!(escape_key("user"), "user");
@@ -235,7 +245,10 @@ mod tests {
     #[test]
     fn foreign_bson_types_are_decode_errors() {
         let mut document = Document::new();
-        document.insert("when", Bson::DateTime(mongodb::bson::DateTime::from_millis(0)));
+        document.insert(
+            "when",
+            Bson::DateTime(mongodb::bson::DateTime::from_millis(0)),
+        );
         assert!(data_from_bson(&document).unwrap_err().contains("data.when"));
         let mut document = Document::new();
         document.insert("nan", Bson::Double(f64::NAN));

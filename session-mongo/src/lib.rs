@@ -81,8 +81,8 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use session_core::codec::{CURRENT_FORMAT, StoredRecord};
 use session_core::{
-    Error, MAX_ID_ATTEMPTS, Pruner, Record, Rename, Result, SessionId, SessionStore,
-    StoreOptions, async_trait, unix_millis,
+    Error, MAX_ID_ATTEMPTS, Pruner, Record, Rename, Result, SessionId, SessionStore, StoreOptions,
+    async_trait, unix_millis,
 };
 use time::OffsetDateTime;
 
@@ -206,8 +206,12 @@ impl MongoStore {
             .map_err(|err| Error::Config(format!("invalid MongoDB URL: {err}")))?;
         let timeout = config.options.timeout;
         client_options.connect_timeout.get_or_insert(timeout);
-        client_options.server_selection_timeout.get_or_insert(timeout);
-        client_options.app_name.get_or_insert_with(|| "session-mongo".to_owned());
+        client_options
+            .server_selection_timeout
+            .get_or_insert(timeout);
+        client_options
+            .app_name
+            .get_or_insert_with(|| "session-mongo".to_owned());
         let client = Client::with_options(client_options)
             .map_err(|err| Error::Config(format!("invalid MongoDB client options: {err}")))?;
         Self::from_client(&client, config).await
@@ -240,7 +244,9 @@ impl MongoStore {
         if let ExpiryMode::Interval(every) = config.expiry
             && every.is_zero()
         {
-            return Err(Error::Config("ExpiryMode::Interval needs a non-zero interval".into()));
+            return Err(Error::Config(
+                "ExpiryMode::Interval needs a non-zero interval".into(),
+            ));
         }
         let locks = match config.write_guard {
             WriteGuard::Server => false,
@@ -290,7 +296,9 @@ impl MongoStore {
                     .expire_after(Duration::ZERO)
                     .build()
             } else {
-                IndexOptions::builder().name(EXPIRES_INDEX.to_owned()).build()
+                IndexOptions::builder()
+                    .name(EXPIRES_INDEX.to_owned())
+                    .build()
             };
             let expires = IndexModel::builder()
                 .keys(doc! { "expires_at": 1 })
@@ -317,7 +325,10 @@ impl MongoStore {
     /// FerretDB refuses `expireAfterSeconds`; say what to do instead of failing with a bare
     /// "not implemented".
     async fn refuse_servers_without_ttl(&self) -> Result<()> {
-        let database = self.collection.client().database(&self.collection.namespace().db);
+        let database = self
+            .collection
+            .client()
+            .database(&self.collection.namespace().db);
         if let Some(version) = server_is_ferretdb(&database).await? {
             return Err(Error::Config(format!(
                 "the server is FerretDB ({version}), which has no TTL indexes, so \
@@ -368,7 +379,10 @@ impl MongoStore {
     /// payload limit before anything reaches the server.
     fn encode(&self, record: &Record) -> Result<Document> {
         let id = record.id();
-        let encode_error = |reason: String| Error::Encode { id: id.clone(), reason };
+        let encode_error = |reason: String| Error::Encode {
+            id: id.clone(),
+            reason,
+        };
         let stored = StoredRecord::next_of(record);
         let version = i64::try_from(stored.version)
             .map_err(|_| encode_error(format!("version {} is above i64::MAX", stored.version)))?;
@@ -403,7 +417,11 @@ impl MongoStore {
         let Some(locks) = &self.locks else {
             return Ok(Lock::NotNeeded);
         };
-        let lease = self.options.timeout.saturating_mul(2).max(Duration::from_secs(1));
+        let lease = self
+            .options
+            .timeout
+            .saturating_mul(2)
+            .max(Duration::from_secs(1));
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let mut pause = Duration::from_millis(1);
         loop {
@@ -422,7 +440,13 @@ impl MongoStore {
             // A lease that ran out belongs to a writer that crashed or was cancelled. The
             // server deletes the stale lock by its own (token) `_id`, never a fresh one.
             let stale = doc! { "lock_of": id, "until": { "$lte": now_bson() } };
-            if locks.delete_one(stale).await.map_err(backend_error)?.deleted_count == 1 {
+            if locks
+                .delete_one(stale)
+                .await
+                .map_err(backend_error)?
+                .deleted_count
+                == 1
+            {
                 continue;
             }
             if !wait {
@@ -470,7 +494,12 @@ impl MongoStore {
     /// Inserts `document` unless a live document holds its `_id`; `false` when one does.
     /// An expired document under the id is removed first (under the id's lock when locking),
     /// so expired sessions never block their id.
-    async fn insert_document(&self, id: &SessionId, document: Document, wait: bool) -> Result<bool> {
+    async fn insert_document(
+        &self,
+        id: &SessionId,
+        document: Document,
+        wait: bool,
+    ) -> Result<bool> {
         match self.collection.insert_one(document.clone()).await {
             Ok(_) => return Ok(true),
             Err(err) if is_duplicate_key(&err) => {}
@@ -482,7 +511,14 @@ impl MongoStore {
         }
         let result = async {
             let expired = doc! { "_id": id.expose(), "expires_at": { "$lte": now_bson() } };
-            if self.collection.delete_one(expired).await.map_err(backend_error)?.deleted_count == 0 {
+            if self
+                .collection
+                .delete_one(expired)
+                .await
+                .map_err(backend_error)?
+                .deleted_count
+                == 0
+            {
                 return Ok(false);
             }
             match self.collection.insert_one(document).await {
@@ -534,7 +570,11 @@ impl MongoStore {
     /// looked, even if it was rewritten since. `skip_busy`: leave locked documents for later.
     async fn delete_matching(&self, filter: Document, skip_busy: bool) -> Result<u64> {
         if self.locks.is_none() {
-            let result = self.collection.delete_many(filter).await.map_err(backend_error)?;
+            let result = self
+                .collection
+                .delete_many(filter)
+                .await
+                .map_err(backend_error)?;
             return Ok(result.deleted_count);
         }
         let ids: Vec<Document> = self
@@ -548,7 +588,9 @@ impl MongoStore {
             .map_err(backend_error)?;
         let mut deleted = 0;
         for found in ids {
-            let Ok(id) = found.get_str("_id") else { continue };
+            let Ok(id) = found.get_str("_id") else {
+                continue;
+            };
             let lock = self.lock(id, !skip_busy).await?;
             if lock == Lock::Busy {
                 continue;
@@ -581,13 +623,20 @@ impl MongoStore {
         }
         // The original goes only if it is exactly as copied: any write acknowledged since
         // the read (update, set, touch) or a destroy makes this match nothing.
-        let removed = self.collection.delete_one(original).await.map_err(backend_error)?;
+        let removed = self
+            .collection
+            .delete_one(original)
+            .await
+            .map_err(backend_error)?;
         if removed.deleted_count == 1 {
             return Ok(Some(Rename::Moved));
         }
         // Take the copy back (only ours, as copied) and let the caller read again: the
         // acknowledged write stays under `from`, a destroyed session stays destroyed.
-        self.collection.delete_one(copy).await.map_err(backend_error)?;
+        self.collection
+            .delete_one(copy)
+            .await
+            .map_err(backend_error)?;
         Ok(None)
     }
 
@@ -598,10 +647,17 @@ impl MongoStore {
             let mut filter = live(id, now_bson());
             filter.insert(
                 "$or",
-                vec![doc! { "deadline": null }, doc! { "deadline": { "$gte": wanted } }],
+                vec![
+                    doc! { "deadline": null },
+                    doc! { "deadline": { "$gte": wanted } },
+                ],
             );
             let set = doc! { "$set": { "expires_at": wanted } };
-            let result = self.collection.update_one(filter, set).await.map_err(backend_error)?;
+            let result = self
+                .collection
+                .update_one(filter, set)
+                .await
+                .map_err(backend_error)?;
             if result.matched_count == 1 {
                 return Ok(true);
             }
@@ -624,7 +680,11 @@ impl MongoStore {
             let mut filter = live(id, now_bson());
             filter.insert("deadline", deadline);
             let capped = doc! { "$set": { "expires_at": deadline.min(wanted) } };
-            let result = self.collection.update_one(filter, capped).await.map_err(backend_error)?;
+            let result = self
+                .collection
+                .update_one(filter, capped)
+                .await
+                .map_err(backend_error)?;
             if result.matched_count == 1 {
                 return Ok(true);
             }
@@ -650,8 +710,11 @@ impl MongoStore {
             Some(_) => return Err(Error::decode(id, "field `deadline` is not a date")),
         };
         let set = doc! { "$set": { "expires_at": expires_at } };
-        let result =
-            self.collection.update_one(live(id, now_bson()), set).await.map_err(backend_error)?;
+        let result = self
+            .collection
+            .update_one(live(id, now_bson()), set)
+            .await
+            .map_err(backend_error)?;
         Ok(result.matched_count == 1)
     }
 }
@@ -716,7 +779,9 @@ impl SessionStore for MongoStore {
     async fn update(&self, record: &mut Record) -> Result<()> {
         let document = self.encode(record)?;
         let Ok(version) = i64::try_from(record.version()) else {
-            return Err(Error::Conflict { id: record.id().clone() });
+            return Err(Error::Conflict {
+                id: record.id().clone(),
+            });
         };
         let mut filter = live(record.id(), now_bson());
         filter.insert("version", version);
@@ -747,7 +812,9 @@ impl SessionStore for MongoStore {
             })
             .await?;
         if matched == 0 {
-            return Err(Error::Conflict { id: record.id().clone() });
+            return Err(Error::Conflict {
+                id: record.id().clone(),
+            });
         }
         record.set_version(record.version() + 1);
         Ok(())
@@ -757,7 +824,8 @@ impl SessionStore for MongoStore {
         let wanted = DateTime::from_millis(unix_millis(expires_at));
         self.timed("touch", async {
             if self.locks.is_some() {
-                self.locked(id.expose(), self.touch_locked(id, wanted)).await
+                self.locked(id.expose(), self.touch_locked(id, wanted))
+                    .await
             } else {
                 self.touch_unlocked(id, wanted).await
             }
@@ -785,10 +853,16 @@ impl SessionStore for MongoStore {
                     .projection(doc! { "_id": 1 })
                     .await
                     .map_err(backend_error)?;
-                return Ok(if found.is_some() { Rename::Moved } else { Rename::SourceMissing });
+                return Ok(if found.is_some() {
+                    Rename::Moved
+                } else {
+                    Rename::SourceMissing
+                });
             }
             for _ in 0..MAX_ID_ATTEMPTS {
-                let attempt = self.locked(from.expose(), self.try_rename(from, to)).await?;
+                let attempt = self
+                    .locked(from.expose(), self.try_rename(from, to))
+                    .await?;
                 if let Some(outcome) = attempt {
                     return Ok(outcome);
                 }
@@ -825,8 +899,11 @@ impl SessionStore for MongoStore {
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
         self.timed("destroy_by_owner", async {
-            self.delete_matching(doc! { "owner": owner, "expires_at": { "$gt": now_bson() } }, false)
-                .await
+            self.delete_matching(
+                doc! { "owner": owner, "expires_at": { "$gt": now_bson() } },
+                false,
+            )
+            .await
         })
         .await
     }
@@ -965,8 +1042,7 @@ fn decode(id: &SessionId, mut document: Document) -> Result<Record> {
 }
 
 fn check_database_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 63 || name.contains(['/', '\\', '.', ' ', '"', '$', '\0'])
-    {
+    if name.is_empty() || name.len() > 63 || name.contains(['/', '\\', '.', ' ', '"', '$', '\0']) {
         return Err(Error::Config(format!(
             "{name:?} is not a valid MongoDB database name (1 to 63 characters, none of \
              /\\. \"$ or NUL)"
@@ -1014,7 +1090,10 @@ const RETRYABLE_LABELS: &[&str] = &[
 
 /// Whether a driver error may go away by itself.
 fn is_transient(err: &mongodb::error::Error) -> bool {
-    if RETRYABLE_LABELS.iter().any(|label| err.contains_label(label)) {
+    if RETRYABLE_LABELS
+        .iter()
+        .any(|label| err.contains_label(label))
+    {
         return true;
     }
     match err.kind.as_ref() {
@@ -1077,7 +1156,9 @@ mod tests {
 
     fn sample() -> Record {
         let mut record = Record::new(session_core::now() + time::Duration::hours(1));
-        record.insert("user", json!({"id": 7, "$where": "x", "a.b": [1.5, null]})).unwrap();
+        record
+            .insert("user", json!({"id": 7, "$where": "x", "a.b": [1.5, null]}))
+            .unwrap();
         record.set_owner(Some("user-7".into()));
         record.set_deadline(Some(session_core::now() + time::Duration::hours(2)));
         record
@@ -1117,10 +1198,16 @@ mod tests {
         let mut record = sample();
         record.insert("big", u64::MAX).unwrap();
         let err = store.encode(&record).unwrap_err();
-        assert!(matches!(&err, Error::Encode { reason, .. } if reason.contains("data.big")), "{err}");
+        assert!(
+            matches!(&err, Error::Encode { reason, .. } if reason.contains("data.big")),
+            "{err}"
+        );
         record.remove("big");
         store.options.max_payload_bytes = 100;
-        assert!(matches!(store.encode(&record), Err(Error::PayloadTooLarge { .. })));
+        assert!(matches!(
+            store.encode(&record),
+            Err(Error::PayloadTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -1155,7 +1242,10 @@ mod tests {
     fn filters_hold_the_id_as_a_plain_string() {
         let id = SessionId::generate();
         let filter = live(&id, now_bson());
-        assert_eq!(filter.get("_id"), Some(&Bson::String(id.expose().to_owned())));
+        assert_eq!(
+            filter.get("_id"),
+            Some(&Bson::String(id.expose().to_owned()))
+        );
         assert!(SessionId::parse("{\"$ne\":null}aaaaaaaaaaaaaaaaaaaaaa").is_err());
         assert!(SessionId::parse("$where_aaaaaaaaaaaaaaaaaaaaaa").is_err());
     }
