@@ -131,6 +131,10 @@ mod native {
             server_url(Backend::Mongo).map(drop)
         }
 
+        async fn applies(&self) -> Result<(), String> {
+            native_supported().await
+        }
+
         async fn store(&self, options: StoreOptions) -> MongoStore {
             let url = server_url(Backend::Mongo).unwrap();
             connect(&url, ExpiryMode::Native, options).await.unwrap()
@@ -142,84 +146,32 @@ mod native {
         }
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
     /// `Ok` when the native suite should run: `SESSION_STORES_MONGO_NATIVE=1`, or a server
     /// that is not FerretDB (whose `buildInfo` carries `ferretdbVersion`).
-    fn native_supported() -> Result<(), String> {
+    async fn native_supported() -> Result<(), String> {
         let url = server_url(Backend::Mongo).map_err(|Skip(reason)| reason)?;
         if std::env::var("SESSION_STORES_MONGO_NATIVE").is_ok_and(|v| v == "1") {
             return Ok(());
         }
-        runtime().block_on(async {
-            let client = session_mongo::mongodb::Client::with_uri_str(&url)
-                .await
-                .map_err(|err| err.to_string())?;
-            let info = client
-                .database("admin")
-                .run_command(doc! { "buildInfo": 1 })
-                .await
-                .map_err(|err| err.to_string())?;
-            match info.get("ferretdbVersion") {
-                Some(version) => Err(format!(
-                    "the server is FerretDB {version}, which has no TTL indexes (set \
-                     SESSION_STORES_MONGO_URL to a real MongoDB, or make Docker reachable, \
-                     or force with SESSION_STORES_MONGO_NATIVE=1)"
-                )),
-                None => Ok(()),
-            }
-        })
-    }
-
-    macro_rules! run_cases {
-        ($($case:ident),* $(,)?) => {$(
-            session_core::conformance::run(
-                concat!("native::", stringify!($case)),
-                NativeHarness,
-                |harness| Box::pin(session_core::conformance::cases::$case(harness)),
-            );
-        )*};
-    }
-
-    /// Every conformance case in native mode, in one test so that a server without TTL
-    /// indexes skips it without failing CI (the native mode is then checked to be refused
-    /// with advice, below).
-    #[test]
-    fn native_mode_conformance() {
-        if let Err(reason) = native_supported() {
-            eprintln!("NOTE: native TTL expiry mode was NOT exercised: {reason}");
-            return;
+        let client = session_mongo::mongodb::Client::with_uri_str(&url)
+            .await
+            .map_err(|err| err.to_string())?;
+        let info = client
+            .database("admin")
+            .run_command(doc! { "buildInfo": 1 })
+            .await
+            .map_err(|err| err.to_string())?;
+        match info.get("ferretdbVersion") {
+            Some(version) => Err(format!(
+                "native TTL expiry mode was NOT exercised: the server is FerretDB {version}, \
+                 which has no TTL indexes (set SESSION_STORES_MONGO_URL to a real MongoDB, or \
+                 make Docker reachable, or force with SESSION_STORES_MONGO_NATIVE=1)"
+            )),
+            None => Ok(()),
         }
-        run_cases!(
-            round_trip_keeps_every_kind_of_data,
-            create_never_overwrites,
-            expired_records_are_never_returned,
-            touch_extends_and_reports_missing,
-            touch_never_passes_the_deadline,
-            destroy_is_idempotent,
-            cycle_id_keeps_data_and_kills_the_old_id,
-            rename_never_overwrites,
-            update_is_compare_and_swap,
-            stale_update_after_destroy_resurrects_nothing,
-            stale_writes_after_cycle_id_resurrect_nothing,
-            set_is_last_writer_wins,
-            concurrent_increments_are_never_lost,
-            owner_listing_and_revocation,
-            delete_expired_purges_only_expired,
-            oversized_payloads_write_nothing,
-            count_follows_creates_and_destroys,
-            corrupt_records_are_decode_errors,
-            corrupt_records_can_be_treated_as_missing,
-            hashed_ids_work_through_the_trait,
-            large_integers_round_trip_or_fail_loudly,
-            owner_limit_ends_the_oldest_sessions,
-        );
     }
+
+    session_core::conformance_suite!(NativeHarness);
 
     /// Native mode creates a TTL index where the server has them, and is refused with
     /// advice where it hasn't (FerretDB).

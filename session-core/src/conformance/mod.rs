@@ -51,6 +51,14 @@ pub trait Harness: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether this harness's configuration applies to the server at hand: `Err` (saying
+    /// why) makes every case pass with a note instead of running, for example a mode the
+    /// server doesn't offer (native TTL expiry on a server without TTL indexes). Unlike an
+    /// unavailable server this is not a failure under CI, so use it only for that.
+    async fn applies(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// A fresh store that sees no other test's sessions, configured with `options`.
     async fn store(&self, options: StoreOptions) -> Self::Store;
 
@@ -80,6 +88,10 @@ pub fn run<H: Harness>(name: &str, harness: H, case: impl for<'a> FnOnce(&'a H) 
     };
     let outcome = runtime.block_on(async {
         harness.available().await?;
+        if let Err(reason) = harness.applies().await {
+            eprintln!("NOTE: conformance case {name} does not apply here: {reason}");
+            return Ok(());
+        }
         case(&harness).await
     });
     if let Err(Skip(reason)) = outcome {
