@@ -975,6 +975,13 @@ fn live(id: &SessionId, now: DateTime) -> Document {
     doc! { "_id": id.expose(), "expires_at": { "$gt": now } }
 }
 
+/// Decodes a stored session document (as [`MongoStore`] writes it) into a record, or
+/// [`Error::Decode`](session_core::Error::Decode) naming `id`: for tools that read the
+/// collection directly, and the fuzz target.
+pub fn decode_document(id: &SessionId, document: Document) -> Result<Record> {
+    decode(id, document)
+}
+
 /// A stored document as a record, or [`Error::Decode`] naming `id`.
 fn decode(id: &SessionId, mut document: Document) -> Result<Record> {
     let bad = |reason: String| Error::decode(id, reason);

@@ -1,0 +1,428 @@
+//! session-encrypted over every backend on real servers: the whole conformance suite through
+//! `EncryptedStore`, raw reads proving no plaintext reaches the server, ciphertexts moved
+//! under another id, and key rotation.
+
+#![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use integration_tests::{Backend, Skip, server_url};
+use serde_json::json;
+use session_core::conformance::Harness;
+use session_core::{Error, Record, SessionId, SessionStore, StoreOptions, async_trait, now};
+use session_encrypted::{EncryptedStore, EncryptionKey};
+use session_memory::MemoryStore;
+use session_mongo::mongodb::bson::doc;
+use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
+use session_postgres::PostgresStore;
+use session_postgres::sqlx;
+use session_redis::{Client, RedisStore};
+use time::Duration;
+
+/// The suite's key list: the first encrypts, the second is an "old" key that still decrypts.
+fn test_keys() -> Vec<EncryptionKey> {
+    vec![
+        EncryptionKey::from_bytes(&[0x11; 32]).unwrap(),
+        EncryptionKey::from_bytes(&[0x22; 32]).unwrap(),
+    ]
+}
+
+fn in_an_hour() -> time::OffsetDateTime {
+    now() + Duration::hours(1)
+}
+
+// ---------------------------------------------------------------------------------------
+// One harness, generic over how to make a fresh inner store
+
+/// A backend to wrap: how to reach it, make a fresh store, and read what it really holds.
+#[async_trait]
+trait InnerBackend: Send + Sync + 'static {
+    type Store: SessionStore + 'static;
+
+    /// `Err` (from `integration_tests::server_url`) when there is no server.
+    async fn available(&self) -> Result<(), Skip>;
+
+    /// A fresh, empty store that sees no other test's sessions.
+    async fn fresh(&self, options: StoreOptions) -> Self::Store;
+
+    /// The data stored under `id` as the server holds it (bytes read around the store's
+    /// codec where the backend allows), for checking that no plaintext is there.
+    async fn raw_data(&self, store: &Self::Store, id: &SessionId) -> String;
+}
+
+/// The conformance harness: `EncryptedStore` over `B`'s fresh stores.
+struct Encrypted<B>(B);
+
+#[async_trait]
+impl<B: InnerBackend> Harness for Encrypted<B> {
+    type Store = EncryptedStore<B::Store>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        self.0.available().await
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        let corrupt = options.corrupt;
+        EncryptedStore::new(self.0.fresh(options).await, test_keys())
+            .unwrap()
+            .corrupt_policy(corrupt)
+    }
+
+    /// A record the inner store decodes fine but whose data the wrapper can't decrypt.
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        let mut record = Record::with_id(id.clone(), in_an_hour());
+        record.insert("enc", "garbage").unwrap();
+        store.inner().set(&mut record).await.unwrap();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The four backends
+
+struct Memory;
+
+#[async_trait]
+impl InnerBackend for Memory {
+    type Store = MemoryStore;
+
+    async fn available(&self) -> Result<(), Skip> {
+        Ok(())
+    }
+
+    async fn fresh(&self, options: StoreOptions) -> MemoryStore {
+        MemoryStore::builder().options(options).build()
+    }
+
+    async fn raw_data(&self, store: &MemoryStore, id: &SessionId) -> String {
+        let record = store.get(id).await.unwrap().unwrap();
+        serde_json::to_string(record.data()).unwrap()
+    }
+}
+
+struct Redis;
+
+#[async_trait]
+impl InnerBackend for Redis {
+    type Store = RedisStore;
+
+    async fn available(&self) -> Result<(), Skip> {
+        server_url(Backend::Redis).map(drop)
+    }
+
+    async fn fresh(&self, options: StoreOptions) -> RedisStore {
+        let url = server_url(Backend::Redis).unwrap();
+        RedisStore::builder()
+            .url(&url)
+            .client(Client::Fred)
+            .prefix(format!(
+                "test:enc:{}:sess:",
+                &SessionId::generate().expose()[..16]
+            ))
+            .options(options)
+            .connect()
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
+    }
+
+    /// A plain `GET` of the session's key with the redis crate, around the store.
+    async fn raw_data(&self, store: &RedisStore, id: &SessionId) -> String {
+        let url = server_url(Backend::Redis).unwrap();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let value: Vec<u8> = redis::cmd("GET")
+            .arg(store.key_for(id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!value.is_empty(), "nothing stored under the session's key");
+        String::from_utf8_lossy(&value).into_owned()
+    }
+}
+
+struct Postgres;
+
+/// The schema of this binary's tables; dropped once per run.
+const PG_SCHEMA: &str = "encrypted_tests";
+
+#[async_trait]
+impl InnerBackend for Postgres {
+    type Store = PostgresStore;
+
+    async fn available(&self) -> Result<(), Skip> {
+        server_url(Backend::Postgres).map(drop)
+    }
+
+    async fn fresh(&self, options: StoreOptions) -> PostgresStore {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        let url = server_url(Backend::Postgres).unwrap();
+        CLEANED
+            .get_or_init(|| async {
+                let pool = session_postgres::PgPool::connect(&url).await.unwrap();
+                let drop = format!("DROP SCHEMA IF EXISTS \"{PG_SCHEMA}\" CASCADE");
+                sqlx::query(&drop).execute(&pool).await.unwrap();
+                pool.close().await;
+            })
+            .await;
+        let table = format!(
+            "e{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let store = PostgresStore::builder()
+            .schema(PG_SCHEMA)
+            .table(table)
+            .options(options)
+            .connect(&url)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    async fn raw_data(&self, store: &PostgresStore, id: &SessionId) -> String {
+        let sql = format!("SELECT data::text FROM {} WHERE id = $1", store.table());
+        sqlx::query_scalar(&sql)
+            .bind(id.expose())
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+struct Mongo;
+
+#[async_trait]
+impl InnerBackend for Mongo {
+    type Store = MongoStore;
+
+    async fn available(&self) -> Result<(), Skip> {
+        server_url(Backend::Mongo).map(drop)
+    }
+
+    /// Interval expiry: works on every MongoDB-protocol server (FerretDB has no TTL index).
+    async fn fresh(&self, options: StoreOptions) -> MongoStore {
+        let url = server_url(Backend::Mongo).unwrap();
+        let config = MongoConfig {
+            database: Some("session_encrypted_tests".into()),
+            collection: Some(format!("sessions_{}", SessionId::generate().expose())),
+            expiry: ExpiryMode::Interval(StdDuration::from_secs(30)),
+            options,
+            ..MongoConfig::default()
+        };
+        MongoStore::connect(&url, config).await.unwrap()
+    }
+
+    async fn raw_data(&self, store: &MongoStore, id: &SessionId) -> String {
+        let document = store
+            .collection()
+            .find_one(doc! { "_id": id.expose() })
+            .await
+            .unwrap()
+            .expect("a stored document");
+        format!("{document}")
+    }
+}
+
+mod memory {
+    use super::*;
+    session_core::conformance_suite!(Encrypted(Memory));
+}
+
+mod redis_fred {
+    use super::*;
+    session_core::conformance_suite!(Encrypted(Redis));
+}
+
+mod postgres {
+    use super::*;
+    session_core::conformance_suite!(Encrypted(Postgres));
+}
+
+mod mongo {
+    use super::*;
+    session_core::conformance_suite!(Encrypted(Mongo));
+}
+
+// ---------------------------------------------------------------------------------------
+// Beyond the suite, on each backend whose server is there
+
+/// Whether `backend` can run; a skip is reported, and fails under CI.
+async fn usable<B: InnerBackend>(backend: &B, name: &str) -> bool {
+    match backend.available().await {
+        Ok(()) => true,
+        Err(Skip(reason)) => {
+            eprintln!("SKIPPED {name}: {reason}");
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+                "{name} skipped under CI: {reason}"
+            );
+            false
+        }
+    }
+}
+
+const SECRET: &str = "correct-horse-battery-staple-7f3a9c";
+
+/// The raw stored bytes hold none of the plaintext (neither the value nor the key name),
+/// while the same session written without the wrapper does (so the raw read is real).
+async fn no_plaintext_at_rest<B: InnerBackend>(backend: B, name: &str) {
+    if !usable(&backend, name).await {
+        return;
+    }
+    let inner = backend.fresh(StoreOptions::default()).await;
+    let store = EncryptedStore::new(inner, test_keys()).unwrap();
+    let mut record = Record::new(in_an_hour());
+    record.insert("credit_card_note", SECRET).unwrap();
+    record.insert("nested", json!({"deep": [SECRET]})).unwrap();
+    record.set_owner(Some("owner-at-rest".into()));
+    store.create(&mut record).await.unwrap();
+
+    let raw = backend.raw_data(store.inner(), record.id()).await;
+    assert!(!raw.contains(SECRET), "{name}: plaintext at rest: {raw}");
+    assert!(
+        !raw.contains("credit_card_note"),
+        "{name}: a data key at rest: {raw}"
+    );
+    assert!(raw.contains("v1."), "{name}: no sealed value in {raw}");
+    assert_eq!(
+        store.get(record.id()).await.unwrap().unwrap(),
+        record,
+        "{name}: decryption"
+    );
+
+    let mut plain = Record::new(in_an_hour());
+    plain.insert("credit_card_note", SECRET).unwrap();
+    store.inner().create(&mut plain).await.unwrap();
+    let raw = backend.raw_data(store.inner(), plain.id()).await;
+    assert!(
+        raw.contains(SECRET),
+        "{name}: the raw read does not see stored data: {raw}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_plaintext_at_rest_on_any_backend() {
+    no_plaintext_at_rest(Memory, "memory").await;
+    no_plaintext_at_rest(Redis, "redis").await;
+    no_plaintext_at_rest(Postgres, "postgres").await;
+    no_plaintext_at_rest(Mongo, "mongo").await;
+}
+
+/// A stored ciphertext copied under another id through the inner store is a decode error
+/// naming that id; the original still reads.
+async fn moved_ciphertext_is_refused<B: InnerBackend>(backend: B, name: &str) {
+    if !usable(&backend, name).await {
+        return;
+    }
+    let store =
+        EncryptedStore::new(backend.fresh(StoreOptions::default()).await, test_keys()).unwrap();
+    let mut record = Record::new(in_an_hour());
+    record.insert("user", "mallory-wants-this").unwrap();
+    store.create(&mut record).await.unwrap();
+
+    let mut stolen = store.inner().get(record.id()).await.unwrap().unwrap();
+    let other = SessionId::generate();
+    stolen.set_id(other.clone());
+    stolen.set_version(0);
+    assert!(store.inner().insert(&mut stolen).await.unwrap(), "{name}");
+    let err = store.get(&other).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { id, .. } if *id == other),
+        "{name}: {err}"
+    );
+    assert!(store.list_by_owner("nobody").await.unwrap().is_empty());
+    assert_eq!(
+        store.get(record.id()).await.unwrap().unwrap(),
+        record,
+        "{name}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_ciphertexts_are_decode_errors_on_any_backend() {
+    moved_ciphertext_is_refused(Memory, "memory").await;
+    moved_ciphertext_is_refused(Redis, "redis").await;
+    moved_ciphertext_is_refused(Postgres, "postgres").await;
+    moved_ciphertext_is_refused(Mongo, "mongo").await;
+}
+
+/// A record sealed under an old key reads after rotation (`[new, old]`), not with `[new]`.
+async fn rotation<B: InnerBackend>(backend: B, name: &str)
+where
+    B::Store: Clone,
+{
+    if !usable(&backend, name).await {
+        return;
+    }
+    let old = EncryptionKey::generate();
+    let new = EncryptionKey::generate();
+    let inner = backend.fresh(StoreOptions::default()).await;
+    let before = EncryptedStore::new(inner.clone(), vec![old.clone()]).unwrap();
+    let mut record = Record::new(in_an_hour());
+    record.insert("user", "rotating").unwrap();
+    before.create(&mut record).await.unwrap();
+
+    let rotated = EncryptedStore::new(inner.clone(), vec![new.clone(), old]).unwrap();
+    assert_eq!(
+        rotated.get(record.id()).await.unwrap().unwrap(),
+        record,
+        "{name}: an old-key record after rotation"
+    );
+    let new_only = EncryptedStore::new(inner.clone(), vec![new]).unwrap();
+    let err = new_only.get(record.id()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { id, .. } if id == record.id()),
+        "{name}: {err}"
+    );
+
+    // Rewritten through the rotated store, it moves to the new key.
+    let mut back = rotated.get(record.id()).await.unwrap().unwrap();
+    back.insert("n", 1).unwrap();
+    rotated.update(&mut back).await.unwrap();
+    assert_eq!(
+        new_only.get(record.id()).await.unwrap().unwrap(),
+        back,
+        "{name}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_on_any_backend() {
+    rotation(Memory, "memory").await;
+    rotation(Redis, "redis").await;
+    rotation(Postgres, "postgres").await;
+    rotation(Mongo, "mongo").await;
+}
+
+/// `cycle_id` re-encrypts under the new id and leaves no record under the old one.
+async fn cycle_leaves_nothing_behind<B: InnerBackend>(backend: B, name: &str) {
+    if !usable(&backend, name).await {
+        return;
+    }
+    let store =
+        EncryptedStore::new(backend.fresh(StoreOptions::default()).await, test_keys()).unwrap();
+    let mut record = Record::new(in_an_hour());
+    record.insert("user", "cycler").unwrap();
+    record.set_owner(Some("cycler".into()));
+    store.create(&mut record).await.unwrap();
+    let new_id = store.cycle_id(record.id()).await.unwrap().unwrap();
+    assert!(
+        store.inner().get(record.id()).await.unwrap().is_none(),
+        "{name}: the old id (or its tombstone) is still stored"
+    );
+    let moved = store.get(&new_id).await.unwrap().unwrap();
+    assert_eq!(moved.data(), record.data(), "{name}");
+    assert_eq!(moved.version(), record.version(), "{name}: version kept");
+    assert_eq!(store.count().await.unwrap(), 1, "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycle_id_leaves_nothing_behind_on_any_backend() {
+    cycle_leaves_nothing_behind(Memory, "memory").await;
+    cycle_leaves_nothing_behind(Redis, "redis").await;
+    cycle_leaves_nothing_behind(Postgres, "postgres").await;
+    cycle_leaves_nothing_behind(Mongo, "mongo").await;
+}
