@@ -410,3 +410,324 @@ mod extra {
         survives_a_server_restart(Client::RedisRs).await;
     }
 }
+
+/// The same suite with the express-session format (`RedisStoreBuilder::express_session`),
+/// on every client and topology, plus what only that format promises.
+mod express {
+    use serde_json::{Value, json};
+    use session_core::{Record, SessionStore, now, unix_millis};
+    use session_redis::Format;
+
+    use super::*;
+
+    /// [`RedisHarness`]'s server and client, storing express-session values.
+    #[derive(Debug, Clone, Copy)]
+    struct ExpressHarness(RedisHarness);
+
+    #[session_core::async_trait]
+    impl Harness for ExpressHarness {
+        type Store = RedisStore;
+
+        async fn available(&self) -> Result<(), Skip> {
+            self.0.available().await
+        }
+
+        async fn store(&self, options: StoreOptions) -> RedisStore {
+            let url = server_url(self.0.backend).unwrap();
+            RedisStore::builder()
+                .url(&url)
+                .client(self.0.client)
+                .prefix(unique_prefix())
+                .options(options)
+                .express_session()
+                .connect()
+                .await
+                .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
+        }
+
+        async fn write_corrupt(&self, store: &RedisStore, id: &SessionId) -> Result<(), Skip> {
+            self.0.write_corrupt(store, id).await
+        }
+    }
+
+    mod fred_standalone {
+        use super::*;
+        session_core::conformance_suite!(ExpressHarness(RedisHarness {
+            client: Client::Fred,
+            backend: Backend::Redis
+        }));
+    }
+
+    mod fred_cluster {
+        use super::*;
+        session_core::conformance_suite!(ExpressHarness(RedisHarness {
+            client: Client::Fred,
+            backend: Backend::RedisCluster
+        }));
+    }
+
+    mod redis_rs_standalone {
+        use super::*;
+        session_core::conformance_suite!(ExpressHarness(RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::Redis
+        }));
+    }
+
+    mod redis_rs_cluster {
+        use super::*;
+        session_core::conformance_suite!(ExpressHarness(RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::RedisCluster
+        }));
+    }
+
+    /// `at` as JavaScript's `Date.prototype.toJSON` writes it.
+    fn iso(at: time::OffsetDateTime) -> String {
+        let at = at.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            at.millisecond()
+        )
+    }
+
+    const ALL: [ExpressHarness; 4] = [
+        ExpressHarness(RedisHarness {
+            client: Client::Fred,
+            backend: Backend::Redis,
+        }),
+        ExpressHarness(RedisHarness {
+            client: Client::Fred,
+            backend: Backend::RedisCluster,
+        }),
+        ExpressHarness(RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::Redis,
+        }),
+        ExpressHarness(RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::RedisCluster,
+        }),
+    ];
+
+    async fn available() -> Vec<ExpressHarness> {
+        let mut found = Vec::new();
+        for harness in ALL {
+            match harness.available().await {
+                Ok(()) => found.push(harness),
+                Err(Skip(reason)) => {
+                    eprintln!("SKIPPED {harness:?}: {reason}");
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "skipped under CI: {reason}"
+                    );
+                }
+            }
+        }
+        found
+    }
+
+    /// What connect-redis 9 stores for `{user: "alice"}` (express-session 1.19, cookie
+    /// `{maxAge: 3600000, httpOnly: true, sameSite: "lax"}`), with an hour's `EX`.
+    fn node_value(expires: &str) -> String {
+        format!(
+            r#"{{"cookie":{{"originalMaxAge":3600000,"expires":"{expires}","httpOnly":true,"path":"/","sameSite":"lax"}},"user":"alice"}}"#
+        )
+    }
+
+    fn json_of(raw: &[u8]) -> Value {
+        serde_json::from_slice(raw).unwrap()
+    }
+
+    #[test]
+    fn format_is_reported() {
+        assert_eq!(Format::default(), Format::Native);
+    }
+
+    /// A value Node wrote reads at version 0 with no owner; `update` at version 0 takes it,
+    /// keeps Node's cookie object (with `expires` moved) and adds the metadata.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn node_sessions_read_and_update() {
+        for harness in available().await {
+            let store = harness.store(StoreOptions::default()).await;
+            assert_eq!(store.format(), Format::ExpressSession);
+            let id = SessionId::generate();
+            let key = store.key_for(&id);
+            let expires_ms = unix_millis(now()) + 3_600_000;
+            // A stale cookie.expires (connect-redis's touch only moves the key's expiry).
+            let stale = "2020-01-01T00:00:00.000Z";
+            store
+                .raw_set_pxat(&key, node_value(stale).as_bytes(), expires_ms)
+                .await
+                .unwrap();
+            let mut record = store.get(&id).await.unwrap().unwrap();
+            assert_eq!(record.version(), 0, "{harness:?}");
+            assert_eq!(record.owner(), None);
+            assert_eq!(record.data(), json!({"user": "alice"}).as_object().unwrap());
+            assert_eq!(
+                unix_millis(record.expires_at()),
+                expires_ms,
+                "{harness:?}: the key's expiry is the session's"
+            );
+
+            record.insert("cart", json!([1, 2])).unwrap();
+            record.set_owner(Some("alice".into()));
+            let later = now() + time::Duration::hours(2);
+            record.set_expires_at(later);
+            store.update(&mut record).await.unwrap();
+            assert_eq!(record.version(), 1);
+            let raw = store.raw_get(&key).await.unwrap().unwrap();
+            let text = String::from_utf8(raw.clone()).unwrap();
+            let expected_cookie = format!(
+                r#"{{"cookie":{{"originalMaxAge":3600000,"expires":"{}","httpOnly":true,"path":"/","sameSite":"lax"}},"#,
+                iso(later)
+            );
+            assert!(text.starts_with(&expected_cookie), "{harness:?}: {text}");
+            let stored = json_of(&raw);
+            assert_eq!(stored["user"], "alice");
+            assert_eq!(stored["cart"], json!([1, 2]));
+            assert_eq!(stored["__session_stores"]["version"], 1);
+            assert_eq!(stored["__session_stores"]["owner"], "alice");
+            let pttl = store.raw_pttl(&key).await.unwrap();
+            assert!(
+                pttl > 7_000_000,
+                "{harness:?}: PXAT follows expires_at ({pttl})"
+            );
+            assert_eq!(
+                store.list_by_owner("alice").await.unwrap(),
+                vec![record.clone()]
+            );
+
+            // A stale Rust writer still conflicts (CAS on the metadata's version).
+            let mut stale_record = record.clone();
+            stale_record.set_version(0);
+            assert!(
+                store
+                    .update(&mut stale_record)
+                    .await
+                    .unwrap_err()
+                    .is_conflict()
+            );
+        }
+    }
+
+    /// `touch` moves the key's expiry only: the value stays byte for byte.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn touch_moves_only_the_expiry() {
+        for harness in available().await {
+            let store = harness.store(StoreOptions::default()).await;
+            let mut record = Record::new(now() + time::Duration::minutes(5));
+            record.insert("big", u64::MAX).unwrap();
+            record.insert("empty", json!({"o": {}, "a": []})).unwrap();
+            record.set_owner(Some("toucher".into()));
+            store.create(&mut record).await.unwrap();
+            let key = store.key_for(record.id());
+            let before = store.raw_get(&key).await.unwrap().unwrap();
+            let later = now() + time::Duration::minutes(50);
+            assert!(store.touch(record.id(), later).await.unwrap());
+            assert_eq!(
+                store.raw_get(&key).await.unwrap().unwrap(),
+                before,
+                "{harness:?}"
+            );
+            let back = store.get(record.id()).await.unwrap().unwrap();
+            let mut expected = record.clone();
+            expected.set_expires_at(later);
+            assert_eq!(back, expected, "{harness:?}");
+            assert_eq!(
+                store.list_by_owner("toucher").await.unwrap(),
+                vec![expected]
+            );
+        }
+    }
+
+    /// A created session carries express-session's default cookie, first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn created_sessions_have_a_default_cookie() {
+        for harness in available().await {
+            let store = harness.store(StoreOptions::default()).await;
+            let mut record = Record::new(now() + time::Duration::hours(1));
+            record.insert("user", "bob").unwrap();
+            store.create(&mut record).await.unwrap();
+            let raw = store
+                .raw_get(&store.key_for(record.id()))
+                .await
+                .unwrap()
+                .unwrap();
+            let text = String::from_utf8(raw.clone()).unwrap();
+            assert!(
+                text.starts_with(r#"{"cookie":{"originalMaxAge":"#),
+                "{text}"
+            );
+            let stored = json_of(&raw);
+            let cookie = &stored["cookie"];
+            assert_eq!(cookie["expires"], iso(record.expires_at()));
+            assert_eq!(cookie["httpOnly"], true);
+            assert_eq!(cookie["path"], "/");
+            assert_eq!(cookie["sameSite"], "lax");
+            let max_age = cookie["originalMaxAge"].as_i64().unwrap();
+            assert!((3_590_000..=3_600_000).contains(&max_age), "{max_age}");
+            assert_eq!(stored["user"], "bob");
+            // A reserved key is an encode error, nothing written.
+            let mut bad = Record::new(now() + time::Duration::hours(1));
+            bad.insert("cookie", json!({})).unwrap();
+            assert!(matches!(
+                store.create(&mut bad).await,
+                Err(Error::Encode { .. })
+            ));
+        }
+    }
+
+    /// Values that aren't express-session sessions are decode errors naming the id, for
+    /// reads and for the scripts; the value stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn foreign_values_are_decode_errors_naming_the_id() {
+        for harness in available().await {
+            let store = harness.store(StoreOptions::default()).await;
+            let bad: [&[u8]; 7] = [
+                b"not json at all",
+                b"[1,2,3]",
+                b"{}",
+                br#"{"cookie":"x"}"#,
+                br#"{"cookie":{},"__session_stores":{"owner":"x"}}"#,
+                b"\xff\xfe\x00\x01garbage\x80",
+                b"",
+            ];
+            let at = unix_millis(now()) + 3_600_000;
+            for value in bad {
+                let id = SessionId::generate();
+                store
+                    .raw_set_pxat(&store.key_for(&id), value, at)
+                    .await
+                    .unwrap();
+                let err = store.get(&id).await.unwrap_err();
+                assert!(
+                    matches!(err, Error::Decode { .. }),
+                    "{harness:?} {value:?}: {err}"
+                );
+                assert_eq!(err.session_id(), Some(&id));
+                let err = store
+                    .touch(&id, now() + time::Duration::hours(2))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, Error::Decode { .. }),
+                    "{harness:?} touch {value:?}: {err}"
+                );
+                let mut stale = Record::with_id(id.clone(), now() + time::Duration::hours(1));
+                let err = store.update(&mut stale).await.unwrap_err();
+                assert!(
+                    matches!(err, Error::Decode { .. }),
+                    "{harness:?} update {value:?}: {err}"
+                );
+                assert!(store.raw_exists(&store.key_for(&id)).await.unwrap());
+            }
+        }
+    }
+}

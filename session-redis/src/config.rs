@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use session_core::{Error, Result, StoreOptions};
 
+use crate::format::Format;
 use crate::store::RedisStore;
 
 /// The key prefix used when none is set.
@@ -139,6 +140,7 @@ pub struct RedisStoreBuilder {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) options: StoreOptions,
     pub(crate) client: Client,
+    pub(crate) format: Format,
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
@@ -150,6 +152,7 @@ impl std::fmt::Debug for RedisStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("options", &self.options)
             .field("client", &self.client)
+            .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +166,7 @@ impl Default for RedisStoreBuilder {
             connect_timeout: None,
             options: StoreOptions::default(),
             client: Client::default(),
+            format: Format::default(),
         }
     }
 }
@@ -247,6 +251,21 @@ impl RedisStoreBuilder {
     pub fn client(mut self, client: Client) -> Self {
         self.client = client;
         self
+    }
+
+    /// What the session keys hold (default [`Format::Native`]).
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Reads and writes sessions exactly as express-session with connect-redis does, so a
+    /// Node app and this store share them: shorthand for
+    /// `.format(Format::ExpressSession)`. Keep the prefix the Node app uses (connect-redis's
+    /// default is `sess:`, as here). See the crate docs, "Sharing sessions with
+    /// express-session".
+    pub fn express_session(self) -> Self {
+        self.format(Format::ExpressSession)
     }
 
     /// Connects, checks the server version (at least [`MIN_REDIS_VERSION`]) and loads nothing

@@ -47,7 +47,8 @@
 //! # Key layout
 //!
 //! - `{prefix}{id}` (prefix default `sess:`): a string holding
-//!   [`session_core::codec::encode`]'s JSON, expiring at the record's `expires_at` to the
+//!   [`session_core::codec::encode`]'s JSON (or, in the express-session format, the
+//!   session object express-session stores: see below), expiring at the record's `expires_at` to the
 //!   millisecond (`SET ... PXAT`). Redis removes expired sessions itself, so
 //!   `delete_expired` returns 0.
 //! - `{prefix}owner:{<owner>}`: a sorted set per owner, member = session id, score = expiry
@@ -83,12 +84,94 @@
 //! failures become retryable [`Error::Backend`](session_core::Error::Backend) errors
 //! (connection, timeout, cluster down, loading...) or permanent ones, keeping the client's
 //! error as the source.
+//!
+//! # Sharing sessions with express-session
+//!
+//! [`RedisStoreBuilder::express_session`] (or `.format(`[`Format::ExpressSession`]`)`) makes
+//! the store read and write exactly what [express-session] with [connect-redis] keeps, so
+//! a Node app and a Rust app on the same Redis share logins. Use the Node app's prefix
+//! (connect-redis's default is `sess:`, as here) and its cookie secrets with
+//! [`session_core::SignedCookie`] (same cookie name, `connect.sid` by default).
+//!
+//! ```no_run
+//! # async fn demo() -> session_core::Result<()> {
+//! use session_core::SignedCookie;
+//! use session_redis::RedisStore;
+//!
+//! let store = RedisStore::builder()
+//!     .url("redis://127.0.0.1:6379")
+//!     .express_session()
+//!     .connect()
+//!     .await?;
+//! // The first secret signs, every one verifies (express-session's `secret` array).
+//! let cookies = SignedCookie::new(["new secret", "keyboard cat"])?;
+//! # let _ = (store, cookies); Ok(()) }
+//! ```
+//!
+//! **The value** under `{prefix}{id}` is express-session's session object as JSON: its
+//! `cookie` object first, the record's data as the other top-level fields, and this store's
+//! metadata in one namespaced field, [`EXPRESS_META_FIELD`] (`__session_stores`), which
+//! express-session ignores and writes back unchanged:
+//!
+//! ```json
+//! {"cookie":{"originalMaxAge":3600000,"expires":"2026-11-23T13:09:21.835Z","httpOnly":true,"path":"/","sameSite":"lax"},
+//!  "cart":[1,2],"user":"alice",
+//!  "__session_stores":{"created_at":1795435761835,"deadline":1795442961835,"owner":"u1","version":3}}
+//! ```
+//!
+//! - **The cookie object belongs to the store and is hidden from
+//!   [`Record::data`](session_core::Record::data)**: data is every top-level field but `cookie` and
+//!   `__session_stores`, so a record reads back exactly as written, and a data key named
+//!   `cookie` or `__session_stores` is an [`Error::Encode`](session_core::Error::Encode).
+//!   Every Rust write (`set`, `update`) keeps the stored cookie object as it is (Node's
+//!   `maxAge`, `domain`, `secure`...), only setting its `expires` to the new expiry as
+//!   JavaScript's `Date.toJSON()` writes it (`2026-11-23T13:09:21.835Z`); a browser-session
+//!   cookie (`expires: null`) stays one. This happens on the server, in the write's script:
+//!   the cookie is found in the stored JSON at `{"cookie":{`, where express-session and
+//!   this store put it (a value with its cookie elsewhere gets the default one).
+//! - **A session created by Rust** gets express-session's cookie for a one-off `maxAge`:
+//!   `{"originalMaxAge":<ms from now to expires_at>,"expires":"<expires_at>","httpOnly":true,
+//!   "path":"/","sameSite":"lax"}`.
+//! - **A session written by Node** has no metadata: it reads at version 0, with no owner
+//!   and no deadline, created "now" (the time of the read, until Rust writes it). Rust may
+//!   then `update` it at version 0, set its owner, and so on.
+//! - Node drops data keys that clash with its `Session`'s own properties (`id`, `req`,
+//!   `cookie`, and methods such as `save` or `touch`), and `JSON.parse` rounds integers
+//!   above 2^53: keep data Node reads to plain JSON.
+//! - A value that is not an express-session session (not a JSON object, no `cookie`
+//!   object, malformed metadata) is an [`Error::Decode`](session_core::Error::Decode)
+//!   naming the id, for reads and scripts alike.
+//!
+//! **Expiry.** The key's expiry in Redis is the truth for both sides, because connect-redis's
+//! `touch` only runs `EXPIRE` and leaves `cookie.expires` in the JSON stale. So reads take
+//! `expires_at` from the key (one script: `GET` plus `PEXPIRETIME`, exact to the
+//! millisecond; on Redis 6.2, which lacks it, the server's `TIME` plus `PTTL`, within a
+//! millisecond), falling back on `cookie.expires` for a key without expiry; writes store
+//! with `PXAT expires_at` and the matching `cookie.expires`; `touch` is a `PEXPIREAT` only
+//! (the value is not rewritten), capped at the metadata's deadline, read on the server.
+//! Node's touches don't know the deadline: a session Node keeps touching may outlive it in
+//! Redis, but Rust reads it as expiring at the deadline, and no longer returns it past it.
+//!
+//! **Concurrency.** Among Rust writers `update` is the same compare-and-swap as in the
+//! native format, on the metadata's `version` (missing metadata counts as 0), so
+//! [`session_core::modify`] never loses a Rust write. Node writers are last-writer-wins,
+//! as in express-session itself: a Node write keeps the metadata, version included, as it
+//! was, so a Rust `update` racing a Node write can't see it and one of the two writes is
+//! lost; and a Node write of a session Rust changed meanwhile overwrites Rust's change.
+//!
+//! Everything else works as in the native format: the owner index (under the same prefix:
+//! connect-redis's `length()` and `ids()` count its `{prefix}owner:{..}` keys too, `all()`
+//! skips them), `cycle_id`, `destroy_by_owner`, clusters, both clients.
+//!
+//! [express-session]: https://www.npmjs.com/package/express-session
+//! [connect-redis]: https://www.npmjs.com/package/connect-redis
 
 #[cfg(not(any(feature = "fred", feature = "redis")))]
 compile_error!("session-redis needs at least one client feature: `fred` or `redis`");
 
 mod config;
 mod conn;
+mod format;
 #[cfg(feature = "fred")]
 mod fred_client;
 mod keys;
@@ -100,4 +183,5 @@ mod store;
 pub use config::{
     Client, DEFAULT_POOL_SIZE, DEFAULT_PREFIX, MIN_REDIS_VERSION, RedisStoreBuilder, Topology,
 };
+pub use format::{EXPRESS_META_FIELD, Format};
 pub use store::RedisStore;

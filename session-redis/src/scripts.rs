@@ -11,16 +11,26 @@ pub(crate) enum ScriptId {
     IndexAdd,
     IndexList,
     IndexRemove,
+    ExpressRead,
+    ExpressTake,
+    ExpressUpdate,
+    ExpressSet,
+    ExpressTouch,
 }
 
 impl ScriptId {
-    pub(crate) const ALL: [ScriptId; 6] = [
+    pub(crate) const ALL: [ScriptId; 11] = [
         Self::Update,
         Self::Touch,
         Self::CompareAndDelete,
         Self::IndexAdd,
         Self::IndexList,
         Self::IndexRemove,
+        Self::ExpressRead,
+        Self::ExpressTake,
+        Self::ExpressUpdate,
+        Self::ExpressSet,
+        Self::ExpressTouch,
     ];
 
     pub(crate) fn index(self) -> usize {
@@ -35,6 +45,11 @@ impl ScriptId {
             Self::IndexAdd => INDEX_ADD,
             Self::IndexList => INDEX_LIST,
             Self::IndexRemove => INDEX_REMOVE,
+            Self::ExpressRead => EXPRESS_READ,
+            Self::ExpressTake => EXPRESS_TAKE,
+            Self::ExpressUpdate => EXPRESS_UPDATE,
+            Self::ExpressSet => EXPRESS_SET,
+            Self::ExpressTouch => EXPRESS_TOUCH,
         }
     }
 }
@@ -117,3 +132,148 @@ if score and tonumber(score) <= tonumber(ARGV[2]) then
 end
 return 0
 "#;
+
+// ---------------------------------------------------------------------------------------
+// The express-session format (`Format::ExpressSession`): the value is express-session's
+// session object, `{"cookie":{...},<data>...,"__session_stores":{"version":n,...}}`, and the
+// key's expiry is the session's (connect-redis's touch only moves the expiry). These
+// scripts only ever decode a value (never `cjson.encode` one, which would round big
+// integers): they read the metadata and splice strings.
+
+/// Shared Lua: the key's absolute expiry, and the metadata / cookie helpers.
+macro_rules! express_prelude {
+    () => {
+        r#"
+-- The key's expiry in Unix ms, -1 if it has none: PEXPIRETIME (Redis 7, exact), else
+-- the server's clock plus PTTL (Redis 6.2, within a millisecond).
+local function expiry(key)
+  local at = redis.pcall('PEXPIRETIME', key)
+  if type(at) == 'number' then return at end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then return ttl end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+end
+
+-- The decoded value and its metadata (an empty table for a value Node wrote), or nil
+-- when the value is not an express-session session (the Rust decoder agrees).
+local function session(raw)
+  local ok, rec = pcall(cjson.decode, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.cookie) ~= 'table' then return nil end
+  local meta = rec.__session_stores
+  if meta == nil then return rec, {}, 0 end
+  if type(meta) ~= 'table' or type(meta.version) ~= 'number' then return nil end
+  return rec, meta, meta.version
+end
+
+-- The new value: `value` (ours, `{"cookie":<default cookie>` then `head` bytes in) with
+-- the stored cookie object kept in place of our default one, its `expires` set to `iso`
+-- (a browser-session cookie, `expires` null, stays one). The cookie is found by scanning
+-- the stored JSON from `{"cookie":{`, where express-session and this store put it; a
+-- value shaped otherwise gets the default cookie.
+local function keep_cookie(raw, rec, value, head, iso)
+  local prefix = '{"cookie":{'
+  if string.sub(raw, 1, #prefix) ~= prefix then return value end
+  local depth, i, n, quoted, stop = 0, #prefix, #raw, false, nil
+  while i <= n do
+    local c = string.byte(raw, i)
+    if quoted then
+      if c == 92 then i = i + 1 elseif c == 34 then quoted = false end
+    elseif c == 34 then quoted = true
+    elseif c == 123 or c == 91 then depth = depth + 1
+    elseif c == 125 or c == 93 then
+      depth = depth - 1
+      if depth == 0 then stop = i; break end
+    end
+    i = i + 1
+  end
+  if not stop then return value end
+  local cookie = string.sub(raw, #prefix, stop)
+  if type(rec.cookie.expires) == 'string' then
+    local s, e, old = string.find(cookie, '"expires":"([^"\\]*)"')
+    if not s or old ~= rec.cookie.expires then return value end
+    cookie = string.sub(cookie, 1, s - 1) .. '"expires":"' .. iso .. '"' .. string.sub(cookie, e + 1)
+  end
+  return '{"cookie":' .. cookie .. string.sub(value, head + 1)
+end
+"#
+    };
+}
+
+/// GET with the key's expiry. KEYS[1] session. Returns nil or {value, expiry ms | -1}.
+const EXPRESS_READ: &str = concat!(
+    express_prelude!(),
+    r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+return {raw, expiry(KEYS[1])}
+"#
+);
+
+/// GETDEL with the key's expiry. KEYS[1] session. Returns nil or {value, expiry ms | -1}.
+const EXPRESS_TAKE: &str = concat!(
+    express_prelude!(),
+    r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local at = expiry(KEYS[1])
+redis.call('DEL', KEYS[1])
+return {raw, at}
+"#
+);
+
+/// Compare-and-swap on the metadata's version (missing metadata: version 0). The key's
+/// existence is its liveness. KEYS[1] session; ARGV: expected version, new value, PXAT,
+/// now (unused), head length, new cookie.expires. Returns 1, 0 or -1 like `Update`.
+const EXPRESS_UPDATE: &str = concat!(
+    express_prelude!(),
+    r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local rec, _, version = session(raw)
+if not rec then return -1 end
+if version ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], keep_cookie(raw, rec, ARGV[2], tonumber(ARGV[5]), ARGV[6]), 'PXAT', ARGV[3])
+return 1
+"#
+);
+
+/// Last-writer-wins write that keeps the stored cookie object. KEYS[1] session; ARGV: new
+/// value, PXAT, head length, new cookie.expires. Returns 1.
+const EXPRESS_SET: &str = concat!(
+    express_prelude!(),
+    r#"
+local value = ARGV[1]
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local rec = session(raw)
+  if rec then value = keep_cookie(raw, rec, value, tonumber(ARGV[3]), ARGV[4]) end
+end
+redis.call('SET', KEYS[1], value, 'PXAT', ARGV[2])
+return 1
+"#
+);
+
+/// Moves the key's expiry only (`PEXPIREAT`, as connect-redis's touch does with EXPIRE),
+/// capped at the metadata's deadline; the value is not rewritten. KEYS[1] session; ARGV:
+/// target expiry, now. Returns like `Touch`.
+const EXPRESS_TOUCH: &str = concat!(
+    express_prelude!(),
+    r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {0} end
+local rec, meta = session(raw)
+if not rec then return {-1} end
+local now = tonumber(ARGV[2])
+local target = tonumber(ARGV[1])
+if type(meta.deadline) == 'number' and meta.deadline < target then target = meta.deadline end
+local at = string.format('%d', target)
+if target <= now then
+  redis.call('DEL', KEYS[1])
+  return {1}
+end
+redis.call('PEXPIREAT', KEYS[1], at)
+if type(meta.owner) == 'string' then return {1, meta.owner, at} end
+return {1}
+"#
+);

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_core::{
-    Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, codec, now, unix_millis,
+    Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now, unix_millis,
 };
 use time::OffsetDateTime;
 
 use crate::config::{Client, RedisStoreBuilder, Topology, check_version, parse_target};
 use crate::conn::{BACKEND, Connection, Reply, unexpected};
+use crate::format::Format;
 use crate::keys::Keys;
 use crate::scripts::{CORRUPT, DONE, MISSING, ScriptId};
 
@@ -35,6 +36,7 @@ struct Inner {
     options: StoreOptions,
     topology: Topology,
     client: Client,
+    format: Format,
 }
 
 impl fmt::Debug for RedisStore {
@@ -43,9 +45,16 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.inner.keys.prefix())
             .field("topology", &self.inner.topology)
             .field("client", &self.inner.client)
+            .field("format", &self.inner.format)
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
+}
+
+/// A stored value and, when the format reads it, the key's expiry (Unix ms, -1: none).
+struct Stored {
+    value: Vec<u8>,
+    expiry: Option<i64>,
 }
 
 /// Unix milliseconds for `PXAT`; never below 1, which Redis would reject (a time that far
@@ -106,6 +115,7 @@ impl RedisStore {
                 options: builder.options,
                 topology,
                 client: builder.client,
+                format: builder.format,
             }),
         })
     }
@@ -140,6 +150,11 @@ impl RedisStore {
         self.inner.client
     }
 
+    /// What the session keys hold.
+    pub fn format(&self) -> Format {
+        self.inner.format
+    }
+
     /// Test support: writes `value` under `key` as it is (no expiry), bypassing the codec,
     /// to plant corrupt records.
     #[doc(hidden)]
@@ -150,6 +165,34 @@ impl RedisStore {
         )
         .await
         .map(drop)
+    }
+
+    /// Test support: writes `value` under `key` as it is, expiring at `at_ms` (Unix ms),
+    /// bypassing the codec, to plant values another app wrote.
+    #[doc(hidden)]
+    pub async fn raw_set_pxat(&self, key: &str, value: &[u8], at_ms: i64) -> Result<()> {
+        let args = vec![value.to_vec(), arg("PXAT"), arg(at_ms)];
+        self.call("raw_set", self.inner.conn.command("SET", key, args))
+            .await
+            .map(drop)
+    }
+
+    /// Test support: the value under `key`, as it is.
+    #[doc(hidden)]
+    pub async fn raw_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let reply = self
+            .call("raw_get", self.inner.conn.command("GET", key, vec![]))
+            .await?;
+        reply.into_opt_bytes()
+    }
+
+    /// Test support: `PTTL key` (ms left, -1 without expiry, -2 missing).
+    #[doc(hidden)]
+    pub async fn raw_pttl(&self, key: &str) -> Result<i64> {
+        let reply = self
+            .call("raw_pttl", self.inner.conn.command("PTTL", key, vec![]))
+            .await?;
+        reply.into_int()
     }
 
     /// Test support: whether `key` exists.
@@ -181,10 +224,51 @@ impl RedisStore {
     }
 
     /// A stored value as a live record, applying the corrupt-record policy.
-    fn decode_live(&self, id: &SessionId, raw: Option<Vec<u8>>) -> Result<Option<Record>> {
-        let Some(raw) = raw else { return Ok(None) };
-        let record = self.inner.options.on_corrupt(codec::decode(id, &raw))?;
+    fn decode_live(&self, id: &SessionId, raw: Option<&Stored>) -> Result<Option<Record>> {
+        let Some(stored) = raw else { return Ok(None) };
+        let decoded = self.format().decode(id, &stored.value, stored.expiry);
+        let record = self.inner.options.on_corrupt(decoded)?;
         Ok(record.filter(|record| !record.is_expired()))
+    }
+
+    /// The value under `id` (with the key's expiry when the format needs it): `GET`, or a
+    /// script that reads both at once.
+    async fn read(&self, id: &SessionId) -> Result<Option<Stored>> {
+        self.read_or_take(id, false).await
+    }
+
+    /// Like [`Self::read`], deleting the key (`GETDEL`).
+    async fn take(&self, id: &SessionId) -> Result<Option<Stored>> {
+        self.read_or_take(id, true).await
+    }
+
+    async fn read_or_take(&self, id: &SessionId, delete: bool) -> Result<Option<Stored>> {
+        let key = self.keys().session(id);
+        if !self.format().reads_expiry() {
+            let command = if delete { "GETDEL" } else { "GET" };
+            let value = self.conn().command(command, &key, vec![]).await?;
+            return Ok(value.into_opt_bytes()?.map(|value| Stored {
+                value,
+                expiry: None,
+            }));
+        }
+        let script = if delete {
+            ScriptId::ExpressTake
+        } else {
+            ScriptId::ExpressRead
+        };
+        let reply = self.conn().eval(script, &key, vec![]).await?;
+        if reply == Reply::Nil {
+            return Ok(None);
+        }
+        let mut items = reply.into_array()?.into_iter();
+        let value = items
+            .next()
+            .map(Reply::into_opt_bytes)
+            .transpose()?
+            .flatten();
+        let expiry = items.next().map(Reply::into_int).transpose()?;
+        Ok(value.map(|value| Stored { value, expiry }))
     }
 
     /// What a script's "the stored value is corrupt" reply means under the policy: the decode
@@ -229,23 +313,30 @@ impl RedisStore {
     }
 
     /// `SET key value [NX] PXAT expiry`, after indexing the owner; advances the version.
+    /// (`set` in a format with a set script runs that script instead of the plain `SET`.)
     async fn write(&self, record: &mut Record, only_if_absent: bool) -> Result<bool> {
-        let value = codec::encode(record, &self.inner.options)?;
+        let encoded = self.format().encode(record, &self.inner.options)?;
         let id = record.id();
+        let key = self.keys().session(id);
         let at = pxat(record.expires_at());
         if let Some(owner) = record.owner() {
             self.index_add(owner, id, at).await?;
         }
-        let mut args = vec![value];
-        if only_if_absent {
-            args.push(arg("NX"));
-        }
-        args.extend([arg("PXAT"), arg(at)]);
-        let written = self
-            .conn()
-            .command("SET", &self.keys().session(id), args)
-            .await?
-            != Reply::Nil;
+        let written = match self.format().set_script() {
+            Some(script) if !only_if_absent => {
+                let mut args = vec![encoded.value, arg(at)];
+                args.extend(encoded.extra);
+                self.conn().eval(script, &key, args).await?.into_int()? == DONE
+            }
+            _ => {
+                let mut args = vec![encoded.value];
+                if only_if_absent {
+                    args.push(arg("NX"));
+                }
+                args.extend([arg("PXAT"), arg(at)]);
+                self.conn().command("SET", &key, args).await? != Reply::Nil
+            }
+        };
         if written {
             record.set_version(record.version() + 1);
         }
@@ -271,13 +362,9 @@ impl RedisStore {
             .filter_map(|text| SessionId::parse(&text).ok())
             .collect();
         let reads = ids.iter().map(|id| async move {
-            let raw = self
-                .conn()
-                .command("GET", &self.keys().session(id), vec![])
-                .await?;
-            let raw = raw.into_opt_bytes()?;
-            let record = self.decode_live(id, raw.clone())?;
-            Ok::<_, Error>(record.zip(raw))
+            let stored = self.read(id).await?;
+            let record = self.decode_live(id, stored.as_ref())?;
+            Ok::<_, Error>(record.zip(stored.map(|stored| stored.value)))
         });
         let found = futures::future::try_join_all(reads).await?;
         Ok(found
@@ -291,15 +378,11 @@ impl RedisStore {
         let from_key = self.keys().session(from);
         let to_key = self.keys().session(to);
         for _ in 0..RENAME_ATTEMPTS {
-            let raw = self
-                .conn()
-                .command("GET", &from_key, vec![])
-                .await?
-                .into_opt_bytes()?;
-            let Some(record) = self.decode_live(from, raw.clone())? else {
+            let stored = self.read(from).await?;
+            let Some(record) = self.decode_live(from, stored.as_ref())? else {
                 return Ok(Rename::SourceMissing);
             };
-            let Some(raw) = raw else {
+            let Some(Stored { value: raw, .. }) = stored else {
                 return Ok(Rename::SourceMissing);
             };
             let at = pxat(record.expires_at());
@@ -363,11 +446,8 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
         self.call("get", async {
-            let raw = self
-                .conn()
-                .command("GET", &self.keys().session(id), vec![])
-                .await?;
-            self.decode_live(id, raw.into_opt_bytes()?)
+            let stored = self.read(id).await?;
+            self.decode_live(id, stored.as_ref())
         })
         .await
     }
@@ -382,22 +462,23 @@ impl SessionStore for RedisStore {
 
     async fn update(&self, record: &mut Record) -> Result<()> {
         self.call("update", async {
-            let value = codec::encode(record, &self.inner.options)?;
+            let encoded = self.format().encode(record, &self.inner.options)?;
             let id = record.id();
             let at = pxat(record.expires_at());
             if let Some(owner) = record.owner() {
                 self.index_add(owner, id, at).await?;
             }
-            let args = vec![
+            let mut args = vec![
                 arg(record.version()),
-                value,
+                encoded.value,
                 arg(at),
                 arg(unix_millis(now())),
             ];
+            args.extend(encoded.extra);
             let key = self.keys().session(id);
             match self
                 .conn()
-                .eval(ScriptId::Update, &key, args)
+                .eval(self.format().update_script(), &key, args)
                 .await?
                 .into_int()?
             {
@@ -420,7 +501,8 @@ impl SessionStore for RedisStore {
         self.call("touch", async {
             let args = vec![arg(pxat(expires_at)), arg(unix_millis(now()))];
             let key = self.keys().session(id);
-            let reply = self.conn().eval(ScriptId::Touch, &key, args).await?;
+            let script = self.format().touch_script();
+            let reply = self.conn().eval(script, &key, args).await?;
             let mut items = reply.into_array()?.into_iter();
             let status = items.next().map(Reply::into_int).transpose()?;
             match status {
@@ -458,13 +540,10 @@ impl SessionStore for RedisStore {
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
         self.call("destroy", async {
-            let raw = self
-                .conn()
-                .command("GETDEL", &self.keys().session(id), vec![])
-                .await?;
+            let stored = self.take(id).await?;
             // Clean the owner index when the old value tells whose it was.
-            if let Some(raw) = raw.into_opt_bytes()?
-                && let Ok(record) = codec::decode(id, &raw)
+            if let Some(stored) = stored
+                && let Ok(record) = self.format().decode(id, &stored.value, stored.expiry)
                 && let Some(owner) = record.owner()
             {
                 self.index_remove_best_effort(owner, id, pxat(record.expires_at()))

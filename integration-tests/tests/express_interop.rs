@@ -1,0 +1,430 @@
+//! A real express-session + connect-redis app (node/app.js) and a Rust app on
+//! `RedisStore::express_session()` share one Redis, one prefix and one cookie: a login on
+//! either side is seen by the other, changes made on either side are read by the other,
+//! and a logout on either side ends the session for both. Also checks secret rotation.
+//!
+//! Needs `node` on PATH and `npm ci` run in integration-tests/node (scripts/test does it).
+//! Without node, the test is skipped loudly, unless `CI` is set: then it fails.
+
+#![allow(clippy::unwrap_used)] // a failed call is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use integration_tests::{Backend, server_url};
+use serde_json::{Value, json};
+use session_core::{Record, SessionId, SessionStore, SignedCookie, modify, now};
+use session_redis::RedisStore;
+
+const COOKIE: &str = "connect.sid";
+const SECRETS: [&str; 2] = ["new secret", "keyboard cat"];
+
+/// The Node app, killed when dropped (so a failed assertion never leaks it).
+struct NodeApp {
+    child: Child,
+    base: String,
+}
+
+impl Drop for NodeApp {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node")
+}
+
+/// Whether `node` can run here; without it the test is skipped (failed under CI).
+fn node_available() -> bool {
+    let found = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        assert!(
+            !ci,
+            "the express interop test needs `node` on PATH (CI is set, so this fails)"
+        );
+        eprintln!(
+            "\n*** SKIPPED express interop test: `node` is not on PATH. Install Node.js \
+             (>= 18) and run `npm ci` in integration-tests/node to run it. ***\n"
+        );
+    }
+    found
+}
+
+impl NodeApp {
+    /// Starts node/app.js and waits (bounded) for its `listening <port>` line.
+    fn start(redis_url: &str, prefix: &str, secrets: &str) -> Self {
+        let dir = node_dir();
+        assert!(
+            dir.join("node_modules").is_dir(),
+            "{} is missing: run `npm ci` in integration-tests/node (scripts/test does it)",
+            dir.join("node_modules").display()
+        );
+        let mut child = Command::new("node")
+            .arg("app.js")
+            .current_dir(&dir)
+            .env("REDIS_URL", redis_url)
+            .env("SESSION_PREFIX", prefix)
+            .env("SESSION_SECRETS", secrets)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start node app.js: {err}"));
+        let stdout = child.stdout.take().unwrap();
+        // Owns the process from here: a panic below kills it.
+        let mut app = Self {
+            child,
+            base: String::new(),
+        };
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(port) = line.trim().strip_prefix("listening ") {
+                        let port: u16 = port.parse().unwrap();
+                        app.base = format!("http://127.0.0.1:{port}");
+                        return app;
+                    }
+                    eprintln!("node: {line}");
+                }
+                Err(_) => {
+                    let status = app.child.try_wait().ok().flatten();
+                    panic!(
+                        "node app.js did not print `listening <port>` in 20 s (exit: {status:?})"
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The Rust side: the same routes as app.js, on `RedisStore` in express-session mode.
+#[derive(Clone)]
+struct RustApp {
+    store: RedisStore,
+    cookies: SignedCookie,
+}
+
+impl RustApp {
+    fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .and_then(|(_, value)| self.cookies.verify(value))
+    }
+}
+
+fn status(code: StatusCode) -> Response {
+    code.into_response()
+}
+
+async fn me(State(app): State<RustApp>, headers: HeaderMap) -> Response {
+    let Some(id) = app.session_id(&headers) else {
+        return status(StatusCode::UNAUTHORIZED);
+    };
+    match app.store.get(&id).await.unwrap() {
+        Some(record) if record.data().contains_key("user") => {
+            Json(Value::Object(record.data().clone())).into_response()
+        }
+        _ => status(StatusCode::UNAUTHORIZED),
+    }
+}
+
+async fn cart(State(app): State<RustApp>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let Some(id) = app.session_id(&headers) else {
+        return status(StatusCode::UNAUTHORIZED);
+    };
+    let cart = body["cart"].clone();
+    let changed = modify(&app.store, &id, 8, |record| {
+        if record.data().contains_key("user") {
+            record.insert("cart", cart.clone()).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    match changed {
+        Some((record, ())) if record.data().contains_key("user") => {
+            Json(json!({"cart": record.data()["cart"]})).into_response()
+        }
+        _ => status(StatusCode::UNAUTHORIZED),
+    }
+}
+
+async fn login(State(app): State<RustApp>, Json(body): Json<Value>) -> Response {
+    let mut record = Record::new(now() + time::Duration::hours(1));
+    record.insert("user", body["user"].clone()).unwrap();
+    app.store.create(&mut record).await.unwrap();
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+        app.cookies.sign_encoded(record.id())
+    );
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({"user": body["user"]})),
+    )
+        .into_response()
+}
+
+async fn logout(State(app): State<RustApp>, headers: HeaderMap) -> Response {
+    if let Some(id) = app.session_id(&headers) {
+        app.store.destroy(&id).await.unwrap();
+    }
+    let clear = format!("{COOKIE}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
+}
+
+async fn serve_rust(app: RustApp) -> String {
+    let router = axum::Router::new()
+        .route("/me", get(me))
+        .route("/cart", post(cart))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// `GET {base}/me`: the session's fields (status 200), or the status.
+async fn whoami(client: &reqwest::Client, base: &str) -> Result<Value, u16> {
+    let response = client.get(format!("{base}/me")).send().await.unwrap();
+    match response.status().as_u16() {
+        200 => Ok(response.json().await.unwrap()),
+        other => {
+            response.bytes().await.unwrap();
+            Err(other)
+        }
+    }
+}
+
+/// `POST url` with a JSON body; returns the status once the whole response is read:
+/// express-session sends the headers before its store write finishes and holds back the
+/// end of the body until then.
+async fn post_json(client: &reqwest::Client, url: String, body: Value) -> u16 {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
+}
+
+/// `POST url` without a body, read to the end.
+async fn post_empty(client: &reqwest::Client, url: String) -> u16 {
+    let response = client.post(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
+}
+
+/// The signed `connect.sid` the jar holds for 127.0.0.1.
+fn jar_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&base.parse().unwrap())?;
+    header
+        .to_str()
+        .unwrap()
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_session_and_rust_share_one_login() {
+    if !node_available() {
+        return;
+    }
+    let redis_url = match server_url(Backend::Redis) {
+        Ok(url) => url,
+        Err(skip) => {
+            eprintln!("\n*** SKIPPED express interop test: {} ***\n", skip.0);
+            assert!(std::env::var_os("CI").is_none(), "skipped under CI");
+            return;
+        }
+    };
+    let prefix = format!("interop:{}:sess:", &SessionId::generate().expose()[..16]);
+    let node = NodeApp::start(&redis_url, &prefix, &SECRETS.join(","));
+    let store = RedisStore::builder()
+        .url(&redis_url)
+        .prefix(&prefix)
+        .express_session()
+        .connect()
+        .await
+        .unwrap();
+    let cookies = SignedCookie::new(SECRETS).unwrap();
+    let rust = serve_rust(RustApp {
+        store: store.clone(),
+        cookies: cookies.clone(),
+    })
+    .await;
+    let node_url = node.base.clone();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .build()
+        .unwrap();
+
+    // Nobody is logged in anywhere.
+    assert_eq!(whoami(&client, &node_url).await, Err(401));
+    assert_eq!(whoami(&client, &rust).await, Err(401));
+
+    // 1. Login on Node; Rust sees the same user with the same cookie.
+    let login = post_json(
+        &client,
+        format!("{node_url}/login"),
+        json!({"user": "alice"}),
+    )
+    .await;
+    assert_eq!(login, 200);
+    let node_cookie = jar_cookie(&jar, &node_url).expect("Node set connect.sid");
+    assert_eq!(
+        jar_cookie(&jar, &rust),
+        Some(node_cookie.clone()),
+        "one cookie for both"
+    );
+    let id = cookies
+        .verify(&node_cookie)
+        .expect("Node's cookie verifies in Rust");
+    assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "alice");
+    let node_written = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        node_written.version(),
+        0,
+        "a Node-written session has no metadata"
+    );
+
+    // 2. Rust changes the cart; Node sees it, and Node's cookie object is kept.
+    let status = post_json(
+        &client,
+        format!("{rust}/cart"),
+        json!({"cart": ["book", 2]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = whoami(&client, &node_url).await.unwrap();
+    assert_eq!(seen["user"], "alice");
+    assert_eq!(seen["cart"], json!(["book", 2]));
+    let raw: Value =
+        serde_json::from_slice(&store.raw_get(&store.key_for(&id)).await.unwrap().unwrap())
+            .unwrap();
+    assert_eq!(
+        raw["cookie"]["originalMaxAge"], 3_600_000,
+        "Node's cookie kept: {raw}"
+    );
+    assert_eq!(raw["cookie"]["sameSite"], "lax");
+    assert!(raw["cookie"]["expires"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(raw["__session_stores"]["version"], 1);
+
+    // 3. Node changes the cart; Rust sees it (Node keeps our metadata as it is).
+    let status = post_json(
+        &client,
+        format!("{node_url}/cart"),
+        json!({"cart": {"n": 3}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = whoami(&client, &rust).await.unwrap();
+    assert_eq!(seen["user"], "alice");
+    assert_eq!(seen["cart"], json!({"n": 3}));
+    let after_node = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        after_node.version(),
+        1,
+        "a Node write keeps the metadata's version: last writer wins against Node"
+    );
+    // And Rust writes on top of Node's write at that version.
+    let status = post_json(&client, format!("{rust}/cart"), json!({"cart": []})).await;
+    assert_eq!(status, 200);
+    assert_eq!(whoami(&client, &node_url).await.unwrap()["cart"], json!([]));
+
+    // 4. Logout on Node; Rust says 401.
+    assert_eq!(post_empty(&client, format!("{node_url}/logout")).await, 204);
+    assert!(store.get(&id).await.unwrap().is_none());
+    assert_eq!(whoami(&client, &rust).await, Err(401));
+
+    // 5. Login on Rust; Node sees the user.
+    let login = post_json(&client, format!("{rust}/login"), json!({"user": "bob"})).await;
+    assert_eq!(login, 200);
+    let rust_cookie = jar_cookie(&jar, &rust).expect("Rust set connect.sid");
+    let rust_id = cookies.verify(&rust_cookie).unwrap();
+    assert_ne!(rust_id, id);
+    let seen = whoami(&client, &node_url).await.unwrap();
+    assert_eq!(seen["user"], "bob");
+    // Node reads and rewrites a Rust-created session too.
+    let status = post_json(
+        &client,
+        format!("{node_url}/cart"),
+        json!({"cart": ["pen"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        whoami(&client, &rust).await.unwrap()["cart"],
+        json!(["pen"])
+    );
+
+    // 6. Logout on Rust; Node says 401.
+    assert_eq!(post_empty(&client, format!("{rust}/logout")).await, 204);
+    assert!(store.get(&rust_id).await.unwrap().is_none());
+    assert_eq!(whoami(&client, &node_url).await, Err(401));
+    assert_eq!(whoami(&client, &rust).await, Err(401));
+
+    // 7. Rotation: a Node app still signing with the old secret only ("keyboard cat");
+    //    Rust (new secret first, old one second) accepts its cookie, and so does the
+    //    Node app that rotated.
+    let old = NodeApp::start(&redis_url, &prefix, SECRETS[1]);
+    let old_client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let login = post_json(
+        &old_client,
+        format!("{}/login", old.base),
+        json!({"user": "carol"}),
+    )
+    .await;
+    assert_eq!(login, 200);
+    assert_eq!(whoami(&old_client, &rust).await.unwrap()["user"], "carol");
+    assert_eq!(
+        whoami(&old_client, &node_url).await.unwrap()["user"],
+        "carol"
+    );
+    let old_only = SignedCookie::new([SECRETS[1]]).unwrap();
+    // The cookie Rust signs with the new secret is not accepted by the old-secret app.
+    let fresh = SessionId::generate();
+    assert_eq!(old_only.verify(&cookies.sign_encoded(&fresh)), None);
+    assert_eq!(cookies.verify(&old_only.sign_encoded(&fresh)), Some(fresh));
+
+    drop(old);
+    drop(node);
+}

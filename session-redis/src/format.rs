@@ -1,0 +1,368 @@
+//! What a session key holds: the one place the stored formats differ. The store calls
+//! [`Format::encode`] / [`Format::decode`] and runs the script variant [`Format`] names;
+//! everything else (keys, owner index, rename, revocation) is shared.
+
+use serde_json::{Map, Value};
+use session_core::{
+    Error, Record, Result, SessionId, StoreOptions, codec, from_unix_millis, now, unix_millis,
+};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+use crate::scripts::ScriptId;
+
+/// What a session key holds.
+///
+/// ```no_run
+/// # async fn demo() -> session_core::Result<()> {
+/// use session_redis::{Format, RedisStore};
+///
+/// // Read and write the sessions of an express-session + connect-redis app.
+/// let store = RedisStore::builder()
+///     .url("redis://127.0.0.1:6379")
+///     .format(Format::ExpressSession) // or .express_session()
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// session-core's versioned record ([`session_core::codec::encode`]): the default.
+    #[default]
+    Native,
+    /// What express-session with connect-redis stores, so a Node app and this store share
+    /// sessions: see the crate docs, "Sharing sessions with express-session".
+    ExpressSession,
+}
+
+/// The top-level field of an express-session value holding the cookie settings.
+pub(crate) const COOKIE_FIELD: &str = "cookie";
+/// The top-level field holding this store's metadata in an express-session value.
+pub const EXPRESS_META_FIELD: &str = "__session_stores";
+/// connect-redis's TTL for a session whose cookie has no `expires` (a browser-session
+/// cookie): one day. Used for such a value stored without any Redis expiry.
+const CONNECT_REDIS_DEFAULT_TTL_MS: i64 = 86_400_000;
+
+/// An encoded record: the value to store and the extra script arguments the format needs.
+pub(crate) struct Encoded {
+    /// The whole value, as `insert` stores it.
+    pub(crate) value: Vec<u8>,
+    /// Appended to the `Update` / `Set` script arguments: for express-session, the length
+    /// of the value's `{"cookie":{...}` head and the new `cookie.expires`, so the script can
+    /// keep the stored cookie object in place of the default one.
+    pub(crate) extra: Vec<Vec<u8>>,
+}
+
+impl Format {
+    /// `record`'s next version as the value a write stores, checked against the payload
+    /// limit.
+    pub(crate) fn encode(self, record: &Record, options: &StoreOptions) -> Result<Encoded> {
+        match self {
+            Self::Native => Ok(Encoded {
+                value: codec::encode(record, options)?,
+                extra: Vec::new(),
+            }),
+            Self::ExpressSession => encode_express(record, options),
+        }
+    }
+
+    /// The record stored under `id`: `raw` is the value, `expiry` the key's absolute expiry
+    /// in Unix ms as the server reported it (`None` when the format doesn't need it, or the
+    /// key has no expiry).
+    pub(crate) fn decode(self, id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Record> {
+        match self {
+            Self::Native => codec::decode(id, raw),
+            Self::ExpressSession => decode_express(id, raw, expiry),
+        }
+    }
+
+    /// Whether a read needs the key's expiry (one script: GET + the expiry) rather than a
+    /// plain `GET` / `GETDEL`.
+    pub(crate) fn reads_expiry(self) -> bool {
+        matches!(self, Self::ExpressSession)
+    }
+
+    /// The compare-and-swap script.
+    pub(crate) fn update_script(self) -> ScriptId {
+        match self {
+            Self::Native => ScriptId::Update,
+            Self::ExpressSession => ScriptId::ExpressUpdate,
+        }
+    }
+
+    /// The expiry-moving script.
+    pub(crate) fn touch_script(self) -> ScriptId {
+        match self {
+            Self::Native => ScriptId::Touch,
+            Self::ExpressSession => ScriptId::ExpressTouch,
+        }
+    }
+
+    /// The script `set` runs instead of a plain `SET`, if any.
+    pub(crate) fn set_script(self) -> Option<ScriptId> {
+        match self {
+            Self::Native => None,
+            Self::ExpressSession => Some(ScriptId::ExpressSet),
+        }
+    }
+}
+
+fn encode_err(record: &Record, reason: impl ToString) -> Error {
+    Error::Encode {
+        id: record.id().clone(),
+        reason: reason.to_string(),
+    }
+}
+
+/// `at` as JavaScript's `Date.prototype.toJSON` writes it: `2026-11-23T13:09:21.835Z`.
+pub(crate) fn js_iso(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    let year = at.year();
+    let year = if (0..=9999).contains(&year) {
+        format!("{year:04}")
+    } else {
+        format!("{year:+07}")
+    };
+    format!(
+        "{year}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// Parses what `Date.prototype.toJSON` writes (`YYYY-MM-DDTHH:MM:SS[.sss]Z`).
+pub(crate) fn parse_js_iso(text: &str) -> Option<OffsetDateTime> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let (sign, date) = match date.as_bytes().first()? {
+        b'+' => (1, &date[1..]),
+        b'-' => (-1, &date[1..]),
+        _ => (1, date),
+    };
+    let mut parts = date.splitn(3, '-');
+    let year: i32 = sign * parts.next()?.parse::<i32>().ok()?;
+    let month = Month::try_from(parts.next()?.parse::<u8>().ok()?).ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let (hms, millis) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.splitn(3, ':');
+    let hour: u8 = parts.next()?.parse().ok()?;
+    let minute: u8 = parts.next()?.parse().ok()?;
+    let second: u8 = parts.next()?.parse().ok()?;
+    let millis: u16 = format!("{millis:0<3}").get(..3)?.parse().ok()?;
+    let date = Date::from_calendar_date(year, month, day).ok()?;
+    let time = Time::from_hms_milli(hour, minute, second, millis).ok()?;
+    Some(PrimitiveDateTime::new(date, time).assume_utc())
+}
+
+/// express-session's cookie object for a session this store creates.
+fn default_cookie(record: &Record, iso: &str) -> String {
+    let max_age = (unix_millis(record.expires_at()) - unix_millis(now())).max(0);
+    format!(
+        r#"{{"originalMaxAge":{max_age},"expires":"{iso}","httpOnly":true,"path":"/","sameSite":"lax"}}"#
+    )
+}
+
+fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
+    for reserved in [COOKIE_FIELD, EXPRESS_META_FIELD] {
+        if record.data().contains_key(reserved) {
+            return Err(encode_err(
+                record,
+                format!(
+                    "`{reserved}` is reserved in the express-session format (the store keeps \
+                     it); use another key"
+                ),
+            ));
+        }
+    }
+    let iso = js_iso(record.expires_at());
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(br#"{"cookie":"#);
+    out.extend_from_slice(default_cookie(record, &iso).as_bytes());
+    let head = out.len();
+    for (key, value) in record.data() {
+        out.push(b',');
+        serde_json::to_writer(&mut out, key).map_err(|err| encode_err(record, err))?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
+    }
+    let mut meta = Map::new();
+    meta.insert("version".into(), Value::from(record.version() + 1));
+    meta.insert(
+        "created_at".into(),
+        Value::from(unix_millis(record.created_at())),
+    );
+    if let Some(deadline) = record.deadline() {
+        meta.insert("deadline".into(), Value::from(unix_millis(deadline)));
+    }
+    if let Some(owner) = record.owner() {
+        meta.insert("owner".into(), Value::from(owner));
+    }
+    out.push(b',');
+    serde_json::to_writer(&mut out, EXPRESS_META_FIELD).map_err(|err| encode_err(record, err))?;
+    out.push(b':');
+    serde_json::to_writer(&mut out, &meta).map_err(|err| encode_err(record, err))?;
+    out.push(b'}');
+    options.check_size(record.id(), out.len())?;
+    Ok(Encoded {
+        value: out,
+        extra: vec![head.to_string().into_bytes(), iso.into_bytes()],
+    })
+}
+
+fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Record> {
+    let bad = |why: &str| Error::decode(id, format!("not an express-session value: {why}"));
+    let value: Value = serde_json::from_slice(raw).map_err(|err| Error::decode(id, err))?;
+    let Value::Object(mut data) = value else {
+        return Err(bad("not a JSON object"));
+    };
+    let Some(Value::Object(cookie)) = data.remove(COOKIE_FIELD) else {
+        return Err(bad("no `cookie` object"));
+    };
+    // A value Node wrote has no metadata: version 0, no owner (the scripts agree).
+    let (meta, version) = match data.remove(EXPRESS_META_FIELD) {
+        None => (Map::new(), 0),
+        Some(Value::Object(meta)) => {
+            let version = meta
+                .get("version")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("`__session_stores.version` is not a version"))?;
+            (meta, version)
+        }
+        Some(_) => return Err(bad("`__session_stores` is not an object")),
+    };
+    let millis = |field: &str| -> Result<Option<OffsetDateTime>> {
+        match meta.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_i64()
+                .and_then(from_unix_millis)
+                .map(Some)
+                .ok_or_else(|| bad(&format!("`__session_stores.{field}` is not a time"))),
+        }
+    };
+    let created_at = millis("created_at")?;
+    let deadline = millis("deadline")?;
+    let owner = match meta.get("owner") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(owner)) => Some(owner.clone()),
+        Some(_) => return Err(bad("`__session_stores.owner` is not a string")),
+    };
+    // The key's expiry is the truth (connect-redis's touch only moves it); a key without
+    // one falls back on the cookie, then on connect-redis's default TTL.
+    let expires_at = match expiry.filter(|at| *at >= 0) {
+        Some(at) => from_unix_millis(at).ok_or_else(|| bad("the key's expiry is out of range"))?,
+        None => cookie
+            .get("expires")
+            .and_then(Value::as_str)
+            .and_then(parse_js_iso)
+            .unwrap_or_else(|| now() + time::Duration::milliseconds(CONNECT_REDIS_DEFAULT_TTL_MS)),
+    };
+    let mut record = Record::with_id(id.clone(), expires_at);
+    if let Some(created_at) = created_at {
+        record.set_created_at(created_at);
+    }
+    record.set_deadline(deadline);
+    record.set_version(version);
+    record.set_owner(owner);
+    record.set_data(data);
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn iso_is_javascripts() {
+        let at = from_unix_millis(1_795_439_361_835).unwrap();
+        assert_eq!(js_iso(at), "2026-11-23T13:09:21.835Z");
+        assert_eq!(parse_js_iso("2026-11-23T13:09:21.835Z"), Some(at));
+        assert_eq!(
+            js_iso(from_unix_millis(0).unwrap()),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let last = from_unix_millis(253_402_300_799_999).unwrap();
+        assert_eq!(js_iso(last), "9999-12-31T23:59:59.999Z");
+        assert_eq!(parse_js_iso(&js_iso(last)), Some(last));
+        assert_eq!(
+            parse_js_iso("2026-11-23T13:09:21Z").map(unix_millis),
+            Some(1_795_439_361_000)
+        );
+        assert_eq!(parse_js_iso("yesterday"), None);
+    }
+
+    #[test]
+    fn express_values_round_trip() {
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        record.insert("user", "alice").unwrap();
+        record.insert("big", u64::MAX).unwrap();
+        record.set_owner(Some("u1".into()));
+        record.set_deadline(Some(now() + time::Duration::hours(2)));
+        let encoded = Format::ExpressSession
+            .encode(&record, &StoreOptions::default())
+            .unwrap();
+        let text = String::from_utf8(encoded.value.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"cookie":{"originalMaxAge":"#),
+            "{text}"
+        );
+        let head: usize = String::from_utf8(encoded.extra[0].clone())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(&text[head..head + 7], r#","big":"#);
+        let back = Format::ExpressSession
+            .decode(
+                record.id(),
+                &encoded.value,
+                Some(unix_millis(record.expires_at())),
+            )
+            .unwrap();
+        let mut expected = record.clone();
+        expected.set_version(1);
+        assert_eq!(back, expected);
+
+        let mut reserved = record.clone();
+        reserved.insert("cookie", json!({})).unwrap();
+        assert!(matches!(
+            Format::ExpressSession.encode(&reserved, &StoreOptions::default()),
+            Err(Error::Encode { .. })
+        ));
+    }
+
+    #[test]
+    fn node_values_decode_at_version_zero() {
+        let id = SessionId::generate();
+        let raw = br#"{"cookie":{"originalMaxAge":3600000,"expires":"2026-11-23T13:09:21.835Z","httpOnly":true,"path":"/","sameSite":"lax"},"user":"alice"}"#;
+        let record = Format::ExpressSession
+            .decode(&id, raw, Some(1_795_439_000_000))
+            .unwrap();
+        assert_eq!(record.version(), 0);
+        assert_eq!(record.owner(), None);
+        assert_eq!(record.data(), json!({"user": "alice"}).as_object().unwrap());
+        assert_eq!(unix_millis(record.expires_at()), 1_795_439_000_000);
+        // No key expiry: the cookie says.
+        let record = Format::ExpressSession.decode(&id, raw, None).unwrap();
+        assert_eq!(unix_millis(record.expires_at()), 1_795_439_361_835);
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            br#"{"cookie":1}"#,
+            br#"{"cookie":{},"__session_stores":1}"#,
+            br#"{"cookie":{},"__session_stores":{"version":-1}}"#,
+            br#"{"cookie":{},"__session_stores":{"owner":"x"}}"#,
+            br#"{"cookie":{},"__session_stores":{"version":1,"owner":7}}"#,
+            b"nope",
+        ] {
+            let err = Format::ExpressSession
+                .decode(&id, bad, Some(1))
+                .unwrap_err();
+            assert!(matches!(err, Error::Decode { .. }), "{err}");
+            assert_eq!(err.session_id(), Some(&id));
+        }
+    }
+}
