@@ -121,6 +121,18 @@ mod containers {
     }
 }
 
+/// Options for conformance runs against a MongoDB-protocol server: a longer per-call timeout.
+///
+/// On FerretDB the store serialises writes to one session (session-mongo's lease locks,
+/// because FerretDB's filtered writes are not atomic), so the suite's 32 writers on one
+/// session queue behind each other for several seconds on a loaded 2-core machine, and a
+/// queued call counts against its timeout. The suite checks correctness, not latency; the
+/// fault tests keep their short timeouts.
+pub fn mongo_suite_options(options: session_core::StoreOptions) -> session_core::StoreOptions {
+    let timeout = options.timeout.max(std::time::Duration::from_secs(30));
+    session_core::StoreOptions { timeout, ..options }
+}
+
 /// Fresh stores of every backend, for the cross-crate scenarios (demo, adapters).
 pub mod backends {
     use std::future::Future;

@@ -27,26 +27,3 @@ impl Harness for Memory {
 }
 
 session_core::conformance_suite!(Memory);
-
-/// The two-tier cache over the memory store: the same suite must pass through it.
-mod cached {
-    use super::*;
-    use session_memory::CachedStore;
-
-    struct CachedMemory;
-
-    #[async_trait]
-    impl Harness for CachedMemory {
-        type Store = CachedStore<MemoryStore>;
-
-        async fn store(&self, options: StoreOptions) -> Self::Store {
-            CachedStore::builder(Memory.store(options).await).build()
-        }
-
-        async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
-            Memory.write_corrupt(store.inner(), id).await
-        }
-    }
-
-    session_core::conformance_suite!(CachedMemory);
-}

@@ -99,6 +99,7 @@ mod interval {
 
         async fn store(&self, options: StoreOptions) -> MongoStore {
             let url = server_url(Backend::Mongo).unwrap();
+            let options = integration_tests::mongo_suite_options(options);
             connect(
                 &url,
                 ExpiryMode::Interval(StdDuration::from_secs(30)),
@@ -137,6 +138,7 @@ mod native {
 
         async fn store(&self, options: StoreOptions) -> MongoStore {
             let url = server_url(Backend::Mongo).unwrap();
+            let options = integration_tests::mongo_suite_options(options);
             connect(&url, ExpiryMode::Native, options).await.unwrap()
         }
 

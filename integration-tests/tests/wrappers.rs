@@ -1,6 +1,7 @@
-//! session-encrypted over every backend on real servers: the whole conformance suite through
-//! `EncryptedStore`, raw reads proving no plaintext reaches the server, ciphertexts moved
-//! under another id, and key rotation.
+//! The store wrappers over every backend on real servers: the whole conformance suite
+//! through `EncryptedStore` and through `CachedStore` (the two-tier cache); for encryption
+//! also raw reads proving no plaintext reaches the server, ciphertexts moved under another
+//! id, and key rotation.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
 
@@ -12,7 +13,7 @@ use serde_json::json;
 use session_core::conformance::Harness;
 use session_core::{Error, Record, SessionId, SessionStore, StoreOptions, async_trait, now};
 use session_encrypted::{EncryptedStore, EncryptionKey};
-use session_memory::MemoryStore;
+use session_memory::{CachedStore, MemoryStore};
 use session_mongo::mongodb::bson::doc;
 use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
 use session_postgres::PostgresStore;
@@ -49,6 +50,9 @@ trait InnerBackend: Send + Sync + 'static {
     /// The data stored under `id` as the server holds it (bytes read around the store's
     /// codec where the backend allows), for checking that no plaintext is there.
     async fn raw_data(&self, store: &Self::Store, id: &SessionId) -> String;
+
+    /// Writes, bypassing the store, a live record under `id` that the backend can't decode.
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId);
 }
 
 /// The conformance harness: `EncryptedStore` over `B`'s fresh stores.
@@ -99,6 +103,10 @@ impl InnerBackend for Memory {
         let record = store.get(id).await.unwrap().unwrap();
         serde_json::to_string(record.data()).unwrap()
     }
+
+    async fn write_corrupt(&self, store: &MemoryStore, id: &SessionId) {
+        store.write_raw(id, "[1, 2]", in_an_hour()).await;
+    }
 }
 
 struct Redis;
@@ -138,6 +146,13 @@ impl InnerBackend for Redis {
             .unwrap();
         assert!(!value.is_empty(), "nothing stored under the session's key");
         String::from_utf8_lossy(&value).into_owned()
+    }
+
+    async fn write_corrupt(&self, store: &RedisStore, id: &SessionId) {
+        store
+            .raw_set(&store.key_for(id), b"\xff not json")
+            .await
+            .unwrap();
     }
 }
 
@@ -190,6 +205,19 @@ impl InnerBackend for Postgres {
             .await
             .unwrap()
     }
+
+    async fn write_corrupt(&self, store: &PostgresStore, id: &SessionId) {
+        let sql = format!(
+            "INSERT INTO {} (id, data, expires_at, created_at, version, format) \
+             VALUES ($1, '[1,2]'::jsonb, now() + interval '1 hour', now(), 1, 1)",
+            store.table()
+        );
+        sqlx::query(&sql)
+            .bind(id.expose())
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
 }
 
 struct Mongo;
@@ -209,7 +237,7 @@ impl InnerBackend for Mongo {
             database: Some("session_encrypted_tests".into()),
             collection: Some(format!("sessions_{}", SessionId::generate().expose())),
             expiry: ExpiryMode::Interval(StdDuration::from_secs(30)),
-            options,
+            options: integration_tests::mongo_suite_options(options),
             ..MongoConfig::default()
         };
         MongoStore::connect(&url, config).await.unwrap()
@@ -223,6 +251,63 @@ impl InnerBackend for Mongo {
             .unwrap()
             .expect("a stored document");
         format!("{document}")
+    }
+
+    async fn write_corrupt(&self, store: &MongoStore, id: &SessionId) {
+        let later = session_mongo::mongodb::bson::DateTime::from_millis(session_core::unix_millis(
+            in_an_hour(),
+        ));
+        let document = doc! {
+            "_id": id.expose(), "data": "garbage", "expires_at": later, "created_at": later,
+            "version": 1_i64, "format": 1,
+        };
+        store.collection().insert_one(document).await.unwrap();
+    }
+}
+
+/// The two-tier cache in front of one backend.
+struct Cached<B>(B);
+
+#[async_trait]
+impl<B: InnerBackend> Harness for Cached<B> {
+    type Store = CachedStore<B::Store>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        self.0.available().await
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        CachedStore::builder(self.0.fresh(options).await).build()
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        self.0.write_corrupt(store.inner(), id).await;
+        Ok(())
+    }
+}
+
+/// The whole suite through the two-tier cache, over every backend.
+mod cached {
+    use super::*;
+
+    mod memory {
+        use super::*;
+        session_core::conformance_suite!(Cached(Memory));
+    }
+
+    mod redis_fred {
+        use super::*;
+        session_core::conformance_suite!(Cached(Redis));
+    }
+
+    mod postgres {
+        use super::*;
+        session_core::conformance_suite!(Cached(Postgres));
+    }
+
+    mod mongo {
+        use super::*;
+        session_core::conformance_suite!(Cached(Mongo));
     }
 }
 
