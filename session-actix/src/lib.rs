@@ -139,8 +139,7 @@ impl<S: SessionStore> ActixStore<S> {
 
     fn apply_owner(&self, record: &mut Record) {
         if let Some(key) = &self.owner_key {
-            let owner = owner_of(record.data().get(key));
-            record.set_owner(owner);
+            record.set_owner_from(key);
         }
     }
 
@@ -180,14 +179,6 @@ where
 }
 
 /// The owner named by a data value: a non-empty string, or a number as text.
-fn owner_of(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn expires_in(ttl: &Duration) -> OffsetDateTime {
     OffsetDateTime::now_utc().saturating_add(*ttl)
 }

@@ -148,6 +148,17 @@ impl Record {
         self.owner = owner;
     }
 
+    /// Sets the owner from the data under `key`: a non-empty string, or a number as text;
+    /// anything else (or no such key) clears it. Lets middleware that only knows session data
+    /// (tower-sessions, actix-session) feed the owner index.
+    pub fn set_owner_from(&mut self, key: &str) {
+        self.owner = match self.data.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+    }
+
     /// Replaces the id, for stores that move a record (see
     /// [`SessionStore::create`](crate::SessionStore::create)).
     pub fn set_id(&mut self, id: SessionId) {

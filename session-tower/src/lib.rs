@@ -137,11 +137,9 @@ impl<S: session_core::SessionStore> TowerStore<S> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         );
-        core.set_owner(
-            self.owner_key
-                .as_deref()
-                .and_then(|key| owner_of(core.data().get(key))),
-        );
+        if let Some(key) = &self.owner_key {
+            core.set_owner_from(key);
+        }
         Ok(core)
     }
 }
@@ -157,15 +155,6 @@ where
         .with_secure(true)
         .with_same_site(SameSite::Lax)
         .with_path("/")
-}
-
-/// The owner named by a data value: a non-empty string, or a number as text.
-fn owner_of(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for TowerStore<S> {
