@@ -532,6 +532,28 @@ impl MongoStore {
         result
     }
 
+    /// The live document under `id` (only the `projection`'s fields, when given), looked up
+    /// by `_id` alone with the expiry checked here: `{_id}` is the one filter every
+    /// MongoDB-protocol server answers from the key, while FerretDB 1.x scans the whole
+    /// collection for `{_id, expires_at: {$gt}}` (measured: 0.1 s against 1 s at 20,000
+    /// sessions).
+    async fn find_live(
+        &self,
+        id: &SessionId,
+        projection: Option<Document>,
+    ) -> Result<Option<Document>> {
+        let now = now_bson();
+        let mut find = self.collection.find_one(doc! { "_id": id.expose() });
+        if let Some(mut projection) = projection {
+            projection.insert("expires_at", 1);
+            find = find.projection(projection);
+        }
+        let found = find.await.map_err(backend_error)?;
+        Ok(found.filter(
+            |document| matches!(document.get("expires_at"), Some(Bson::DateTime(at)) if *at > now),
+        ))
+    }
+
     fn decode(&self, id: &SessionId, document: Document) -> Result<Option<Record>> {
         self.options.on_corrupt(decode(id, document))
     }
@@ -607,12 +629,7 @@ impl MongoStore {
     /// One attempt of [`SessionStore::rename`], holding `from`'s lock when locking; `None`:
     /// the source changed meanwhile.
     async fn try_rename(&self, from: &SessionId, to: &SessionId) -> Result<Option<Rename>> {
-        let Some(original) = self
-            .collection
-            .find_one(live(from, now_bson()))
-            .await
-            .map_err(backend_error)?
-        else {
+        let Some(original) = self.find_live(from, None).await? else {
             return Ok(Some(Rename::SourceMissing));
         };
         let mut copy = original.clone();
@@ -663,13 +680,7 @@ impl MongoStore {
             }
             // Otherwise the deadline (if the session lives) is before the wanted expiry: cap
             // at it, guarded on the deadline read so a concurrent rewrite retries.
-            let Some(found) = self
-                .collection
-                .find_one(live(id, now_bson()))
-                .projection(doc! { "deadline": 1 })
-                .await
-                .map_err(backend_error)?
-            else {
+            let Some(found) = self.find_live(id, Some(doc! { "deadline": 1 })).await? else {
                 return Ok(false);
             };
             let deadline = match found.get("deadline") {
@@ -695,13 +706,7 @@ impl MongoStore {
 
     /// [`SessionStore::touch`] under the session's lock: read the deadline, write the cap.
     async fn touch_locked(&self, id: &SessionId, wanted: DateTime) -> Result<bool> {
-        let Some(found) = self
-            .collection
-            .find_one(live(id, now_bson()))
-            .projection(doc! { "deadline": 1 })
-            .await
-            .map_err(backend_error)?
-        else {
+        let Some(found) = self.find_live(id, Some(doc! { "deadline": 1 })).await? else {
             return Ok(false);
         };
         let expires_at = match found.get("deadline") {
@@ -734,11 +739,7 @@ enum Lock {
 impl SessionStore for MongoStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
         self.timed("get", async {
-            let found = self
-                .collection
-                .find_one(live(id, now_bson()))
-                .await
-                .map_err(backend_error)?;
+            let found = self.find_live(id, None).await?;
             match found {
                 Some(document) => self.decode(id, document),
                 None => Ok(None),
@@ -847,12 +848,7 @@ impl SessionStore for MongoStore {
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
         self.timed("rename", async {
             if from == to {
-                let found = self
-                    .collection
-                    .find_one(live(from, now_bson()))
-                    .projection(doc! { "_id": 1 })
-                    .await
-                    .map_err(backend_error)?;
+                let found = self.find_live(from, Some(doc! { "_id": 1 })).await?;
                 return Ok(if found.is_some() {
                     Rename::Moved
                 } else {
