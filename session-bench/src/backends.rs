@@ -1,0 +1,240 @@
+//! Builds the targets of each backend: ours, the raw baseline and the peers, each in its own
+//! key prefix, table or collection (all named `bench…`), dropped before and after the run.
+
+use std::fmt;
+
+use anyhow::{Context as _, Result};
+use fred::prelude::{ClientLike, Config, Pool};
+use mongodb::Database;
+use session_memory::{CachedStore, MemoryStore};
+use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
+use session_postgres::PostgresStore;
+use session_redis::{DEFAULT_POOL_SIZE, RedisStore, RedisStoreBuilder};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::peers::actix::Actix;
+use crate::peers::{tower14::Tower as Tower14, tower15::Tower as Tower15};
+use crate::raw::{MemoryKv, MongoKv, PostgresKv, RedisKv};
+use crate::runner::{Job, job};
+use crate::target::Ours;
+
+/// The name of tower-sessions' MemoryStore in the output (the memory target compares to it).
+pub const TOWER_MEMORY: &str = "tower-sessions MemoryStore";
+
+/// Peers that are not benchmarked, and why (shown in the output).
+pub const EXCLUDED: &[(&str, &str)] = &[(
+    "tower-sessions-mongodb-store",
+    "its newest release (0.11) is built on mongodb 2.7, bson 2 and tower-sessions-core 0.11: \
+     no release for the mongodb 3 driver or tower-sessions 0.14/0.15, so it would compile a \
+     second, older MongoDB driver next to ours; left out",
+)];
+
+/// A backend: where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// In this process.
+    Memory,
+    /// Redis (standalone).
+    Redis,
+    /// PostgreSQL.
+    Postgres,
+    /// MongoDB, or a MongoDB-protocol server such as FerretDB.
+    Mongo,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+            Self::Postgres => "postgres",
+            Self::Mongo => "mongo",
+        })
+    }
+}
+
+/// The servers' URLs.
+#[derive(Debug, Clone, Default)]
+pub struct Urls {
+    /// Redis standalone.
+    pub redis: Option<String>,
+    /// PostgreSQL.
+    pub postgres: Option<String>,
+    /// MongoDB.
+    pub mongo: Option<String>,
+}
+
+impl Urls {
+    /// The URL `backend` needs, `Ok(None)` for memory; an error naming the setting when unset.
+    pub fn of(&self, backend: Backend) -> Result<Option<&str>, String> {
+        let (url, var) = match backend {
+            Backend::Memory => return Ok(None),
+            Backend::Redis => (&self.redis, "SESSION_STORES_REDIS_URL / --redis-url"),
+            Backend::Postgres => (
+                &self.postgres,
+                "SESSION_STORES_POSTGRES_URL / --postgres-url",
+            ),
+            Backend::Mongo => (&self.mongo, "SESSION_STORES_MONGO_URL / --mongo-url"),
+        };
+        url.as_deref()
+            .map(Some)
+            .ok_or_else(|| format!("no server: set {var}"))
+    }
+}
+
+/// Every target of `backend` (connecting to `url`), after dropping leftovers of earlier runs.
+pub async fn jobs(
+    backend: Backend,
+    url: Option<&str>,
+    sessions: usize,
+) -> Result<Vec<Box<dyn Job>>> {
+    let url = url.unwrap_or_default();
+    match backend {
+        Backend::Memory => Ok(memory(sessions)),
+        Backend::Redis => redis(url).await,
+        Backend::Postgres => postgres(url).await,
+        Backend::Mongo => mongo(url).await,
+    }
+}
+
+/// Drops what the targets of `backend` left behind (tables, collections); Redis keys are
+/// deleted one by one by the runner.
+pub async fn teardown(backend: Backend, url: Option<&str>) -> Result<()> {
+    let url = url.unwrap_or_default();
+    match backend {
+        Backend::Memory | Backend::Redis => Ok(()),
+        Backend::Postgres => drop_tables(&pg_pool(url).await?).await,
+        Backend::Mongo => Ok(mongo_database(url).await?.drop().await?),
+    }
+}
+
+fn memory(sessions: usize) -> Vec<Box<dyn Job>> {
+    let capacity = 2 * sessions as u64 + 2_000;
+    vec![
+        job(Ours::new(
+            MemoryStore::new(),
+            "session-memory MemoryStore",
+            "memory",
+        )),
+        job(MemoryKv::target()),
+        job(Tower15::new(
+            tower_sessions_memory_store::MemoryStore::default(),
+            TOWER_MEMORY,
+            "memory",
+        )),
+        job(Tower14::new(
+            tower_sessions_moka_store::MokaStore::new(Some(capacity)),
+            "tower-sessions-moka-store",
+            "memory",
+        )),
+    ]
+}
+
+fn redis_store(url: &str, prefix: &str) -> RedisStoreBuilder {
+    RedisStore::builder()
+        .url(url)
+        .prefix(format!("bench:{prefix}:"))
+}
+
+async fn fred_pool(url: &str) -> Result<Pool> {
+    let pool = Pool::new(Config::from_url(url)?, None, None, None, DEFAULT_POOL_SIZE)?;
+    pool.init().await.context("connecting fred")?;
+    Ok(pool)
+}
+
+async fn redis(url: &str) -> Result<Vec<Box<dyn Job>>> {
+    let fred = redis_store(url, "fred").fred().connect().await?;
+    let redis_rs = redis_store(url, "redis-rs").redis_rs().connect().await?;
+    let cached = CachedStore::builder(redis_store(url, "cached").connect().await?).build();
+    Ok(vec![
+        job(Ours::new(fred, "session-redis (fred)", "redis")),
+        job(Ours::new(redis_rs, "session-redis (redis-rs)", "redis")),
+        job(Ours::new(cached, "CachedStore<session-redis>", "redis")),
+        job(RedisKv::connect(url, DEFAULT_POOL_SIZE, "bench:raw:").await?),
+        job(Tower14::new(
+            tower_sessions_redis_store::RedisStore::new(fred_pool(url).await?),
+            "tower-sessions-redis-store (fred)",
+            "redis",
+        )),
+        job(Actix::connect(url, "bench:actix:").await?),
+    ])
+}
+
+/// The tables the PostgreSQL targets use.
+const PG_TABLES: [&str; 4] = ["bench_sessions", "bench_cached", "bench_raw", "bench_tower"];
+
+async fn pg_pool(url: &str) -> Result<PgPool> {
+    let max = session_postgres::DEFAULT_MAX_CONNECTIONS;
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .connect(url)
+        .await?)
+}
+
+async fn drop_tables(pool: &PgPool) -> Result<()> {
+    sqlx::query(&format!("DROP TABLE IF EXISTS {}", PG_TABLES.join(", ")))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn postgres_store(url: &str, table: &str) -> Result<PostgresStore> {
+    let store = PostgresStore::builder().table(table).connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn postgres(url: &str) -> Result<Vec<Box<dyn Job>>> {
+    drop_tables(&pg_pool(url).await?).await?;
+    let ours = postgres_store(url, PG_TABLES[0]).await?;
+    let cached = CachedStore::builder(postgres_store(url, PG_TABLES[1]).await?).build();
+    let tower = tower_sessions_sqlx_store::PostgresStore::new(pg_pool(url).await?)
+        .with_table_name(PG_TABLES[3])
+        .map_err(anyhow::Error::msg)?;
+    tower.migrate().await?;
+    Ok(vec![
+        job(Ours::new(ours, "session-postgres", "postgres")),
+        job(Ours::new(
+            cached,
+            "CachedStore<session-postgres>",
+            "postgres",
+        )),
+        job(PostgresKv::create(pg_pool(url).await?, PG_TABLES[2]).await?),
+        job(Tower14::new(
+            tower,
+            "tower-sessions-sqlx-store (postgres)",
+            "postgres",
+        )),
+    ])
+}
+
+/// The database every MongoDB target lives in (dropped before and after).
+const MONGO_DATABASE: &str = "session_bench";
+
+async fn mongo_database(url: &str) -> Result<Database> {
+    let client = mongodb::Client::with_uri_str(url).await?;
+    Ok(client.database(MONGO_DATABASE))
+}
+
+async fn mongo_store(url: &str, collection: &str) -> Result<MongoStore> {
+    let config = MongoConfig {
+        database: Some(MONGO_DATABASE.into()),
+        collection: Some(collection.into()),
+        expiry: ExpiryMode::Disabled,
+        ..MongoConfig::default()
+    };
+    Ok(MongoStore::connect(url, config).await?)
+}
+
+async fn mongo(url: &str) -> Result<Vec<Box<dyn Job>>> {
+    let database = mongo_database(url).await?;
+    database.drop().await?;
+    let ours = mongo_store(url, "bench_sessions").await?;
+    let cached = CachedStore::builder(mongo_store(url, "bench_cached").await?).build();
+    Ok(vec![
+        job(Ours::new(ours, "session-mongo", "mongo")),
+        job(Ours::new(cached, "CachedStore<session-mongo>", "mongo")),
+        job(MongoKv::create(database.collection("bench_raw")).await?),
+    ])
+}

@@ -1,0 +1,306 @@
+//! `session-bench`: the benchmark of issue 8. Runs the same workload against our stores, a
+//! raw client baseline and the peer stores from crates.io on every backend, in one run, and
+//! reports throughput, latency and each store's ratio to its baseline and best peer.
+//!
+//! ```sh
+//! eval "$(scripts/services env)"
+//! cargo run --release -p session-bench -- --duration 3 --sessions 20000
+//! cargo run -p session-bench -- --smoke            # tiny, for CI
+//! cargo run --release -p session-bench -- --memory-footprint
+//! ```
+//!
+//! Modules: [`workload`] (payload, change, phases), [`target`] (the `Target` trait and our
+//! stores), [`raw`] (baselines), [`peers`] (crates.io stores), [`backends`] (which targets
+//! run where), [`runner`] (workers and phases), [`stats`] (histograms, rows, ratios),
+//! [`report`] (JSON lines, table, targets), [`footprint`] (`--memory-footprint`).
+
+mod backends;
+mod footprint;
+mod peers;
+mod raw;
+mod report;
+mod runner;
+mod stats;
+mod target;
+mod workload;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+
+use crate::backends::{Backend, EXCLUDED, Urls};
+use crate::footprint::FootprintStore;
+use crate::runner::Plan;
+use crate::stats::Row;
+use crate::workload::Phase;
+
+/// Benchmarks session stores against a raw client baseline and peer stores.
+///
+/// For every backend (memory, Redis, PostgreSQL, MongoDB) it runs our stores, a raw baseline
+/// doing the minimum equivalent work with the same client library, and the peer stores from
+/// crates.io, through the same workload: create N sessions of a ~1 KiB payload (expiry 1 h);
+/// `rmw` (get, change one field, set) at each concurrency level; `rmw-cas` (the same through
+/// compare-and-swap with retry), `get`, and `touch` (reads under a lazy-touch policy, counting
+/// touch writes per 1,000 requests) at the highest level. Each phase runs for --duration.
+///
+/// Output: one JSON object per line (to --json FILE, or stdout), then a readable table with
+/// each store's ratio to its backend's raw baseline and best peer, and the issue's targets
+/// (to stdout with --json FILE, else stderr). Progress goes to stderr. Exits with status 1
+/// when any operation failed or a requested backend could not be set up.
+#[derive(Debug, Parser)]
+#[command(name = "session-bench", version)]
+struct Args {
+    /// Backends to run, comma-separated [default: all; one without a server URL is skipped].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    backends: Vec<Backend>,
+
+    /// Run only targets whose name contains one of these words (case-insensitive),
+    /// comma-separated, e.g. `raw,fred`.
+    #[arg(long, value_delimiter = ',')]
+    stores: Vec<String>,
+
+    /// Seconds each timed phase runs.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+
+    /// Sessions created per target.
+    #[arg(long, default_value_t = 20_000)]
+    sessions: usize,
+
+    /// Concurrency levels of `rmw`, comma-separated; the other phases run at the highest.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 64])]
+    concurrency: Vec<usize>,
+
+    /// Phases to run, comma-separated [default: all]; `create` always runs.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    phases: Vec<Phase>,
+
+    /// Tiny run for CI: 200 sessions, 0.3 s phases, concurrency 1 and 8.
+    #[arg(long)]
+    smoke: bool,
+
+    /// Write the JSON lines to this file instead of stdout (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Instead of the benchmark: fill session-memory's MemoryStore and tower-sessions'
+    /// MemoryStore with --footprint-sessions sessions each (in child processes) and report
+    /// the resident memory they take against the JSON bytes they hold.
+    #[arg(long)]
+    memory_footprint: bool,
+
+    /// Sessions the memory-footprint mode stores.
+    #[arg(long, default_value_t = 100_000)]
+    footprint_sessions: usize,
+
+    /// Internal: the child process of --memory-footprint.
+    #[arg(long, value_enum, hide = true)]
+    footprint_child: Option<FootprintStore>,
+
+    /// Redis (standalone) URL.
+    #[arg(long, env = "SESSION_STORES_REDIS_URL")]
+    redis_url: Option<String>,
+
+    /// PostgreSQL URL.
+    #[arg(long, env = "SESSION_STORES_POSTGRES_URL")]
+    postgres_url: Option<String>,
+
+    /// MongoDB URL.
+    #[arg(long, env = "SESSION_STORES_MONGO_URL")]
+    mongo_url: Option<String>,
+}
+
+impl Args {
+    fn plan(&self) -> Plan {
+        let (sessions, duration, mut levels) = if self.smoke {
+            (200, 0.3, vec![1, 8])
+        } else {
+            (self.sessions, self.duration, self.concurrency.clone())
+        };
+        levels.retain(|&level| level > 0);
+        levels.dedup();
+        let phases = if self.phases.is_empty() {
+            [Phase::Rmw, Phase::RmwCas, Phase::Get, Phase::Touch].into()
+        } else {
+            self.phases.iter().copied().collect()
+        };
+        Plan {
+            sessions: sessions.max(1),
+            duration: Duration::from_secs_f64(duration.max(0.01)),
+            levels: if levels.is_empty() { vec![1] } else { levels },
+            phases,
+        }
+    }
+
+    fn backends(&self) -> Vec<Backend> {
+        if self.backends.is_empty() {
+            vec![
+                Backend::Memory,
+                Backend::Redis,
+                Backend::Postgres,
+                Backend::Mongo,
+            ]
+        } else {
+            self.backends.clone()
+        }
+    }
+
+    fn urls(&self) -> Urls {
+        Urls {
+            redis: self.redis_url.clone(),
+            postgres: self.postgres_url.clone(),
+            mongo: self.mongo_url.clone(),
+        }
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        let name = name.to_lowercase();
+        self.stores.is_empty()
+            || self
+                .stores
+                .iter()
+                .any(|word| name.contains(&word.to_lowercase()))
+    }
+
+    /// Where the JSON lines and the table go.
+    fn outputs(&self) -> Result<(Box<dyn Write>, Box<dyn Write>)> {
+        match &self.json {
+            Some(path) if path.as_os_str() != "-" => {
+                let file = File::create(path).with_context(|| format!("creating {path:?}"))?;
+                Ok((Box::new(BufWriter::new(file)), Box::new(std::io::stdout())))
+            }
+            _ => Ok((Box::new(std::io::stdout()), Box::new(std::io::stderr()))),
+        }
+    }
+}
+
+/// What a run produced besides its rows: why a backend or peer is missing, and failures.
+#[derive(Debug, Default)]
+struct Outcome {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    failed: bool,
+}
+
+/// Runs every selected target of `backend`, then drops what they left.
+async fn run_backend(args: &Args, plan: &Plan, backend: Backend, outcome: &mut Outcome) {
+    let urls = args.urls();
+    let url = match urls.of(backend) {
+        Ok(url) => url,
+        Err(why) => {
+            eprintln!("{backend}: skipped ({why})");
+            outcome.notes.push(format!("{backend}: skipped ({why})"));
+            outcome.failed |= !args.backends.is_empty();
+            return;
+        }
+    };
+    eprintln!("{backend}:");
+    let jobs = match backends::jobs(backend, url, plan.sessions).await {
+        Ok(jobs) => jobs,
+        Err(err) => {
+            eprintln!("{backend}: setup failed: {err:#}");
+            outcome
+                .notes
+                .push(format!("{backend}: setup failed: {err:#}"));
+            outcome.failed = true;
+            return;
+        }
+    };
+    for job in jobs {
+        if args.selected(&job.info().name) {
+            outcome.rows.extend(job.run(plan).await);
+        }
+    }
+    if let Err(err) = backends::teardown(backend, url).await {
+        eprintln!("{backend}: teardown failed: {err:#}");
+    }
+}
+
+fn print_report(args: &Args, plan: &Plan, outcome: &Outcome, took: Duration) -> Result<()> {
+    let (mut json, mut text) = args.outputs()?;
+    report::write_json_lines(&mut json, &outcome.rows)?;
+    json.flush()?;
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    writeln!(
+        text,
+        "\nsession-bench ({profile} build, {cores} cores, load average {}): {} sessions, \
+         {:.1} s phases, concurrency {:?}, {:.0} s in all\n",
+        load.join(" "),
+        plan.sessions,
+        plan.duration.as_secs_f64(),
+        plan.levels,
+        took.as_secs_f64()
+    )?;
+    write!(text, "{}", report::table(&outcome.rows))?;
+    writeln!(
+        text,
+        "\nxraw: ops/s over the backend's raw baseline; xpeer: over the best peer"
+    )?;
+    writeln!(
+        text,
+        "\nTargets:\n{}",
+        report::targets(&outcome.rows, plan.top())
+    )?;
+    for (peer, why) in EXCLUDED {
+        writeln!(text, "excluded: {peer}: {why}")?;
+    }
+    for note in &outcome.notes {
+        writeln!(text, "note: {note}")?;
+    }
+    Ok(())
+}
+
+fn print_footprint(args: &Args) -> Result<()> {
+    let footprints = footprint::measure(args.footprint_sessions)?;
+    let (mut json, mut text) = args.outputs()?;
+    for footprint in &footprints {
+        writeln!(json, "{}", serde_json::to_string(footprint)?)?;
+    }
+    json.flush()?;
+    write!(text, "\n{}", footprint::table(&footprints))?;
+    if let Some(ours) = footprints.first() {
+        let verdict = if ours.ratio <= 2.0 { "met" } else { "MISSED" };
+        writeln!(
+            text,
+            "\nTarget: MemoryStore holds {} sessions in <= 2x their JSON bytes: {verdict} ({:.2}x)",
+            ours.sessions, ours.ratio
+        )?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(store) = args.footprint_child {
+        return footprint::child(store, args.footprint_sessions).await;
+    }
+    if args.memory_footprint {
+        return print_footprint(&args);
+    }
+    let plan = args.plan();
+    let started = Instant::now();
+    let mut outcome = Outcome::default();
+    for backend in args.backends() {
+        run_backend(&args, &plan, backend, &mut outcome).await;
+    }
+    stats::add_ratios(&mut outcome.rows);
+    print_report(&args, &plan, &outcome, started.elapsed())?;
+    let errors: u64 = outcome.rows.iter().map(|row| row.errors).sum();
+    if errors > 0 || outcome.failed {
+        eprintln!("session-bench: {errors} failed operations; see above");
+        std::process::exit(1);
+    }
+    Ok(())
+}
