@@ -972,7 +972,7 @@ fn live(id: &SessionId, now: DateTime) -> Document {
 }
 
 /// Decodes a stored session document (as [`MongoStore`] writes it) into a record, or
-/// [`Error::Decode`](session_core::Error::Decode) naming `id`: for tools that read the
+/// [`Error::Decode`] naming `id`: for tools that read the
 /// collection directly, and the fuzz target.
 pub fn decode_document(id: &SessionId, document: Document) -> Result<Record> {
     decode(id, document)
