@@ -314,7 +314,13 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(&text[head..head + 7], r#","big":"#);
+        // The data starts right after the cookie object, with whichever key the map yields
+        // first (serde_json keeps insertion order when a dependency enables preserve_order).
+        let first = record.data().keys().next().unwrap();
+        assert!(
+            text[head..].starts_with(&format!(",\"{first}\":")),
+            "{text}"
+        );
         let back = Format::ExpressSession
             .decode(
                 record.id(),
