@@ -95,10 +95,17 @@ pub fn run<H: Harness>(name: &str, harness: H, case: impl for<'a> FnOnce(&'a H) 
         case(&harness).await
     });
     if let Err(Skip(reason)) = outcome {
-        eprintln!("SKIPPED conformance case {name}: {reason}");
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-            panic!("conformance case {name} was skipped, which fails under CI: {reason}");
-        }
+        skip(&format!("conformance case {name}"), &reason);
+    }
+}
+
+/// Reports that `what` could not run: a loud message, and a panic when the `CI`
+/// environment variable is set, where a skip counts as a failure. The one place that rule
+/// lives, for the suite and for any other test that needs a server.
+pub fn skip(what: &str, reason: &str) {
+    eprintln!("SKIPPED {what}: {reason}");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{what} was skipped, which fails under CI: {reason}");
     }
 }
 
