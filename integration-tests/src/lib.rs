@@ -9,6 +9,11 @@
 
 use std::sync::{Mutex, OnceLock};
 
+pub mod servers;
+pub mod targets;
+pub mod toxiproxy;
+pub mod workload;
+
 pub use session_core::conformance::Skip;
 
 /// A backend the tests need a server for.

@@ -537,9 +537,7 @@ mod behaviour {
 /// Fault (a): a dedicated FerretDB process is killed mid-run and restarted.
 mod outage {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use integration_tests::servers::{DedicatedServer, FerretServer};
     use std::time::Instant;
 
     const TEST: &str = "server_stops_mid_run_and_comes_back";
@@ -547,141 +545,14 @@ mod outage {
     /// One store call, named, to time while the server is down.
     type Call<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
-    /// `FERRETDB_BIN`, else the binary `scripts/services` builds; `Err` says why it's unusable.
-    fn ferretdb_binary() -> Result<PathBuf, String> {
-        let path = match std::env::var_os("FERRETDB_BIN") {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => {
-                let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
-                Path::new(&home).join(".cache/session-stores/bin/ferretdb")
-            }
-        };
-        if !path.is_file() {
-            return Err(format!(
-                "no FerretDB binary at {} (set FERRETDB_BIN, or run scripts/services, which \
-                 builds it there)",
-                path.display()
-            ));
-        }
-        let output = Command::new(&path)
-            .arg("--version")
-            .output()
-            .map_err(|err| format!("cannot run {}: {err}", path.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "{} does not run (`--version` failed: {}); rebuild it with scripts/services \
-                 or point FERRETDB_BIN at a working build",
-                path.display(),
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            ));
-        }
-        Ok(path)
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    /// A FerretDB process on its own port and data directory; killed and removed on drop.
-    struct Ferret {
-        binary: PathBuf,
-        dir: PathBuf,
-        port: u16,
-        child: Option<Child>,
-    }
-
-    impl Ferret {
-        fn start(binary: PathBuf) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "session-mongo-outage-{}-{}",
-                std::process::id(),
-                SessionId::generate().expose()
-            ));
-            std::fs::create_dir_all(dir.join("data")).unwrap();
-            let mut ferret = Self {
-                binary,
-                dir,
-                port: free_port(),
-                child: None,
-            };
-            ferret.spawn();
-            ferret
-        }
-
-        fn url(&self) -> String {
-            format!("mongodb://127.0.0.1:{}", self.port)
-        }
-
-        fn spawn(&mut self) {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join("ferretdb.log"))
-                .unwrap();
-            let child = Command::new(&self.binary)
-                .arg("--handler=sqlite")
-                .arg(format!(
-                    "--sqlite-url=file:{}/",
-                    self.dir.join("data").display()
-                ))
-                .arg(format!("--state-dir={}", self.dir.display()))
-                .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
-                .arg(format!("--debug-addr=127.0.0.1:{}", free_port()))
-                .arg("--telemetry=disable")
-                .arg("--log-level=warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            self.child = Some(child);
-            let until = Instant::now() + StdDuration::from_secs(30);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    let log =
-                        std::fs::read_to_string(self.dir.join("ferretdb.log")).unwrap_or_default();
-                    panic!("ferretdb exited at start-up ({status}):\n{log}");
-                }
-                assert!(
-                    Instant::now() < until,
-                    "ferretdb did not listen on {} within 30 s",
-                    self.port
-                );
-                std::thread::sleep(StdDuration::from_millis(50));
-            }
-        }
-
-        fn kill(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-
-    impl Drop for Ferret {
-        fn drop(&mut self) {
-            self.kill();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn server_stops_mid_run_and_comes_back() {
-        let binary = match ferretdb_binary() {
-            Ok(binary) => binary,
+        let mut ferret = match FerretServer::start() {
+            Ok(ferret) => ferret,
             Err(reason) => return skip_or_fail(TEST, &reason),
         };
         let timeout = StdDuration::from_secs(1);
         let margin = StdDuration::from_secs(2);
-        let mut ferret = Ferret::start(binary);
         let options = StoreOptions {
             timeout,
             ..StoreOptions::default()
@@ -699,7 +570,7 @@ mod outage {
         store.create(&mut record).await.unwrap();
         assert!(store.get(record.id()).await.unwrap().is_some());
 
-        ferret.kill();
+        ferret.kill().unwrap();
         // Every kind of call fails fast with a retryable, typed error; nothing hangs or panics.
         for attempt in 0..3 {
             let mut fresh = Record::new(now() + Duration::hours(1));
@@ -758,7 +629,7 @@ mod outage {
             }
         }
 
-        ferret.spawn(); // same port, same data directory
+        ferret.restart().unwrap(); // same port, same data directory
         let until = Instant::now() + StdDuration::from_secs(30);
         let back = loop {
             match store.get(record.id()).await {

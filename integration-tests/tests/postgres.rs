@@ -7,11 +7,10 @@
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use integration_tests::servers::{DedicatedServer, PostgresServer};
 use integration_tests::{Backend, Skip, server_url};
 use serde_json::json;
 use session_core::conformance::Harness;
@@ -754,187 +753,11 @@ async fn purge_cost_of_100k_expired_rows() {
 // ---------------------------------------------------------------------------------------
 // A dedicated cluster, killed and restarted
 
-/// A throwaway PostgreSQL cluster in a temporary directory, stopped and removed on drop.
-struct Cluster {
-    dir: PathBuf,
-    bin: PathBuf,
-    port: u16,
-    /// The system user running the server when the tests run as root (PostgreSQL
-    /// refuses to run as root).
-    user: Option<String>,
-}
-
-impl Cluster {
-    fn create() -> Result<Self, String> {
-        let bin = pg_bindir().ok_or("no initdb found: set SESSION_STORES_PG_BINDIR")?;
-        let user = if run_output(Command::new("id").arg("-u"))?.trim() == "0" {
-            let user =
-                std::env::var("SESSION_STORES_PG_OS_USER").unwrap_or_else(|_| "sessionpg".into());
-            if Command::new("id")
-                .arg("-u")
-                .arg(&user)
-                .output()
-                .map_or(true, |o| !o.status.success())
-            {
-                return Err(format!(
-                    "running as root and there is no system user {user:?} to run a throwaway \
-                     PostgreSQL as (scripts/services creates it; or set SESSION_STORES_PG_OS_USER)"
-                ));
-            }
-            Some(user)
-        } else {
-            None
-        };
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("session-pg-{}-{stamp}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        if let Some(user) = &user {
-            run_output(Command::new("chown").arg(user).arg(&dir))?;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let cluster = Self {
-            dir,
-            bin,
-            port,
-            user,
-        };
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        )?;
-        Ok(cluster)
-    }
-
-    fn data(&self) -> String {
-        self.dir.join("data").display().to_string()
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn start(&self) -> Result<(), String> {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &opts,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )
-    }
-
-    /// Kills the server the way a crash would: no shutdown checkpoint, clients cut off.
-    fn kill(&self) -> Result<(), String> {
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        )
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
-        let program = self.bin.join(tool);
-        let mut command = match &self.user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.arg("-u").arg(user).arg("--").arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
-        command.args(args).current_dir(&self.dir);
-        run_output(&mut command).map(drop)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn run_output(command: &mut Command) -> Result<String, String> {
-    let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{command:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Where `initdb` and `pg_ctl` are: `SESSION_STORES_PG_BINDIR`, `pg_config --bindir`, the
-/// PATH, or Debian's `/usr/lib/postgresql/<newest>/bin`.
-fn pg_bindir() -> Option<PathBuf> {
-    let has_initdb = |dir: &Path| dir.join("initdb").is_file();
-    if let Some(dir) = std::env::var_os("SESSION_STORES_PG_BINDIR") {
-        return Some(PathBuf::from(dir)).filter(|d| has_initdb(d));
-    }
-    if let Ok(out) = run_output(Command::new("pg_config").arg("--bindir")) {
-        let dir = PathBuf::from(out.trim());
-        if has_initdb(&dir) {
-            return Some(dir);
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH")
-        && let Some(dir) = std::env::split_paths(&path).find(|d| has_initdb(d))
-    {
-        return Some(dir);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|d| has_initdb(d))
-        .collect();
-    versions.sort_by_key(|d| {
-        d.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    versions.pop()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
-    let cluster = match tokio::task::spawn_blocking(|| {
-        let cluster = Cluster::create()?;
-        cluster.start()?;
-        Ok::<_, String>(cluster)
-    })
-    .await
-    .unwrap()
+    let cluster = match tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .unwrap()
     {
         Ok(cluster) => cluster,
         Err(reason) => {
@@ -965,10 +788,13 @@ async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
     a.unwrap();
     b.unwrap();
 
-    let cluster = tokio::task::spawn_blocking(move || cluster.kill().map(|()| cluster))
-        .await
-        .unwrap()
-        .unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill().map(|()| cluster)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let margin = Duration::from_millis(1500);
     for attempt in 0..3 {
         let started = Instant::now();
@@ -1011,10 +837,13 @@ async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
     );
     assert!(err.is_retryable(), "{err}");
 
-    let cluster = tokio::task::spawn_blocking(move || cluster.start().map(|()| cluster))
-        .await
-        .unwrap()
-        .unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.restart().map(|()| cluster)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let back = loop {
         match store.get(record.id()).await {

@@ -1,0 +1,385 @@
+//! Dedicated servers that a test (or the soak run) may kill and start again: a
+//! `redis-server`, a throwaway PostgreSQL cluster and a FerretDB process, each on its own
+//! free port and data directory, removed on drop. The shared servers of `scripts/services`
+//! are never killed.
+//!
+//! Each keeps what it acknowledged across a kill, as a production server would: Redis
+//! with an append-only file, PostgreSQL and FerretDB by their own logs. (A killed
+//! process loses nothing the kernel already has; none of these fsync, to stay fast.)
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server the caller may crash and bring back.
+pub trait DedicatedServer: Send {
+    /// Its client URL.
+    fn url(&self) -> String;
+    /// Kills it abruptly, as a crash would: no clean shutdown, clients cut off.
+    fn kill(&mut self) -> Result<(), String>;
+    /// Starts it again on the same port and data, and waits until it accepts connections.
+    fn restart(&mut self) -> Result<(), String>;
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A fresh directory under the system's temp dir.
+fn scratch_dir(kind: &str) -> Result<PathBuf, String> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("session-{kind}-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Waits until `port` accepts connections, or `child` exits, or 30 s pass.
+fn wait_listening(port: u16, child: &mut Child, name: &str, log: &Path) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = || std::fs::read_to_string(log).unwrap_or_default();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{name} exited at start-up ({status}):\n{}", log()));
+        }
+        if Instant::now() > until {
+            return Err(format!(
+                "{name} did not listen on {port} within 30 s:\n{}",
+                log()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A `redis-server` of our own (on the PATH), persisting to an append-only file.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub fn start() -> Result<Self, String> {
+        let mut server = Self {
+            port: free_port()?,
+            dir: scratch_dir("redis")?,
+            child: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+}
+
+impl DedicatedServer for RedisServer {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) -> Result<(), String> {
+        kill_child(&mut self.child);
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        let log = self.dir.join("redis.log");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?)
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        let up = wait_listening(self.port, &mut child, "redis-server", &log);
+        self.child = Some(child);
+        up
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `FERRETDB_BIN`, else the binary `scripts/services` builds; `Err` says why it's unusable.
+pub fn ferretdb_binary() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("FERRETDB_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => {
+            let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+            Path::new(&home).join(".cache/session-stores/bin/ferretdb")
+        }
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "no FerretDB binary at {} (set FERRETDB_BIN, or run scripts/services, which \
+             builds it there)",
+            path.display()
+        ));
+    }
+    let output = Command::new(&path)
+        .arg("--version")
+        .output()
+        .map_err(|err| format!("cannot run {}: {err}", path.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} does not run (`--version` failed: {}); rebuild it with scripts/services or \
+             point FERRETDB_BIN at a working build",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        ));
+    }
+    Ok(path)
+}
+
+/// A FerretDB process (SQLite backend) of our own.
+#[derive(Debug)]
+pub struct FerretServer {
+    binary: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl FerretServer {
+    /// Starts one on a free port, with the binary from [`ferretdb_binary`].
+    pub fn start() -> Result<Self, String> {
+        let dir = scratch_dir("ferretdb")?;
+        std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+        let mut server = Self {
+            binary: ferretdb_binary()?,
+            dir,
+            port: free_port()?,
+            child: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+}
+
+impl DedicatedServer for FerretServer {
+    fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) -> Result<(), String> {
+        kill_child(&mut self.child);
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        let log = self.dir.join("ferretdb.log");
+        let mut child = Command::new(&self.binary)
+            .arg("--handler=sqlite")
+            .arg(format!(
+                "--sqlite-url=file:{}/",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--state-dir={}", self.dir.display()))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
+            .arg(format!("--debug-addr=127.0.0.1:{}", free_port()?))
+            .arg("--telemetry=disable")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        let up = wait_listening(self.port, &mut child, "ferretdb", &log);
+        self.child = Some(child);
+        up
+    }
+}
+
+impl Drop for FerretServer {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway PostgreSQL cluster (`initdb`, `pg_ctl`), stopped and removed on drop.
+#[derive(Debug)]
+pub struct PostgresServer {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    /// The system user running the server when we run as root (PostgreSQL refuses root).
+    user: Option<String>,
+}
+
+impl PostgresServer {
+    /// Creates a cluster in a temporary directory and starts it on a free port.
+    pub fn start() -> Result<Self, String> {
+        let bin = pg_bindir().ok_or("no initdb found: set SESSION_STORES_PG_BINDIR")?;
+        let user = if run_output(Command::new("id").arg("-u"))?.trim() == "0" {
+            let user =
+                std::env::var("SESSION_STORES_PG_OS_USER").unwrap_or_else(|_| "sessionpg".into());
+            if run_output(Command::new("id").arg("-u").arg(&user)).is_err() {
+                return Err(format!(
+                    "running as root and there is no system user {user:?} to run a throwaway \
+                     PostgreSQL as (scripts/services creates it; or set SESSION_STORES_PG_OS_USER)"
+                ));
+            }
+            Some(user)
+        } else {
+            None
+        };
+        let dir = scratch_dir("pg")?;
+        if let Some(user) = &user {
+            run_output(Command::new("chown").arg(user).arg(&dir))?;
+        }
+        let cluster = Self {
+            dir,
+            bin,
+            port: free_port()?,
+            user,
+        };
+        let data = cluster.data();
+        let init = [
+            "-D",
+            &data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ];
+        cluster.run("initdb", &init)?;
+        let mut cluster = cluster;
+        cluster.restart()?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        let program = self.bin.join(tool);
+        let mut command = match &self.user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(user).arg("--").arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        command.args(args).current_dir(&self.dir);
+        run_output(&mut command).map(drop)
+    }
+}
+
+impl DedicatedServer for PostgresServer {
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl -m immediate`: no shutdown checkpoint, clients cut off, recovery on start.
+    fn kill(&mut self) -> Result<(), String> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D", &data, "-o", &opts, "-l", &log, "-w", "-t", "60", "start",
+            ],
+        )
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_output(command: &mut Command) -> Result<String, String> {
+    let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Where `initdb` and `pg_ctl` are: `SESSION_STORES_PG_BINDIR`, `pg_config --bindir`, the
+/// PATH, or Debian's `/usr/lib/postgresql/<newest>/bin`.
+fn pg_bindir() -> Option<PathBuf> {
+    let has_initdb = |dir: &Path| dir.join("initdb").is_file();
+    if let Some(dir) = std::env::var_os("SESSION_STORES_PG_BINDIR") {
+        return Some(PathBuf::from(dir)).filter(|d| has_initdb(d));
+    }
+    if let Ok(out) = run_output(Command::new("pg_config").arg("--bindir")) {
+        let dir = PathBuf::from(out.trim());
+        if has_initdb(&dir) {
+            return Some(dir);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_initdb(d))
+    {
+        return Some(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| has_initdb(d))
+        .collect();
+    versions.sort_by_key(|d| {
+        d.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}

@@ -1,0 +1,590 @@
+//! A concurrent workload that proves a store loses nothing while its server misbehaves:
+//! the fault tests (toxiproxy) and the soak run (real server restarts) both drive it.
+//!
+//! Workers, all on one store, until the caller's schedule of faults ends:
+//! - *updaters* increment shared counters with `update` (compare-and-swap) and retry;
+//! - *churners* create sessions, read acknowledged ones back, and destroy old ones.
+//!
+//! A call whose reply is lost (a timeout, a reset connection) is ambiguous: the write may
+//! or may not have happened. Updaters resolve it the way an application with idempotency
+//! keys would: each increment also records, per worker, the sequence number of that
+//! worker's latest increment; a retry first reads the session, and if its increment is
+//! already there it counts as acknowledged instead of being applied twice. Compare-and-swap
+//! makes a late copy of an earlier attempt fail rather than apply on top.
+//!
+//! Afterwards, with the server healthy again, [`Report`] says what was lost: every
+//! acknowledged session must read back with its exact data, every acknowledged destroy
+//! must stay destroyed, and each counter must equal its acknowledged increments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use session_core::{Error, Record, SessionId, SessionStore};
+use time::OffsetDateTime;
+
+/// How much work, and how long calls may take.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Workers incrementing counters with `update`.
+    pub updaters: usize,
+    /// Counter sessions the updaters share (worker `i` increments counter `i % counters`).
+    pub counters: usize,
+    /// Workers creating, reading and destroying sessions.
+    pub churners: usize,
+    /// The store's configured per-call timeout.
+    pub timeout: Duration,
+    /// Slack over `timeout` before a call counts as overrunning it (scheduling on a busy
+    /// 2-core machine).
+    pub margin: Duration,
+    /// How long after the schedule ends an unresolved operation may keep retrying.
+    pub recovery: Duration,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            updaters: 6,
+            counters: 2,
+            churners: 2,
+            timeout: Duration::from_secs(1),
+            margin: Duration::from_secs(1),
+            recovery: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a run did and what it lost.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Store calls made.
+    pub ops: u64,
+    /// Failed calls by kind (`timeout`, `backend`, …); conflicts are not errors.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// `update`s that lost a compare-and-swap race and were retried.
+    pub conflicts: u64,
+    /// Increments acknowledged (directly, or found applied after an ambiguous reply).
+    pub acked_updates: u64,
+    /// Sessions whose `create` was acknowledged.
+    pub acked_creates: u64,
+    /// Sessions whose `destroy` was acknowledged.
+    pub acked_destroys: u64,
+    /// Acknowledged writes missing or changed afterwards: must be empty.
+    pub lost: Vec<String>,
+    /// Calls that took longer than the timeout plus the margin: must be empty.
+    pub overran: Vec<String>,
+    /// Errors that should have been retryable but were not: must be empty.
+    pub fatal: Vec<String>,
+    /// Operations still unresolved when the recovery time ran out: must be 0.
+    pub unresolved: u64,
+    latencies_us: Vec<u64>,
+}
+
+impl Report {
+    /// The 99th percentile of call latency.
+    pub fn p99(&self) -> Duration {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let at = (sorted.len() * 99 / 100).min(sorted.len().saturating_sub(1));
+        Duration::from_micros(sorted.get(at).copied().unwrap_or(0))
+    }
+
+    /// Whether nothing was lost, nothing overran, nothing was left unresolved.
+    pub fn is_clean(&self) -> bool {
+        self.lost.is_empty()
+            && self.overran.is_empty()
+            && self.fatal.is_empty()
+            && self.unresolved == 0
+    }
+
+    /// Every problem, one per line, for an assertion message.
+    pub fn problems(&self) -> String {
+        let mut lines: Vec<String> = Vec::new();
+        lines.extend(self.lost.iter().map(|l| format!("lost: {l}")));
+        lines.extend(self.overran.iter().map(|l| format!("overran: {l}")));
+        lines.extend(self.fatal.iter().map(|l| format!("not retryable: {l}")));
+        if self.unresolved > 0 {
+            lines.push(format!(
+                "{} operations unresolved after recovery",
+                self.unresolved
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+impl fmt::Display for Report {
+    /// One line: operations, errors by kind, lost acknowledged writes, p99.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        write!(
+            f,
+            "ops={} errors={{{}}} conflicts={} acked(updates={} creates={} destroys={}) \
+             lost_acked_writes={} overran={} unresolved={} p99={:.1}ms",
+            self.ops,
+            errors.join(" "),
+            self.conflicts,
+            self.acked_updates,
+            self.acked_creates,
+            self.acked_destroys,
+            self.lost.len(),
+            self.overran.len(),
+            self.unresolved,
+            self.p99().as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Watches a running workload from the fault schedule.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    successes: Arc<AtomicU64>,
+}
+
+impl Progress {
+    /// Waits until `n` more calls than now have succeeded; how long that took, or `None`
+    /// after `within`.
+    pub async fn resumed(&self, n: u64, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let target = self.successes.load(Ordering::Relaxed) + n;
+        while self.successes.load(Ordering::Relaxed) < target {
+            if start.elapsed() > within {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(start.elapsed())
+    }
+}
+
+/// Shared state of one run.
+struct Run {
+    store: Arc<dyn SessionStore>,
+    workload: Workload,
+    stop: AtomicBool,
+    /// Set when the schedule ends: retries give up after it.
+    give_up_at: OnceLock<Instant>,
+    successes: Arc<AtomicU64>,
+    report: Mutex<Report>,
+}
+
+/// The outcome of an operation retried until it resolves.
+enum Resolved<T> {
+    Done(T),
+    GaveUp,
+}
+
+impl Workload {
+    /// A handle to watch progress, and the run itself: call [`Runner::run`].
+    pub fn start(&self, store: Arc<dyn SessionStore>) -> Runner {
+        let successes = Arc::new(AtomicU64::new(0));
+        Runner {
+            run: Arc::new(Run {
+                store,
+                workload: self.clone(),
+                stop: AtomicBool::new(false),
+                give_up_at: OnceLock::new(),
+                successes: successes.clone(),
+                report: Mutex::new(Report::default()),
+            }),
+            progress: Progress { successes },
+        }
+    }
+}
+
+/// A workload ready to run; see [`Workload::start`].
+pub struct Runner {
+    run: Arc<Run>,
+    progress: Progress,
+}
+
+impl Runner {
+    /// Watches this run's progress.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// Runs the workers until `schedule` ends, lets unresolved operations finish, then
+    /// checks every acknowledged write. Panics if the counters can't even be created
+    /// (the server must be healthy when a run starts).
+    pub async fn run(self, schedule: impl Future<Output = ()>) -> Report {
+        let run = self.run;
+        let mut counters = Vec::new();
+        for i in 0..run.workload.counters {
+            let mut record = Record::new(in_an_hour());
+            record.insert("counter", 0u64).unwrap();
+            record.insert("last", json!({})).unwrap();
+            run.store
+                .create(&mut record)
+                .await
+                .unwrap_or_else(|err| panic!("creating counter {i} before any fault: {err}"));
+            counters.push(record.id().clone());
+        }
+        let mut updaters = Vec::new();
+        for worker in 0..run.workload.updaters {
+            let counter = counters[worker % counters.len()].clone();
+            updaters.push(tokio::spawn(run.clone().updater(worker, counter)));
+        }
+        let churners: Vec<_> = (0..run.workload.churners)
+            .map(|worker| tokio::spawn(run.clone().churner(worker)))
+            .collect();
+
+        schedule.await;
+        run.stop.store(true, Ordering::Relaxed);
+        let _ = run.give_up_at.set(Instant::now() + run.workload.recovery);
+
+        let mut acked: Vec<HashMap<SessionId, u64>> = Vec::new();
+        for task in updaters {
+            acked.push(task.await.expect("an updater panicked"));
+        }
+        let mut live = Vec::new();
+        let mut destroyed = Vec::new();
+        for task in churners {
+            let (l, d) = task.await.expect("a churner panicked");
+            live.extend(l);
+            destroyed.extend(d);
+        }
+        run.verify(&counters, &acked, &live, &destroyed).await;
+        std::mem::take(&mut *run.report())
+    }
+}
+
+fn in_an_hour() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::hours(1)
+}
+
+fn kind(err: &Error) -> &'static str {
+    match err {
+        Error::Timeout { .. } => "timeout",
+        Error::Backend { .. } => "backend",
+        Error::Decode { .. } => "decode",
+        Error::Encode { .. } => "encode",
+        Error::Conflict { .. } => "conflict",
+        _ => "other",
+    }
+}
+
+impl Run {
+    fn report(&self) -> std::sync::MutexGuard<'_, Report> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One store call, timed and classified. A call that outlives the timeout plus the
+    /// margin is cut off here (and reported), so a hang can't stall the run.
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let limit = self.workload.timeout + self.workload.margin;
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(limit * 3, call).await;
+        let took = started.elapsed();
+        let mut report = self.report();
+        report.ops += 1;
+        report.latencies_us.push(took.as_micros() as u64);
+        if took > limit {
+            report
+                .overran
+                .push(format!("{what} took {took:?} (limit {limit:?})"));
+        }
+        let result = outcome.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                backend: "workload",
+                operation: what,
+                after: limit * 3,
+            })
+        });
+        match &result {
+            Ok(_) => {
+                self.successes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) if err.is_conflict() => report.conflicts += 1,
+            Err(err) => {
+                *report.errors.entry(kind(err)).or_default() += 1;
+                if !err.is_retryable() {
+                    report.fatal.push(format!("{what}: {err}"));
+                }
+            }
+        }
+        result
+    }
+
+    /// Retries `attempt` until it returns `Some`, or gives up once the run has stopped and
+    /// the recovery time is over.
+    async fn resolve<T, F, Fut>(&self, mut attempt: F) -> Resolved<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        loop {
+            if let Some(done) = attempt().await {
+                return Resolved::Done(done);
+            }
+            if self.give_up_at.get().is_some_and(|at| Instant::now() > *at) {
+                self.report().unresolved += 1;
+                return Resolved::GaveUp;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Increments `counter` until stopped; returns how many increments were acknowledged.
+    async fn updater(
+        self: Arc<Self>,
+        worker: usize,
+        counter: SessionId,
+    ) -> HashMap<SessionId, u64> {
+        let mut acked = 0u64;
+        let mut seq = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            seq += 1;
+            match self.resolve(|| self.increment(worker, seq, &counter)).await {
+                Resolved::Done(true) => acked += 1,
+                Resolved::Done(false) => break, // the counter is gone: reported as lost
+                Resolved::GaveUp => break,
+            }
+            // A store that never waits (in memory) would otherwise starve the schedule.
+            tokio::task::yield_now().await;
+        }
+        HashMap::from([(counter, acked)])
+    }
+
+    /// One attempt at increment `seq` of `worker`: `Some(true)` once it is applied (now or
+    /// by an earlier attempt whose reply was lost), `None` to retry.
+    async fn increment(&self, worker: usize, seq: u64, id: &SessionId) -> Option<bool> {
+        let mut record = match self.call("get", self.store.get(id)).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                self.report().lost.push(format!("counter {id:?} vanished"));
+                return Some(false);
+            }
+            Err(_) => return None,
+        };
+        let key = worker.to_string();
+        let mut last: HashMap<String, u64> = record.get("last").ok()??;
+        if last.get(&key).copied().unwrap_or(0) >= seq {
+            return Some(true);
+        }
+        let counter: u64 = record.get("counter").ok()??;
+        last.insert(key, seq);
+        record.insert("counter", counter + 1).ok()?;
+        record.insert("last", &last).ok()?;
+        self.call("update", self.store.update(&mut record))
+            .await
+            .ok()
+            .map(|()| true)
+    }
+
+    /// Creates, reads back and destroys sessions until stopped; returns the acknowledged
+    /// live sessions with their data, and the acknowledged destroyed ones.
+    async fn churner(self: Arc<Self>, worker: usize) -> (Vec<(SessionId, Value)>, Vec<SessionId>) {
+        let mut live: Vec<(SessionId, Value)> = Vec::new();
+        let mut destroyed = Vec::new();
+        let mut seq = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            seq += 1;
+            let payload = json!({"worker": worker, "seq": seq, "cart": [seq, "x".repeat(64)]});
+            let mut record = Record::new(in_an_hour());
+            record.insert("payload", &payload).unwrap();
+            if self
+                .call("create", self.store.create(&mut record))
+                .await
+                .is_ok()
+            {
+                self.report().acked_creates += 1;
+                live.push((record.id().clone(), payload));
+            }
+            if let Some((id, payload)) = live.get(seq as usize % live.len().max(1))
+                && let Ok(found) = self.call("get", self.store.get(id)).await
+            {
+                self.check(id, payload, found);
+            }
+            if live.len() > 8 && seq.is_multiple_of(3) {
+                let (id, _) = live.remove(0);
+                let store = &self.store;
+                let outcome = self
+                    .resolve(|| async { self.call("destroy", store.destroy(&id)).await.ok() })
+                    .await;
+                match outcome {
+                    Resolved::Done(()) => {
+                        self.report().acked_destroys += 1;
+                        destroyed.push(id);
+                    }
+                    Resolved::GaveUp => break,
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        (live, destroyed)
+    }
+
+    fn check(&self, id: &SessionId, payload: &Value, found: Option<Record>) {
+        let problem = match found {
+            None => format!("acknowledged session {id:?} is missing"),
+            Some(record) => match record.get::<Value>("payload") {
+                Ok(Some(stored)) if stored == *payload => return,
+                other => format!("acknowledged session {id:?} changed: {other:?}"),
+            },
+        };
+        self.report().lost.push(problem);
+    }
+
+    /// With the server healthy again: every acknowledged write is there, exactly.
+    async fn verify(
+        &self,
+        counters: &[SessionId],
+        acked: &[HashMap<SessionId, u64>],
+        live: &[(SessionId, Value)],
+        destroyed: &[SessionId],
+    ) {
+        let read = |id: SessionId| async move {
+            let store = &self.store;
+            match self
+                .resolve(|| async { self.call("verify", store.get(&id)).await.ok() })
+                .await
+            {
+                Resolved::Done(found) => Some(found),
+                Resolved::GaveUp => None,
+            }
+        };
+        for (id, payload) in live {
+            if let Some(found) = read(id.clone()).await {
+                self.check(id, payload, found);
+            }
+        }
+        for id in destroyed {
+            if let Some(Some(_)) = read(id.clone()).await {
+                self.report()
+                    .lost
+                    .push(format!("destroyed session {id:?} came back"));
+            }
+        }
+        let mut total = 0;
+        for id in counters {
+            let expected: u64 = acked.iter().filter_map(|a| a.get(id)).sum();
+            total += expected;
+            let Some(found) = read(id.clone()).await else {
+                continue;
+            };
+            let value = found.and_then(|r| r.get::<u64>("counter").ok().flatten());
+            if value != Some(expected) {
+                self.report().lost.push(format!(
+                    "counter {id:?} is {value:?} after {expected} acknowledged increments"
+                ));
+            }
+        }
+        self.report().acked_updates = total;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use session_core::{Rename, Result, async_trait};
+    use session_memory::MemoryStore;
+
+    use super::*;
+
+    /// A memory store that acknowledges some writes without making them: the checker
+    /// must notice.
+    #[derive(Debug, Default)]
+    struct Lossy {
+        inner: MemoryStore,
+        calls: AtomicUsize,
+    }
+
+    impl Lossy {
+        fn drops_this_one(&self) -> bool {
+            self.calls.fetch_add(1, Ordering::Relaxed) % 7 == 6
+        }
+    }
+
+    #[async_trait]
+    impl SessionStore for Lossy {
+        async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+            self.inner.get(id).await
+        }
+        async fn insert(&self, record: &mut Record) -> Result<bool> {
+            if self.drops_this_one() {
+                return Ok(true);
+            }
+            self.inner.insert(record).await
+        }
+        async fn set(&self, record: &mut Record) -> Result<()> {
+            self.inner.set(record).await
+        }
+        async fn update(&self, record: &mut Record) -> Result<()> {
+            if self.drops_this_one() {
+                return Ok(());
+            }
+            self.inner.update(record).await
+        }
+        async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+            self.inner.touch(id, expires_at).await
+        }
+        async fn destroy(&self, id: &SessionId) -> Result<()> {
+            self.inner.destroy(id).await
+        }
+        async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+            self.inner.rename(from, to).await
+        }
+        async fn delete_expired(&self) -> Result<u64> {
+            self.inner.delete_expired().await
+        }
+        async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+            self.inner.list_by_owner(owner).await
+        }
+        async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+            self.inner.destroy_by_owner(owner).await
+        }
+        async fn count(&self) -> Result<u64> {
+            self.inner.count().await
+        }
+    }
+
+    async fn run_for(store: Arc<dyn SessionStore>, millis: u64) -> Report {
+        Workload::default()
+            .start(store)
+            .run(tokio::time::sleep(Duration::from_millis(millis)))
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_healthy_store_is_clean() {
+        let report = run_for(Arc::new(MemoryStore::new()), 300).await;
+        assert!(report.is_clean(), "{}", report.problems());
+        assert!(
+            report.acked_updates > 0 && report.acked_creates > 0,
+            "{report}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_writes_that_were_never_made_are_reported() {
+        let report = run_for(Arc::new(Lossy::default()), 300).await;
+        assert!(!report.is_clean(), "{report}");
+        assert!(
+            report
+                .lost
+                .iter()
+                .any(|l| l.contains("acknowledged increments")),
+            "a dropped update went unnoticed:\n{}",
+            report.problems()
+        );
+        assert!(
+            report.lost.iter().any(|l| l.contains("is missing")),
+            "a dropped create went unnoticed:\n{}",
+            report.problems()
+        );
+    }
+}
