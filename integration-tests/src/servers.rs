@@ -39,8 +39,16 @@ fn scratch_dir(kind: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Waits until `port` accepts connections, or `child` exits, or 30 s pass.
-fn wait_listening(port: u16, child: &mut Child, name: &str, log: &Path) -> Result<(), String> {
+/// Spawns `command` with its output appended to `log`, and waits until `port` accepts
+/// connections (or the process exits, or 30 s pass).
+fn spawn_listening(command: &mut Command, port: u16, log: &Path) -> Result<Child, String> {
+    let name = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log_file(log)?)
+        .stderr(log_file(log)?)
+        .spawn()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
     let until = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         let log = || std::fs::read_to_string(log).unwrap_or_default();
@@ -48,6 +56,8 @@ fn wait_listening(port: u16, child: &mut Child, name: &str, log: &Path) -> Resul
             return Err(format!("{name} exited at start-up ({status}):\n{}", log()));
         }
         if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(format!(
                 "{name} did not listen on {port} within 30 s:\n{}",
                 log()
@@ -55,13 +65,44 @@ fn wait_listening(port: u16, child: &mut Child, name: &str, log: &Path) -> Resul
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+    Ok(child)
 }
 
-fn kill_child(child: &mut Option<Child>) {
-    if let Some(mut child) = child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
+/// A server process of ours: its port, its directory (removed on drop) and the process.
+#[derive(Debug)]
+struct Process {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn new(kind: &str) -> Result<Self, String> {
+        Ok(Self {
+            port: free_port()?,
+            dir: scratch_dir(kind)?,
+            child: None,
+        })
+    }
+
+    fn spawn(&mut self, mut command: Command) -> Result<(), String> {
+        let log = self.dir.join("server.log");
+        self.child = Some(spawn_listening(&mut command, self.port, &log)?);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -75,20 +116,12 @@ fn log_file(path: &Path) -> Result<std::fs::File, String> {
 
 /// A `redis-server` of our own (on the PATH), persisting to an append-only file.
 #[derive(Debug)]
-pub struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
+pub struct RedisServer(Process);
 
 impl RedisServer {
     /// Starts one on a free port.
     pub fn start() -> Result<Self, String> {
-        let mut server = Self {
-            port: free_port()?,
-            dir: scratch_dir("redis")?,
-            child: None,
-        };
+        let mut server = Self(Process::new("redis")?);
         server.restart()?;
         Ok(server)
     }
@@ -96,36 +129,22 @@ impl RedisServer {
 
 impl DedicatedServer for RedisServer {
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.0.port)
     }
 
     fn kill(&mut self) -> Result<(), String> {
-        kill_child(&mut self.child);
+        self.0.kill();
         Ok(())
     }
 
     fn restart(&mut self) -> Result<(), String> {
-        let log = self.dir.join("redis.log");
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.0.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "yes", "--appendfsync", "no"])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log_file(&log)?)
-            .stderr(log_file(&log)?)
-            .spawn()
-            .map_err(|e| format!("cannot run redis-server: {e}"))?;
-        let up = wait_listening(self.port, &mut child, "redis-server", &log);
-        self.child = Some(child);
-        up
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-        let _ = std::fs::remove_dir_all(&self.dir);
+            .arg(&self.0.dir);
+        self.0.spawn(command)
     }
 }
 
@@ -167,21 +186,17 @@ pub fn ferretdb_binary() -> Result<PathBuf, String> {
 #[derive(Debug)]
 pub struct FerretServer {
     binary: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl FerretServer {
     /// Starts one on a free port, with the binary from [`ferretdb_binary`].
     pub fn start() -> Result<Self, String> {
-        let dir = scratch_dir("ferretdb")?;
-        std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+        let process = Process::new("ferretdb")?;
+        std::fs::create_dir_all(process.dir.join("data")).map_err(|e| e.to_string())?;
         let mut server = Self {
             binary: ferretdb_binary()?,
-            dir,
-            port: free_port()?,
-            child: None,
+            process,
         };
         server.restart()?;
         Ok(server)
@@ -190,42 +205,26 @@ impl FerretServer {
 
 impl DedicatedServer for FerretServer {
     fn url(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.port)
+        format!("mongodb://127.0.0.1:{}", self.process.port)
     }
 
     fn kill(&mut self) -> Result<(), String> {
-        kill_child(&mut self.child);
+        self.process.kill();
         Ok(())
     }
 
     fn restart(&mut self) -> Result<(), String> {
-        let log = self.dir.join("ferretdb.log");
-        let mut child = Command::new(&self.binary)
+        let dir = &self.process.dir;
+        let mut command = Command::new(&self.binary);
+        command
             .arg("--handler=sqlite")
-            .arg(format!(
-                "--sqlite-url=file:{}/",
-                self.dir.join("data").display()
-            ))
-            .arg(format!("--state-dir={}", self.dir.display()))
-            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
+            .arg(format!("--sqlite-url=file:{}/", dir.join("data").display()))
+            .arg(format!("--state-dir={}", dir.display()))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.process.port))
             .arg(format!("--debug-addr=127.0.0.1:{}", free_port()?))
             .arg("--telemetry=disable")
-            .arg("--log-level=warn")
-            .stdin(Stdio::null())
-            .stdout(log_file(&log)?)
-            .stderr(log_file(&log)?)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        let up = wait_listening(self.port, &mut child, "ferretdb", &log);
-        self.child = Some(child);
-        up
-    }
-}
-
-impl Drop for FerretServer {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-        let _ = std::fs::remove_dir_all(&self.dir);
+            .arg("--log-level=warn");
+        self.process.spawn(command)
     }
 }
 

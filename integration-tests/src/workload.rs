@@ -220,6 +220,7 @@ impl Runner {
         let mut counters = Vec::new();
         for i in 0..run.workload.counters {
             let mut record = Record::new(in_an_hour());
+            record.set_owner(Some(COUNTER_OWNER.into()));
             record.insert("counter", 0u64).unwrap();
             record.insert("last", json!({})).unwrap();
             run.store
@@ -256,6 +257,10 @@ impl Runner {
         std::mem::take(&mut *run.report())
     }
 }
+
+/// Owners of the workload's sessions, so a test can find them through the store.
+const COUNTER_OWNER: &str = "workload-counter";
+const CHURN_OWNER: &str = "workload-churn";
 
 fn in_an_hour() -> OffsetDateTime {
     OffsetDateTime::now_utc() + time::Duration::hours(1)
@@ -394,6 +399,7 @@ impl Run {
             seq += 1;
             let payload = json!({"worker": worker, "seq": seq, "cart": [seq, "x".repeat(64)]});
             let mut record = Record::new(in_an_hour());
+            record.set_owner(Some(CHURN_OWNER.into()));
             record.insert("payload", &payload).unwrap();
             if self
                 .call("create", self.store.create(&mut record))
@@ -488,80 +494,39 @@ impl Run {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use session_core::{Rename, Result, async_trait};
     use session_memory::MemoryStore;
 
     use super::*;
 
-    /// A memory store that acknowledges some writes without making them: the checker
-    /// must notice.
-    #[derive(Debug, Default)]
-    struct Lossy {
-        inner: MemoryStore,
-        calls: AtomicUsize,
-    }
-
-    impl Lossy {
-        fn drops_this_one(&self) -> bool {
-            self.calls.fetch_add(1, Ordering::Relaxed) % 7 == 6
-        }
-    }
-
-    #[async_trait]
-    impl SessionStore for Lossy {
-        async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
-            self.inner.get(id).await
-        }
-        async fn insert(&self, record: &mut Record) -> Result<bool> {
-            if self.drops_this_one() {
-                return Ok(true);
-            }
-            self.inner.insert(record).await
-        }
-        async fn set(&self, record: &mut Record) -> Result<()> {
-            self.inner.set(record).await
-        }
-        async fn update(&self, record: &mut Record) -> Result<()> {
-            if self.drops_this_one() {
-                return Ok(());
-            }
-            self.inner.update(record).await
-        }
-        async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
-            self.inner.touch(id, expires_at).await
-        }
-        async fn destroy(&self, id: &SessionId) -> Result<()> {
-            self.inner.destroy(id).await
-        }
-        async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
-            self.inner.rename(from, to).await
-        }
-        async fn delete_expired(&self) -> Result<u64> {
-            self.inner.delete_expired().await
-        }
-        async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
-            self.inner.list_by_owner(owner).await
-        }
-        async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-            self.inner.destroy_by_owner(owner).await
-        }
-        async fn count(&self) -> Result<u64> {
-            self.inner.count().await
-        }
-    }
-
-    async fn run_for(store: Arc<dyn SessionStore>, millis: u64) -> Report {
-        Workload::default()
-            .start(store)
-            .run(tokio::time::sleep(Duration::from_millis(millis)))
+    async fn run_for(store: Arc<dyn SessionStore>, tamper: bool) -> Report {
+        let runner = Workload::default().start(store.clone());
+        runner
+            .run(async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if tamper {
+                    tamper_with(&*store).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            })
             .await
+    }
+
+    /// What a lossy store would do: one acknowledged session vanishes, one counter goes
+    /// back by one (by a plain `set`, so no acknowledged increment accounts for it).
+    async fn tamper_with(store: &dyn SessionStore) {
+        // The newest: churners destroy the oldest first, and must not get to it.
+        let churned = store.list_by_owner(CHURN_OWNER).await.unwrap();
+        let newest = churned.iter().max_by_key(|r| r.created_at()).unwrap();
+        store.destroy(newest.id()).await.unwrap();
+        let mut counter = store.list_by_owner(COUNTER_OWNER).await.unwrap().remove(0);
+        let value: u64 = counter.get("counter").unwrap().unwrap();
+        counter.insert("counter", value - 1).unwrap();
+        store.set(&mut counter).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_healthy_store_is_clean() {
-        let report = run_for(Arc::new(MemoryStore::new()), 300).await;
+        let report = run_for(Arc::new(MemoryStore::new()), false).await;
         assert!(report.is_clean(), "{}", report.problems());
         assert!(
             report.acked_updates > 0 && report.acked_creates > 0,
@@ -570,20 +535,20 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn acknowledged_writes_that_were_never_made_are_reported() {
-        let report = run_for(Arc::new(Lossy::default()), 300).await;
+    async fn lost_acknowledged_writes_are_reported() {
+        let report = run_for(Arc::new(MemoryStore::new()), true).await;
         assert!(!report.is_clean(), "{report}");
         assert!(
             report
                 .lost
                 .iter()
                 .any(|l| l.contains("acknowledged increments")),
-            "a dropped update went unnoticed:\n{}",
+            "a lost increment went unnoticed:\n{}",
             report.problems()
         );
         assert!(
             report.lost.iter().any(|l| l.contains("is missing")),
-            "a dropped create went unnoticed:\n{}",
+            "a lost session went unnoticed:\n{}",
             report.problems()
         );
     }
