@@ -7,7 +7,8 @@
 //!   `INSERT ... ON CONFLICT (id) DO UPDATE` on `(id text primary key, data jsonb,
 //!   expires_at timestamptz)`;
 //! - MongoDB via the official driver: `find_one` by `_id` and `replace_one` with upsert of
-//!   `{_id, data, expires_at}`.
+//!   `{_id, data, expires_at}` (a new session: `insert_one`, as the stores do; on FerretDB an
+//!   upsert reads the whole collection, which made `create` quadratic).
 //!
 //! A read decodes the JSON and a write encodes it, as a store does.
 
@@ -48,6 +49,10 @@ trait Kv: Send + Sync + 'static {
     async fn read(&self, id: &str) -> Result<Option<Data>>;
     /// Stores `data` under `id` (upsert).
     async fn write(&self, id: &str, data: &Data, ttl: Duration) -> Result<()>;
+    /// Stores `data` under a fresh `id` (no session holds it); by default [`Self::write`].
+    async fn insert(&self, id: &str, data: &Data, ttl: Duration) -> Result<()> {
+        self.write(id, data, ttl).await
+    }
     /// Removes `id`.
     async fn remove(&self, id: &str) -> Result<()>;
 }
@@ -68,7 +73,7 @@ impl<K: Kv> Target for Raw<K> {
 
     async fn create(&self, data: Data, ttl: Duration) -> Result<String> {
         let id = new_id();
-        self.0.write(&id, &data, ttl).await?;
+        self.0.insert(&id, &data, ttl).await?;
         Ok(id)
     }
 
@@ -251,6 +256,16 @@ impl Kv for PostgresKv {
     }
 }
 
+/// The raw MongoDB document of a session.
+fn mongo_document(id: &str, data: &Data, ttl: Duration) -> Result<Document> {
+    let expires_at = DateTime::from_system_time(std::time::SystemTime::now() + std_ttl(ttl));
+    Ok(doc! {
+        "_id": id,
+        "data": bson::to_document(data)?,
+        "expires_at": expires_at,
+    })
+}
+
 /// The MongoDB baseline on a collection of its own.
 pub struct MongoKv(Collection<Document>);
 
@@ -281,16 +296,15 @@ impl Kv for MongoKv {
     }
 
     async fn write(&self, id: &str, data: &Data, ttl: Duration) -> Result<()> {
-        let expires_at = DateTime::from_system_time(std::time::SystemTime::now() + std_ttl(ttl));
-        let document = doc! {
-            "_id": id,
-            "data": bson::to_document(data)?,
-            "expires_at": expires_at,
-        };
         self.0
-            .replace_one(doc! { "_id": id }, document)
+            .replace_one(doc! { "_id": id }, mongo_document(id, data, ttl)?)
             .upsert(true)
             .await?;
+        Ok(())
+    }
+
+    async fn insert(&self, id: &str, data: &Data, ttl: Duration) -> Result<()> {
+        self.0.insert_one(mongo_document(id, data, ttl)?).await?;
         Ok(())
     }
 

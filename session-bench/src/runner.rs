@@ -57,21 +57,37 @@ pub trait Job: Send {
     async fn run(self: Box<Self>, plan: &Plan) -> Vec<Row>;
 }
 
-/// Boxes `target` as a [`Job`].
+/// Boxes `target` as a [`Job`] that deletes its sessions one by one when done.
 pub fn job<T: Target>(target: T) -> Box<dyn Job> {
-    Box::new(Bench(Arc::new(target)))
+    Box::new(Bench {
+        target: Arc::new(target),
+        cleanup: true,
+    })
 }
 
-struct Bench<T>(Arc<T>);
+/// Boxes `target` as a [`Job`] that leaves its sessions for the backend's teardown to
+/// drop at once (where deleting them one by one would take longer than the benchmark).
+pub fn job_dropped_at_teardown<T: Target>(target: T) -> Box<dyn Job> {
+    Box::new(Bench {
+        target: Arc::new(target),
+        cleanup: false,
+    })
+}
+
+struct Bench<T> {
+    target: Arc<T>,
+    /// Whether to delete the sessions when done.
+    cleanup: bool,
+}
 
 #[async_trait]
 impl<T: Target> Job for Bench<T> {
     fn info(&self) -> Info {
-        self.0.info()
+        self.target.info()
     }
 
     async fn run(self: Box<Self>, plan: &Plan) -> Vec<Row> {
-        let info = self.0.info();
+        let info = self.target.info();
         let top = plan.top();
         let mut rows = Vec::new();
         let mut emit = |row: Row| {
@@ -79,7 +95,7 @@ impl<T: Target> Job for Bench<T> {
             rows.push(row);
         };
         let started = Instant::now();
-        let (ids, tally) = create(&self.0, plan.sessions, top, CREATE_TTL).await;
+        let (ids, tally) = create(&self.target, plan.sessions, top, CREATE_TTL).await;
         emit(Row::new(
             &info,
             Phase::Create,
@@ -103,15 +119,15 @@ impl<T: Target> Job for Bench<T> {
         }
         for (phase, level) in timed_phases {
             let started = Instant::now();
-            let tally = timed(&self.0, &ids, phase, level, plan.duration).await;
+            let tally = timed(&self.target, &ids, phase, level, plan.duration).await;
             emit(Row::new(&info, phase, level, &tally, started.elapsed()));
         }
         if info.cas_and_touch && plan.phases.contains(&Phase::Touch) {
             let count = plan.sessions.min(TOUCH_SESSIONS);
-            let (touch_ids, _) = create(&self.0, count, top, TOUCH_IDLE).await;
+            let (touch_ids, _) = create(&self.target, count, top, TOUCH_IDLE).await;
             let touch_ids = Arc::new(touch_ids);
             let started = Instant::now();
-            let tally = timed(&self.0, &touch_ids, Phase::Touch, top, plan.duration).await;
+            let tally = timed(&self.target, &touch_ids, Phase::Touch, top, plan.duration).await;
             emit(Row::new(
                 &info,
                 Phase::Touch,
@@ -119,9 +135,13 @@ impl<T: Target> Job for Bench<T> {
                 &tally,
                 started.elapsed(),
             ));
-            delete_all(&self.0, &touch_ids, top).await;
+            if self.cleanup {
+                delete_all(&self.target, &touch_ids, top).await;
+            }
         }
-        delete_all(&self.0, &ids, top).await;
+        if self.cleanup {
+            delete_all(&self.target, &ids, top).await;
+        }
         rows
     }
 }
