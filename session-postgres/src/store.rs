@@ -10,9 +10,9 @@ use session_core::{
     Data, Error, Pruner, Record, Rename, Result, SessionId, SessionStore, StoreOptions,
     async_trait, to_millis,
 };
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{Connection as _, PgPool, Postgres, Row, TypeInfo as _, ValueRef as _};
 use time::OffsetDateTime;
 
 use crate::error::{BACKEND, backend, write};
@@ -25,6 +25,10 @@ pub const DEFAULT_PURGE_BATCH: u32 = 1_000;
 
 /// Connections a pool built from a URL holds at most unless configured otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// How long a connection of a pool built from a URL may sit idle before it is pinged when
+/// taken: see [`PostgresStoreBuilder::connect_lazy`].
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The advisory lock key every migration of this crate holds while it runs, so app
 /// instances starting together don't race on `CREATE ... IF NOT EXISTS`.
@@ -149,10 +153,25 @@ impl PostgresStoreBuilder {
 
     /// A store with a pool of its own that connects when first used. Fails with
     /// [`Error::Config`] on a malformed URL or a bad name; does no I/O.
+    ///
+    /// The pool pings a connection it hands out only when it sat idle for a second or more
+    /// (sqlx's default pings every time, one extra round trip per statement; sqlx also pings
+    /// each connection as it comes back, so an idle connection was alive when last used).
+    /// Under load no call waits for a ping; after a quiet spell, connections the server
+    /// dropped meanwhile are replaced before use, as with sqlx's default.
     pub fn connect_lazy(self, url: &str) -> Result<PostgresStore> {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout.unwrap_or(self.options.timeout))
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy(url)
             .map_err(|err| Error::Config(format!("invalid PostgreSQL URL: {err}")))?;
         self.build(pool)
@@ -383,6 +402,44 @@ impl<'a> WriteParams<'a> {
     }
 }
 
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` column (binary: microseconds since 2000-01-01) as Unix milliseconds,
+/// rounded down; `None` for NULL. A non-finite value (`infinity`, only by a hand edit) reads
+/// as `i64::MAX`, which decoding then reports as out of range for the session. Decoded here
+/// rather than through sqlx's `time` support, which panics on values outside the `time`
+/// crate's range (`infinity`, dates after year 9999).
+fn millis_column(row: &PgRow, column: &str) -> std::result::Result<Option<i64>, String> {
+    let value = row.try_get_raw(column).map_err(|err| err.to_string())?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    let type_name = value.type_info().name().to_owned();
+    if type_name != "TIMESTAMPTZ" || value.format() != PgValueFormat::Binary {
+        return Err(format!(
+            "column `{column}` is a {type_name}, expected a binary TIMESTAMPTZ"
+        ));
+    }
+    let bytes: [u8; 8] = value
+        .as_bytes()
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| format!("column `{column}` does not hold 8 bytes"))?;
+    Ok(Some(pg_micros_to_unix_millis(i64::from_be_bytes(bytes))))
+}
+
+/// PostgreSQL's binary timestamp (microseconds since 2000-01-01; `i64::MAX`/`MIN` for
+/// `infinity`/`-infinity`) as Unix milliseconds rounded down, `i64::MAX` when not finite.
+fn pg_micros_to_unix_millis(micros: i64) -> i64 {
+    if micros == i64::MAX || micros == i64::MIN {
+        return i64::MAX;
+    }
+    micros
+        .checked_add(PG_EPOCH_UNIX_MICROS)
+        .map_or(i64::MAX, |unix| unix.div_euclid(1_000))
+}
+
 /// A row of [`Statements::get`]'s columns as a record, or [`Error::Decode`] naming `id`.
 fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
@@ -392,14 +449,18 @@ fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
     let version: i64 = row.try_get("version").map_err(column)?;
     let format: i32 = row.try_get("format").map_err(column)?;
     let owner: Option<String> = row.try_get("owner").map_err(column)?;
+    let millis = |name: &str| millis_column(row, name).map_err(|err| Error::decode(id, err));
+    let required = |name: &str| {
+        millis(name)?.ok_or_else(|| Error::decode(id, format!("column `{name}` is NULL")))
+    };
     let stored = StoredRecord {
         format: u32::try_from(format)
             .map_err(|_| Error::decode(id, format!("unknown stored format {format}")))?,
         version: u64::try_from(version)
             .map_err(|_| Error::decode(id, format!("negative version {version}")))?,
-        created_at: row.try_get("created_at").map_err(column)?,
-        expires_at: row.try_get("expires_at").map_err(column)?,
-        deadline: row.try_get("deadline").map_err(column)?,
+        created_at: required("created_at")?,
+        expires_at: required("expires_at")?,
+        deadline: millis("deadline")?,
         owner: owner.map(Cow::Owned),
         data: Cow::Owned(data),
     };
@@ -594,4 +655,21 @@ fn inherent_futures_are_send(store: &PostgresStore) {
     fn send<T: Send>(_: T) {}
     send(store.migrate());
     send(store.purge_expired());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_micros_to_unix_millis;
+
+    #[test]
+    fn binary_timestamps_become_unix_millis_rounded_down() {
+        // 2000-01-01T00:00:00Z
+        assert_eq!(pg_micros_to_unix_millis(0), 946_684_800_000);
+        assert_eq!(pg_micros_to_unix_millis(1_999), 946_684_800_001);
+        // Before 1970 and before 2000: floor, like `floor(extract(epoch ..) * 1000)`.
+        assert_eq!(pg_micros_to_unix_millis(-946_684_800_000_001), -1);
+        assert_eq!(pg_micros_to_unix_millis(-1), 946_684_799_999);
+        assert_eq!(pg_micros_to_unix_millis(i64::MAX), i64::MAX);
+        assert_eq!(pg_micros_to_unix_millis(i64::MIN), i64::MAX);
+    }
 }
