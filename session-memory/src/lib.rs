@@ -31,6 +31,11 @@
 //! that as a tree of values would be), and decoded on `get`. Owner queries
 //! (`list_by_owner`, `destroy_by_owner`) scan all entries: fine for the sizes a single
 //! process holds, documented so nobody is surprised.
+//!
+//! It uses moka's synchronous cache: every call is a few microseconds of CPU and never
+//! waits on I/O, and moka's async cache parks writers when its queue fills, moving tasks
+//! between worker threads mid-call (measured: rmw@64 flipping between ~38k and ~90k ops/s
+//! from run to run, against a steady ~93k on the sync cache).
 
 mod cached;
 
@@ -41,8 +46,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use moka::Expiry as MokaExpiry;
-use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
+use moka::sync::Cache;
 use session_core::{
     Data, Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, codec, now,
 };
@@ -203,11 +208,11 @@ impl MemoryStore {
             deadline: None,
             owner: None,
         };
-        self.cache.insert(id.clone(), entry).await;
+        self.cache.insert(id.clone(), entry);
     }
 
     async fn live(&self, id: &SessionId) -> Option<Entry> {
-        self.cache.get(id).await.filter(Entry::is_live)
+        self.cache.get(id).filter(Entry::is_live)
     }
 
     /// Applies `decide` to the live entry under `id` (or `None`) atomically for that key.
@@ -215,13 +220,9 @@ impl MemoryStore {
     where
         F: FnOnce(Option<Entry>) -> Op<Entry> + Send,
     {
-        self.cache
-            .entry_by_ref(id)
-            .and_compute_with(|current| {
-                let op = decide(current.map(|e| e.into_value()).filter(Entry::is_live));
-                std::future::ready(op)
-            })
-            .await
+        self.cache.entry_by_ref(id).and_compute_with(|current| {
+            decide(current.map(|e| e.into_value()).filter(Entry::is_live))
+        })
     }
 
     fn live_entries(&self) -> impl Iterator<Item = (Arc<SessionId>, Entry)> + '_ {
@@ -264,7 +265,7 @@ impl SessionStore for MemoryStore {
     async fn set(&self, record: &mut Record) -> Result<()> {
         let entry = Entry::next_of(record, &self.options)?;
         let version = entry.version;
-        self.cache.insert(record.id().clone(), entry).await;
+        self.cache.insert(record.id().clone(), entry);
         record.set_version(version);
         Ok(())
     }
@@ -302,7 +303,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
-        self.cache.invalidate(id).await;
+        self.cache.invalidate(id);
         Ok(())
     }
 
@@ -322,14 +323,14 @@ impl SessionStore for MemoryStore {
         }
         // Take the old entry out; if it changed after we copied it, the newer one wins, and
         // if it was destroyed meanwhile (a logout racing the rotation), the copy goes too.
-        match self.cache.remove(from).await.filter(Entry::is_live) {
+        match self.cache.remove(from).filter(Entry::is_live) {
             Some(latest) if latest.version != copied.version => {
-                self.cache.insert(to.clone(), latest).await;
+                self.cache.insert(to.clone(), latest);
                 Ok(Rename::Moved)
             }
             Some(_) => Ok(Rename::Moved),
             None => {
-                self.cache.invalidate(to).await;
+                self.cache.invalidate(to);
                 Ok(Rename::SourceMissing)
             }
         }
@@ -337,7 +338,7 @@ impl SessionStore for MemoryStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         // moka expires each entry at its own time; this only makes it happen now.
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         Ok(0)
     }
 
@@ -355,7 +356,7 @@ impl SessionStore for MemoryStore {
             .map(|(id, _)| id)
             .collect();
         for id in &ids {
-            self.cache.invalidate(&**id).await;
+            self.cache.invalidate(&**id);
         }
         Ok(ids.len() as u64)
     }
@@ -378,7 +379,7 @@ mod tests {
             record.insert("blob", "x".repeat(1_000)).unwrap();
             store.create(&mut record).await.unwrap();
         }
-        store.cache.run_pending_tasks().await;
+        store.cache.run_pending_tasks();
         assert!(store.cache.weighted_size() <= 100 * 1024);
         assert!(store.count().await.unwrap() < 1_000);
     }
