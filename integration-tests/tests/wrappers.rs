@@ -286,50 +286,38 @@ impl<B: InnerBackend> Harness for Cached<B> {
     }
 }
 
+/// The whole conformance suite through `$wrapper`, once per backend.
+macro_rules! suite_on_every_backend {
+    ($wrapper:ident) => {
+        mod memory {
+            use super::*;
+            session_core::conformance_suite!($wrapper(Memory));
+        }
+
+        mod redis_fred {
+            use super::*;
+            session_core::conformance_suite!($wrapper(Redis));
+        }
+
+        mod postgres {
+            use super::*;
+            session_core::conformance_suite!($wrapper(Postgres));
+        }
+
+        mod mongo {
+            use super::*;
+            session_core::conformance_suite!($wrapper(Mongo));
+        }
+    };
+}
+
 /// The whole suite through the two-tier cache, over every backend.
 mod cached {
     use super::*;
-
-    mod memory {
-        use super::*;
-        session_core::conformance_suite!(Cached(Memory));
-    }
-
-    mod redis_fred {
-        use super::*;
-        session_core::conformance_suite!(Cached(Redis));
-    }
-
-    mod postgres {
-        use super::*;
-        session_core::conformance_suite!(Cached(Postgres));
-    }
-
-    mod mongo {
-        use super::*;
-        session_core::conformance_suite!(Cached(Mongo));
-    }
+    suite_on_every_backend!(Cached);
 }
 
-mod memory {
-    use super::*;
-    session_core::conformance_suite!(Encrypted(Memory));
-}
-
-mod redis_fred {
-    use super::*;
-    session_core::conformance_suite!(Encrypted(Redis));
-}
-
-mod postgres {
-    use super::*;
-    session_core::conformance_suite!(Encrypted(Postgres));
-}
-
-mod mongo {
-    use super::*;
-    session_core::conformance_suite!(Encrypted(Mongo));
-}
+suite_on_every_backend!(Encrypted);
 
 // ---------------------------------------------------------------------------------------
 // Beyond the suite, on each backend whose server is there

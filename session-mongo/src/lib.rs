@@ -550,24 +550,39 @@ impl MongoStore {
     /// delete by `_id` alone, which FerretDB answers from the key; the lock keeps the
     /// document from changing in between. Without, one guarded delete.
     async fn delete_expired_one(&self, id: &SessionId) -> Result<bool> {
-        let filter = if self.locks.is_some() {
-            let now = now_bson();
-            let found = self
-                .collection
-                .find_one(doc! { "_id": id.expose() })
-                .projection(doc! { "expires_at": 1 })
-                .await
-                .map_err(backend_error)?;
-            match found {
-                Some(document) if !is_live(&document, now) => doc! { "_id": id.expose() },
-                _ => return Ok(false),
-            }
-        } else {
-            doc! { "_id": id.expose(), "expires_at": { "$lte": now_bson() } }
-        };
+        if self.locks.is_some() {
+            return self
+                .delete_by_id_if(id.expose(), |d, now| !is_live(d, now))
+                .await;
+        }
+        let expired = doc! { "_id": id.expose(), "expires_at": { "$lte": now_bson() } };
         let result = self
             .collection
-            .delete_one(filter)
+            .delete_one(expired)
+            .await
+            .map_err(backend_error)?;
+        Ok(result.deleted_count == 1)
+    }
+
+    /// With locks, the caller holding `id`'s: reads the document by `_id`, and deletes it by
+    /// `_id` alone (FerretDB's fast path) if `matches` it; the lock keeps it as read.
+    async fn delete_by_id_if(
+        &self,
+        id: &str,
+        matches: impl Fn(&Document, DateTime) -> bool,
+    ) -> Result<bool> {
+        let now = now_bson();
+        let current = self
+            .collection
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(backend_error)?;
+        if !current.is_some_and(|document| matches(&document, now)) {
+            return Ok(false);
+        }
+        let result = self
+            .collection
+            .delete_one(doc! { "_id": id })
             .await
             .map_err(backend_error)?;
         Ok(result.deleted_count == 1)
@@ -671,26 +686,9 @@ impl MongoStore {
             if lock == Lock::Busy {
                 continue;
             }
-            let result: Result<u64> = async {
-                let now = now_bson();
-                let current = self
-                    .collection
-                    .find_one(doc! { "_id": id })
-                    .await
-                    .map_err(backend_error)?;
-                if !current.is_some_and(|document| matches(&document, now)) {
-                    return Ok(0);
-                }
-                let result = self
-                    .collection
-                    .delete_one(doc! { "_id": id })
-                    .await
-                    .map_err(backend_error)?;
-                Ok(result.deleted_count)
-            }
-            .await;
+            let result = self.delete_by_id_if(id, &matches).await;
             self.unlock(lock).await;
-            deleted += result?;
+            deleted += u64::from(result?);
         }
         Ok(deleted)
     }
