@@ -116,7 +116,13 @@ pub fn encode_data(record: &Record, options: &StoreOptions) -> Result<String> {
 
 /// Decodes what [`encode`] stored; [`Error::Decode`] naming `id` for anything else.
 pub fn decode(id: &SessionId, bytes: &[u8]) -> Result<Record> {
-    serde_json::from_slice::<StoredRecord<'_>>(bytes)
+    // One UTF-8 check of the whole value up front is cheaper than serde_json's check of
+    // every string in it; invalid bytes still go to `from_slice` for its positioned error.
+    let stored = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<StoredRecord<'_>>(text),
+        Err(_) => serde_json::from_slice::<StoredRecord<'_>>(bytes),
+    };
+    stored
         .map_err(|err| Error::decode(id, err))?
         .into_record(id)
 }
@@ -169,6 +175,7 @@ mod tests {
             br#"{"format":99,"version":1,"created_at":0,"expires_at":0,"data":{}}"#,
             br#"{"format":1,"version":1,"created_at":0,"expires_at":99999999999999999,"data":{}}"#,
             b"[]",
+            b"{\"format\":1,\"version\":1,\"created_at\":0,\"expires_at\":0,\"data\":{\"k\":\"\xff\"}}",
         ] {
             let err = decode(&id, bad).unwrap_err();
             assert_eq!(err.session_id(), Some(&id), "{err}");

@@ -2,15 +2,16 @@
 
 use async_trait::async_trait;
 use fred::prelude::{
-    ClientLike, Config, Error as FredError, ErrorKind, Pool, ReconnectPolicy, ServerConfig, Value,
+    ClientLike, Config, Error as FredError, ErrorKind, KeysInterface, Pool, ReconnectPolicy,
+    ServerConfig, Value,
 };
 use fred::types::scripts::Script;
-use fred::types::{Builder, ClusterHash, CustomCommand};
+use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, SetOptions};
 use futures::TryStreamExt;
 use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
-use crate::conn::{BACKEND, Connection, Reply, transient_server_error};
+use crate::conn::{BACKEND, Command, Connection, Reply, transient_server_error};
 use crate::scripts::ScriptId;
 
 pub(crate) struct FredConnection {
@@ -125,11 +126,25 @@ impl Connection for FredConnection {
         Ok(reply(value))
     }
 
-    async fn command(&self, name: &'static str, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
-        let mut all = vec![Value::from(key)];
-        all.extend(values(args));
-        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
-        let value: Value = self.pool.next().custom(cmd, all).await.map_err(map_err)?;
+    async fn command(&self, command: Command, key: &str) -> Result<Reply> {
+        let client = self.pool.next();
+        let value: Value = match command {
+            Command::Get => client.get(key).await,
+            Command::GetDel => client.getdel(key).await,
+            Command::Pttl => client.pttl(key).await,
+            Command::Exists => client.exists(key).await,
+            Command::Set {
+                value,
+                only_if_absent,
+                expire_at_ms,
+            } => {
+                let value = Value::Bytes(value.into());
+                let expire = expire_at_ms.map(Expiration::PXAT);
+                let options = only_if_absent.then_some(SetOptions::NX);
+                client.set(key, value, expire, options, false).await
+            }
+        }
+        .map_err(map_err)?;
         Ok(reply(value))
     }
 

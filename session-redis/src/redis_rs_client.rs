@@ -9,7 +9,7 @@ use redis::{Cmd, ErrorKind, RedisError, RetryMethod, Script, Value};
 use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
-use crate::conn::{BACKEND, Connection, Reply, transient_server_error, unexpected};
+use crate::conn::{BACKEND, Command, Connection, Reply, transient_server_error, unexpected};
 use crate::scripts::ScriptId;
 
 #[derive(Clone)]
@@ -236,7 +236,8 @@ impl Connection for RedisRsConnection {
         }
     }
 
-    async fn command(&self, name: &'static str, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+    async fn command(&self, command: Command, key: &str) -> Result<Reply> {
+        let (name, args) = command.into_parts();
         let mut cmd = redis::cmd(name);
         cmd.arg(key);
         for arg in args {

@@ -62,14 +62,28 @@ pub(crate) const CORRUPT: i64 = -1;
 /// Compare-and-swap on the stored `version`.
 /// KEYS[1] session; ARGV: expected version, new value, PXAT, now.
 /// Returns 1 (written), 0 (missing, expired or another version), -1 (stored value corrupt).
+///
+/// A value this crate wrote begins with its format, version, creation and expiry, in that
+/// order and without spaces: those are read off the front, because decoding the whole
+/// record with cjson made this script cost ~30 µs of the server's single thread against
+/// ~2 µs for a `SET`. Anything else (another field order, another format, damage at the
+/// front, a value cut short) is decoded in full as before.
 const UPDATE: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
-local ok, rec = pcall(cjson.decode, raw)
-if not ok or type(rec) ~= 'table' or type(rec.version) ~= 'number'
-  or type(rec.expires_at) ~= 'number' then return -1 end
-if rec.expires_at <= tonumber(ARGV[4]) then return 0 end
-if rec.version ~= tonumber(ARGV[1]) then return 0 end
+local version, expires_at
+local v, e = string.match(raw,
+  '^{"format":1,"version":(%d+),"created_at":%-?%d+,"expires_at":(%-?%d+),')
+if v and string.sub(raw, -1) == '}' then
+  version, expires_at = tonumber(v), tonumber(e)
+else
+  local ok, rec = pcall(cjson.decode, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.version) ~= 'number'
+    or type(rec.expires_at) ~= 'number' then return -1 end
+  version, expires_at = rec.version, rec.expires_at
+end
+if expires_at <= tonumber(ARGV[4]) then return 0 end
+if version ~= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
 "#;

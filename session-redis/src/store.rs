@@ -11,7 +11,7 @@ use session_core::{
 use time::OffsetDateTime;
 
 use crate::config::{Client, RedisStoreBuilder, Topology, check_version, parse_target};
-use crate::conn::{BACKEND, Connection, Reply, unexpected};
+use crate::conn::{BACKEND, Command, Connection, Reply, unexpected};
 use crate::format::Format;
 use crate::keys::Keys;
 use crate::scripts::{CORRUPT, DONE, MISSING, ScriptId};
@@ -161,7 +161,9 @@ impl RedisStore {
     pub async fn raw_set(&self, key: &str, value: &[u8]) -> Result<()> {
         self.call(
             "raw_set",
-            self.inner.conn.command("SET", key, vec![value.to_vec()]),
+            self.inner
+                .conn
+                .command(Command::set(value.to_vec(), None), key),
         )
         .await
         .map(drop)
@@ -171,8 +173,8 @@ impl RedisStore {
     /// bypassing the codec, to plant values another app wrote.
     #[doc(hidden)]
     pub async fn raw_set_pxat(&self, key: &str, value: &[u8], at_ms: i64) -> Result<()> {
-        let args = vec![value.to_vec(), arg("PXAT"), arg(at_ms)];
-        self.call("raw_set", self.inner.conn.command("SET", key, args))
+        let command = Command::set(value.to_vec(), Some(at_ms));
+        self.call("raw_set", self.inner.conn.command(command, key))
             .await
             .map(drop)
     }
@@ -181,7 +183,7 @@ impl RedisStore {
     #[doc(hidden)]
     pub async fn raw_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let reply = self
-            .call("raw_get", self.inner.conn.command("GET", key, vec![]))
+            .call("raw_get", self.inner.conn.command(Command::Get, key))
             .await?;
         reply.into_opt_bytes()
     }
@@ -190,7 +192,7 @@ impl RedisStore {
     #[doc(hidden)]
     pub async fn raw_pttl(&self, key: &str) -> Result<i64> {
         let reply = self
-            .call("raw_pttl", self.inner.conn.command("PTTL", key, vec![]))
+            .call("raw_pttl", self.inner.conn.command(Command::Pttl, key))
             .await?;
         reply.into_int()
     }
@@ -199,7 +201,7 @@ impl RedisStore {
     #[doc(hidden)]
     pub async fn raw_exists(&self, key: &str) -> Result<bool> {
         let reply = self
-            .call("raw_exists", self.inner.conn.command("EXISTS", key, vec![]))
+            .call("raw_exists", self.inner.conn.command(Command::Exists, key))
             .await?;
         Ok(reply.into_int()? > 0)
     }
@@ -245,8 +247,12 @@ impl RedisStore {
     async fn read_or_take(&self, id: &SessionId, delete: bool) -> Result<Option<Stored>> {
         let key = self.keys().session(id);
         if !self.format().reads_expiry() {
-            let command = if delete { "GETDEL" } else { "GET" };
-            let value = self.conn().command(command, &key, vec![]).await?;
+            let command = if delete {
+                Command::GetDel
+            } else {
+                Command::Get
+            };
+            let value = self.conn().command(command, &key).await?;
             return Ok(value.into_opt_bytes()?.map(|value| Stored {
                 value,
                 expiry: None,
@@ -329,12 +335,12 @@ impl RedisStore {
                 self.conn().eval(script, &key, args).await?.into_int()? == DONE
             }
             _ => {
-                let mut args = vec![encoded.value];
-                if only_if_absent {
-                    args.push(arg("NX"));
-                }
-                args.extend([arg("PXAT"), arg(at)]);
-                self.conn().command("SET", &key, args).await? != Reply::Nil
+                let command = Command::Set {
+                    value: encoded.value,
+                    only_if_absent,
+                    expire_at_ms: Some(at),
+                };
+                self.conn().command(command, &key).await? != Reply::Nil
             }
         };
         if written {
@@ -390,8 +396,12 @@ impl RedisStore {
                 self.index_add(owner, to, at).await?;
             }
             // 1. Copy, never overwriting a live target.
-            let args = vec![raw.clone(), arg("NX"), arg("PXAT"), arg(at)];
-            if self.conn().command("SET", &to_key, args).await? == Reply::Nil {
+            let copy = Command::Set {
+                value: raw.clone(),
+                only_if_absent: true,
+                expire_at_ms: Some(at),
+            };
+            if self.conn().command(copy, &to_key).await? == Reply::Nil {
                 return Ok(Rename::TargetTaken);
             }
             // 2. Remove the source only if nobody wrote it since we read it.
