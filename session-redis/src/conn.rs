@@ -3,6 +3,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use session_core::{Error, Result};
 
 use crate::scripts::ScriptId;
@@ -15,12 +16,13 @@ pub(crate) const BACKEND: &str = "redis";
 pub(crate) enum Reply {
     Nil,
     Int(i64),
-    Bytes(Vec<u8>),
+    /// A string, as the client received it (no copy).
+    Bytes(Bytes),
     Array(Vec<Reply>),
 }
 
 impl Reply {
-    pub(crate) fn into_opt_bytes(self) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn into_opt_bytes(self) -> Result<Option<Bytes>> {
         match self {
             Self::Nil => Ok(None),
             Self::Bytes(bytes) => Ok(Some(bytes)),

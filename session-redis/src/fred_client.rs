@@ -46,15 +46,15 @@ fn reply(value: Value) -> Reply {
         Value::Null => Reply::Nil,
         Value::Integer(n) => Reply::Int(n),
         Value::Boolean(b) => Reply::Int(i64::from(b)),
-        Value::String(s) => Reply::Bytes(s.as_bytes().to_vec()),
-        Value::Bytes(b) => Reply::Bytes(b.to_vec()),
-        Value::Double(d) => Reply::Bytes(d.to_string().into_bytes()),
+        Value::String(s) => Reply::Bytes(s.into_inner()),
+        Value::Bytes(b) => Reply::Bytes(b),
+        Value::Double(d) => Reply::Bytes(d.to_string().into()),
         Value::Queued => Reply::Nil,
         Value::Array(items) => Reply::Array(items.into_iter().map(reply).collect()),
         Value::Map(map) => Reply::Array(
             map.inner()
                 .into_iter()
-                .flat_map(|(k, v)| [Reply::Bytes(k.as_bytes().to_vec()), reply(v)])
+                .flat_map(|(k, v)| [Reply::Bytes(k.into_bytes()), reply(v)])
                 .collect(),
         ),
     }

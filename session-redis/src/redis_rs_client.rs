@@ -1,6 +1,7 @@
 //! The redis-rs client behind [`Connection`].
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -48,11 +49,11 @@ fn reply(value: Value) -> Result<Reply> {
         Value::Nil => Reply::Nil,
         Value::Int(n) => Reply::Int(n),
         Value::Boolean(b) => Reply::Int(i64::from(b)),
-        Value::BulkString(bytes) => Reply::Bytes(bytes),
-        Value::SimpleString(s) => Reply::Bytes(s.into_bytes()),
-        Value::Okay => Reply::Bytes(b"OK".to_vec()),
-        Value::Double(d) => Reply::Bytes(d.to_string().into_bytes()),
-        Value::VerbatimString { text, .. } => Reply::Bytes(text.into_bytes()),
+        Value::BulkString(bytes) => Reply::Bytes(bytes.into()),
+        Value::SimpleString(s) => Reply::Bytes(s.into()),
+        Value::Okay => Reply::Bytes(Bytes::from_static(b"OK")),
+        Value::Double(d) => Reply::Bytes(d.to_string().into()),
+        Value::VerbatimString { text, .. } => Reply::Bytes(text.into()),
         Value::Array(items) | Value::Set(items) => {
             Reply::Array(items.into_iter().map(reply).collect::<Result<_>>()?)
         }
@@ -66,7 +67,7 @@ fn reply(value: Value) -> Result<Reply> {
         other => {
             return Err(unexpected(
                 "a RESP2-shaped reply",
-                &Reply::Bytes(format!("{other:?}").into_bytes()),
+                &Reply::Bytes(format!("{other:?}").into()),
             ));
         }
     })
@@ -175,6 +176,7 @@ impl RedisRsConnection {
                 .map(Reply::into_opt_bytes)
                 .transpose()?
                 .flatten()
+                .map(Vec::from)
                 .unwrap_or_default();
             for key in page
                 .next()
@@ -182,7 +184,7 @@ impl RedisRsConnection {
                 .transpose()?
                 .unwrap_or_default()
             {
-                keys.extend(key.into_opt_bytes()?);
+                keys.extend(key.into_opt_bytes()?.map(Vec::from));
             }
             if cursor.is_empty() || cursor == b"0" {
                 return Ok(keys);

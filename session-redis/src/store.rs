@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use session_core::{
     Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now, unix_millis,
 };
@@ -53,7 +54,7 @@ impl fmt::Debug for RedisStore {
 
 /// A stored value and, when the format reads it, the key's expiry (Unix ms, -1: none).
 struct Stored {
-    value: Vec<u8>,
+    value: Bytes,
     expiry: Option<i64>,
 }
 
@@ -185,7 +186,7 @@ impl RedisStore {
         let reply = self
             .call("raw_get", self.inner.conn.command(Command::Get, key))
             .await?;
-        reply.into_opt_bytes()
+        Ok(reply.into_opt_bytes()?.map(Vec::from))
     }
 
     /// Test support: `PTTL key` (ms left, -1 without expiry, -2 missing).
@@ -364,13 +365,13 @@ impl RedisStore {
         let ids: Vec<SessionId> = members
             .into_iter()
             .filter_map(|member| member.into_opt_bytes().ok().flatten())
-            .filter_map(|bytes| String::from_utf8(bytes).ok())
+            .filter_map(|bytes| String::from_utf8(bytes.into()).ok())
             .filter_map(|text| SessionId::parse(&text).ok())
             .collect();
         let reads = ids.iter().map(|id| async move {
             let stored = self.read(id).await?;
             let record = self.decode_live(id, stored.as_ref())?;
-            Ok::<_, Error>(record.zip(stored.map(|stored| stored.value)))
+            Ok::<_, Error>(record.zip(stored.map(|stored| Vec::from(stored.value))))
         });
         let found = futures::future::try_join_all(reads).await?;
         Ok(found
@@ -397,7 +398,7 @@ impl RedisStore {
             }
             // 1. Copy, never overwriting a live target.
             let copy = Command::Set {
-                value: raw.clone(),
+                value: raw.to_vec(),
                 only_if_absent: true,
                 expire_at_ms: Some(at),
             };
@@ -407,7 +408,7 @@ impl RedisStore {
             // 2. Remove the source only if nobody wrote it since we read it.
             let removed = self
                 .conn()
-                .eval(ScriptId::CompareAndDelete, &from_key, vec![raw.clone()])
+                .eval(ScriptId::CompareAndDelete, &from_key, vec![raw.to_vec()])
                 .await?
                 .into_int()?;
             if removed == 1 {
@@ -419,7 +420,7 @@ impl RedisStore {
             // The source changed (a write to keep) or ended (nothing to resurrect): drop our
             // now stale copy, unless someone already wrote to the new id, and start over.
             self.conn()
-                .eval(ScriptId::CompareAndDelete, &to_key, vec![raw])
+                .eval(ScriptId::CompareAndDelete, &to_key, vec![raw.into()])
                 .await?;
         }
         Err(Error::Conflict { id: from.clone() })
