@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use moka::future::Cache;
+use moka::sync::Cache;
 use session_core::{Record, Rename, Result, SessionId, SessionStore};
 use time::OffsetDateTime;
 
@@ -130,12 +130,12 @@ impl<S: SessionStore> CachedStore<S> {
     ) -> Result<T> {
         for id in ids {
             self.generation(id).fetch_add(1, Ordering::SeqCst);
-            self.cache.invalidate(*id).await;
+            self.cache.invalidate(*id);
         }
         let result = call.await;
         for id in ids {
             self.generation(id).fetch_add(1, Ordering::SeqCst);
-            self.cache.invalidate(*id).await;
+            self.cache.invalidate(*id);
         }
         result
     }
@@ -147,13 +147,13 @@ impl<S: SessionStore> CachedStore<S> {
         owner: &str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        self.forget_owner(owner).await;
+        self.forget_owner(owner);
         let result = call.await;
-        self.forget_owner(owner).await;
+        self.forget_owner(owner);
         result
     }
 
-    async fn forget_owner(&self, owner: &str) {
+    fn forget_owner(&self, owner: &str) {
         self.owner_generation.fetch_add(1, Ordering::SeqCst);
         let ids: Vec<_> = self
             .cache
@@ -162,7 +162,7 @@ impl<S: SessionStore> CachedStore<S> {
             .map(|(id, _)| id)
             .collect();
         for id in ids {
-            self.cache.invalidate(&*id).await;
+            self.cache.invalidate(&*id);
         }
     }
 }
@@ -170,16 +170,16 @@ impl<S: SessionStore> CachedStore<S> {
 #[async_trait]
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
-        if let Some(record) = self.cache.get(id).await.filter(|r| !r.is_expired()) {
+        if let Some(record) = self.cache.get(id).filter(|r| !r.is_expired()) {
             return Ok(Some(record));
         }
         let before = self.generations_of(id);
         let record = self.inner.get(id).await?;
         if let Some(record) = &record {
-            self.cache.insert(id.clone(), record.clone()).await;
+            self.cache.insert(id.clone(), record.clone());
             // A write that overlapped the read may have been cached over: drop it again.
             if self.generations_of(id) != before {
-                self.cache.invalidate(id).await;
+                self.cache.invalidate(id);
             }
         }
         Ok(record)
