@@ -32,10 +32,11 @@
 //! (`list_by_owner`, `destroy_by_owner`) scan all entries: fine for the sizes a single
 //! process holds, documented so nobody is surprised.
 //!
-//! It uses moka's synchronous cache: every call is a few microseconds of CPU and never
-//! waits on I/O, and moka's async cache parks writers when its queue fills, moving tasks
-//! between worker threads mid-call (measured: rmw@64 flipping between ~38k and ~90k ops/s
-//! from run to run, against a steady ~93k on the sync cache).
+//! Both stores use moka's synchronous cache: every cache call is a few microseconds of CPU
+//! and never waits on I/O, and moka's async cache parks writers when its queue fills,
+//! moving tasks between worker threads mid-call (measured: `MemoryStore`'s rmw@64 flipping
+//! between ~38k and ~90k ops/s from run to run, against a steady ~93k on the sync cache;
+//! `CachedStore` over Redis went from 13–16k to ~25k on rmw, 57–79k to ~104k on `get`).
 
 mod cached;
 
