@@ -212,14 +212,14 @@ impl MemoryStore {
         self.cache.insert(id.clone(), entry);
     }
 
-    async fn live(&self, id: &SessionId) -> Option<Entry> {
+    fn live(&self, id: &SessionId) -> Option<Entry> {
         self.cache.get(id).filter(Entry::is_live)
     }
 
     /// Applies `decide` to the live entry under `id` (or `None`) atomically for that key.
-    async fn compute<F>(&self, id: &SessionId, decide: F) -> CompResult<SessionId, Entry>
+    fn compute<F>(&self, id: &SessionId, decide: F) -> CompResult<SessionId, Entry>
     where
-        F: FnOnce(Option<Entry>) -> Op<Entry> + Send,
+        F: FnOnce(Option<Entry>) -> Op<Entry>,
     {
         self.cache.entry_by_ref(id).and_compute_with(|current| {
             decide(current.map(|e| e.into_value()).filter(Entry::is_live))
@@ -241,7 +241,7 @@ fn written(result: &CompResult<SessionId, Entry>) -> bool {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
-        match self.live(id).await {
+        match self.live(id) {
             Some(entry) => self.options.on_corrupt(entry.to_record(id)),
             None => Ok(None),
         }
@@ -250,12 +250,10 @@ impl SessionStore for MemoryStore {
     async fn insert(&self, record: &mut Record) -> Result<bool> {
         let entry = Entry::next_of(record, &self.options)?;
         let version = entry.version;
-        let result = self
-            .compute(record.id(), |current| match current {
-                Some(_) => Op::Nop,
-                None => Op::Put(entry),
-            })
-            .await;
+        let result = self.compute(record.id(), |current| match current {
+            Some(_) => Op::Nop,
+            None => Op::Put(entry),
+        });
         let inserted = written(&result);
         if inserted {
             record.set_version(version);
@@ -274,12 +272,10 @@ impl SessionStore for MemoryStore {
     async fn update(&self, record: &mut Record) -> Result<()> {
         let entry = Entry::next_of(record, &self.options)?;
         let expected = record.version();
-        let result = self
-            .compute(record.id(), |current| match current {
-                Some(stored) if stored.version == expected => Op::Put(entry),
-                _ => Op::Nop,
-            })
-            .await;
+        let result = self.compute(record.id(), |current| match current {
+            Some(stored) if stored.version == expected => Op::Put(entry),
+            _ => Op::Nop,
+        });
         if !written(&result) {
             return Err(Error::Conflict {
                 id: record.id().clone(),
@@ -290,16 +286,14 @@ impl SessionStore for MemoryStore {
     }
 
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
-        let result = self
-            .compute(id, |current| match current {
-                Some(mut entry) => {
-                    let capped = entry.deadline.map_or(expires_at, |d| expires_at.min(d));
-                    entry.expires_at = session_core::to_millis(capped);
-                    Op::Put(entry)
-                }
-                None => Op::Nop,
-            })
-            .await;
+        let result = self.compute(id, |current| match current {
+            Some(mut entry) => {
+                let capped = entry.deadline.map_or(expires_at, |d| expires_at.min(d));
+                entry.expires_at = session_core::to_millis(capped);
+                Op::Put(entry)
+            }
+            None => Op::Nop,
+        });
         Ok(written(&result))
     }
 
@@ -309,16 +303,14 @@ impl SessionStore for MemoryStore {
     }
 
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
-        let Some(copied) = self.live(from).await else {
+        let Some(copied) = self.live(from) else {
             return Ok(Rename::SourceMissing);
         };
         let copy = copied.clone();
-        let placed = self
-            .compute(to, |current| match current {
-                Some(_) => Op::Nop,
-                None => Op::Put(copy),
-            })
-            .await;
+        let placed = self.compute(to, |current| match current {
+            Some(_) => Op::Nop,
+            None => Op::Put(copy),
+        });
         if !written(&placed) {
             return Ok(Rename::TargetTaken);
         }

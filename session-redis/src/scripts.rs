@@ -291,3 +291,29 @@ if type(meta.owner) == 'string' then return {1, meta.owner, at} end
 return {1}
 "#
 );
+
+#[cfg(test)]
+mod tests {
+    use session_core::{Record, StoreOptions, codec, now, unix_millis};
+
+    use super::UPDATE;
+
+    /// `UPDATE` reads the front of what the codec writes: if the codec's field order or
+    /// format number changes, this fails instead of every update quietly decoding in full.
+    #[test]
+    fn update_fast_path_matches_what_the_codec_writes() {
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        record.set_owner(Some("user-7".into()));
+        let bytes = codec::encode(&record, &StoreOptions::default()).unwrap();
+        let front = format!(
+            r#"{{"format":{},"version":1,"created_at":{},"expires_at":{},"#,
+            codec::CURRENT_FORMAT,
+            unix_millis(record.created_at()),
+            unix_millis(record.expires_at()),
+        );
+        assert!(bytes.starts_with(front.as_bytes()), "{front}");
+        assert!(bytes.ends_with(b"}"));
+        let pattern = format!(r#"'^{{"format":{},"version":"#, codec::CURRENT_FORMAT);
+        assert!(UPDATE.contains(&pattern), "{pattern}");
+    }
+}
