@@ -9,6 +9,9 @@
 
 use std::sync::{Mutex, OnceLock};
 
+pub mod cutter;
+pub mod history;
+pub mod linearizable;
 pub mod servers;
 pub mod targets;
 pub mod toxiproxy;

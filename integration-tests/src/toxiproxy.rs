@@ -41,15 +41,20 @@ pub enum Fault {
     Unreachable,
     /// Connections stay open but nothing reaches the server and nothing comes back.
     HalfOpen,
+    /// Each connection closed after a few KiB of replies, in the middle of one: the server
+    /// ran the command, its reply is lost. A client that sent it again (fred's default) would
+    /// apply a compare-and-swap twice.
+    LostReplies,
 }
 
 impl Fault {
     /// Every fault, in the order the tests run them.
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 5] = [
         Self::LatencySpike,
         Self::ConnectionReset,
         Self::Unreachable,
         Self::HalfOpen,
+        Self::LostReplies,
     ];
 
     const TOXIC: &'static str = "fault";
@@ -154,6 +159,7 @@ impl Proxy {
             Fault::ConnectionReset => toxic("reset_peer", "upstream", json!({"timeout": 0})),
             // timeout 0: hold the data and the connection until the toxic is removed.
             Fault::HalfOpen => toxic("timeout", "upstream", json!({"timeout": 0})),
+            Fault::LostReplies => toxic("limit_data", "downstream", json!({"bytes": 4096})),
         };
         self.client
             .call(

@@ -27,6 +27,9 @@ use serde_json::{Value, json};
 use session_core::{Error, Record, SessionId, SessionStore};
 use time::OffsetDateTime;
 
+use crate::history::{self, History, Verdict};
+use crate::linearizable::{self, Partitions};
+
 /// How much work, and how long calls may take.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -43,6 +46,8 @@ pub struct Workload {
     pub margin: Duration,
     /// How long after the schedule ends an unresolved operation may keep retrying.
     pub recovery: Duration,
+    /// Workers whose calls are recorded for the linearizability checker (`None`: none).
+    pub recorded: Option<Partitions>,
 }
 
 impl Default for Workload {
@@ -54,6 +59,7 @@ impl Default for Workload {
             timeout: Duration::from_secs(1),
             margin: Duration::from_secs(1),
             recovery: Duration::from_secs(30),
+            recorded: Some(Partitions::default()),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct Report {
     pub fatal: Vec<String>,
     /// Operations still unresolved when the recovery time ran out: must be 0.
     pub unresolved: u64,
+    /// The recorded workers' history, for [`Report::check_linearizability`].
+    pub history: Option<Arc<History>>,
     latencies_us: Vec<u64>,
 }
 
@@ -99,6 +107,20 @@ impl Report {
             && self.overran.is_empty()
             && self.fatal.is_empty()
             && self.unresolved == 0
+    }
+
+    /// Writes the recorded history to `<history dir>/<name>.json` and has the checker judge
+    /// it (see [`crate::history`]).
+    pub fn check_linearizability(&self, name: &str, scenario: &str) -> Result<Verdict, String> {
+        let history = self
+            .history
+            .as_ref()
+            .ok_or("this run recorded no history (Workload::recorded is None)")?;
+        let file = history::history_dir().join(format!("{name}.json"));
+        history
+            .write(&file, name, scenario)
+            .map_err(|err| format!("writing {}: {err}", file.display()))?;
+        history::check(&file).map_err(|err| format!("{}: {err}", file.display()))
     }
 
     /// Every problem, one per line, for an assertion message.
@@ -237,9 +259,20 @@ impl Runner {
         let churners: Vec<_> = (0..run.workload.churners)
             .map(|worker| tokio::spawn(run.clone().churner(worker)))
             .collect();
+        let recording = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(History::default());
+        let recorded = run.workload.recorded.map(|partitions| {
+            tokio::spawn(linearizable::run(
+                run.store.clone(),
+                history.clone(),
+                partitions,
+                recording.clone(),
+            ))
+        });
 
         schedule.await;
         run.stop.store(true, Ordering::Relaxed);
+        recording.store(true, Ordering::Relaxed);
         let _ = run.give_up_at.set(Instant::now() + run.workload.recovery);
 
         let mut acked: Vec<HashMap<SessionId, u64>> = Vec::new();
@@ -252,6 +285,10 @@ impl Runner {
             let (l, d) = task.await.expect("a churner panicked");
             live.extend(l);
             destroyed.extend(d);
+        }
+        if let Some(recorded) = recorded {
+            recorded.await.expect("a recorded worker panicked");
+            run.report().history = Some(history);
         }
         run.verify(&counters, &acked, &live, &destroyed).await;
         std::mem::take(&mut *run.report())

@@ -71,6 +71,17 @@ async fn scenario(target: Target, fault: Fault) {
         "{test}:\n{}\n{report}",
         report.problems()
     );
+    let name = format!("{}-{fault:?}", target.name()).to_lowercase();
+    match report.check_linearizability(&name, &format!("{fault:?}")) {
+        Ok(verdict) => {
+            eprintln!("{test}: linearizability: {verdict:?}");
+            assert!(
+                verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
+                "{test}: the history is not linearizable: {verdict:?} (see target/histories)"
+            );
+        }
+        Err(reason) => skip(&format!("the linearizability check of {test}"), &reason),
+    }
     assert!(
         resumed.is_some(),
         "{test}: the store did not resume within 20 s of the fault being lifted"
@@ -110,6 +121,11 @@ macro_rules! fault_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn half_open() {
                 scenario($target, Fault::HalfOpen).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lost_replies() {
+                scenario($target, Fault::LostReplies).await;
             }
         }
     )*};

@@ -355,7 +355,7 @@ async fn no_plaintext_at_rest<B: InnerBackend>(backend: B, name: &str) {
         !raw.contains("credit_card_note"),
         "{name}: a data key at rest: {raw}"
     );
-    assert!(raw.contains("v1."), "{name}: no sealed value in {raw}");
+    assert!(raw.contains("v2."), "{name}: no sealed value in {raw}");
     assert_eq!(
         store.get(record.id()).await.unwrap().unwrap(),
         record,

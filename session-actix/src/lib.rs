@@ -36,7 +36,7 @@
 //! | actix-session | session-stores |
 //! |---|---|
 //! | [`SessionKey`] | [`SessionId`]: new keys are [`SessionId::generate`]d (32 characters); a key that is not a valid id loads as no session and never reaches the backend |
-//! | state `HashMap<String, String>` of JSON texts | [`Record::data`](session_core::Record::data): each value stored as the JSON it holds (so the data stays queryable and readable by other apps), a text that is not JSON as a JSON string; loaded back as JSON text |
+//! | state `HashMap<String, String>` of JSON texts | [`Record::data`](session_core::Record::data): each value stored as the JSON it holds (so the data stays queryable and readable by other apps); a text that would not come back byte for byte (not JSON, or a number `serde_json::Value` can't hold, such as a `u128` above `u64::MAX`) as `{"__json_text": "<the text>"}`; loaded back as the exact text |
 //! | `ttl` | [`Record::expires_at`](session_core::Record::expires_at) = now + ttl (capped at the record's deadline) |
 //! | `save` | [`SessionStore::create`]: never overwrites |
 //! | `update` | read, then [`SessionStore::update`] (compare-and-swap, retried); a session that is gone is saved under a new key, as actix's Redis store does |
@@ -189,22 +189,44 @@ fn to_key(id: &SessionId) -> SessionKey {
         .unwrap_or_else(|_| unreachable!("a session id always fits a session key"))
 }
 
-/// actix's state (JSON texts) as session data: each text stored as the JSON value it holds,
-/// a text that is not JSON as a JSON string.
+/// The one key of the object that holds a state text as it is (see [`state_to_data`]).
+pub const RAW_TEXT_FIELD: &str = "__json_text";
+
+/// actix's state (JSON texts) as session data: each text stored as the JSON value it holds
+/// when that value writes back as the same text; any other text (not JSON, or a number
+/// `serde_json::Value` can't hold exactly, such as a `u128` above `u64::MAX`) as
+/// `{"__json_text": text}`, so [`data_to_state`] gives every text back byte for byte.
 pub fn state_to_data(state: HashMap<String, String>) -> Data {
     state
         .into_iter()
         .map(|(key, text)| {
-            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let value = match serde_json::from_str::<Value>(&text) {
+                Ok(value) if serde_json::to_string(&value).is_ok_and(|back| back == text) => value,
+                _ => {
+                    let mut raw = Data::new();
+                    raw.insert(RAW_TEXT_FIELD.into(), Value::String(text));
+                    Value::Object(raw)
+                }
+            };
             (key, value)
         })
         .collect()
 }
 
-/// Session data as actix's state: each value as JSON text.
+/// Session data as actix's state: each value as JSON text (a text [`state_to_data`] kept
+/// as it is, as that text).
 pub fn data_to_state(data: &Data) -> HashMap<String, String> {
     data.iter()
-        .map(|(key, value)| (key.clone(), value.to_string()))
+        .map(|(key, value)| {
+            let text = match value {
+                Value::Object(raw) if raw.len() == 1 => match raw.get(RAW_TEXT_FIELD) {
+                    Some(Value::String(text)) => text.clone(),
+                    _ => value.to_string(),
+                },
+                _ => value.to_string(),
+            };
+            (key.clone(), text)
+        })
         .collect()
 }
 
@@ -325,14 +347,14 @@ mod tests {
         let id = SessionId::parse(key.as_ref()).unwrap();
         let record = core.get(&id).await.unwrap().unwrap();
         assert_eq!(record.data()["n"], 3, "values are stored as JSON, not text");
-        assert_eq!(record.data()["raw"], "not json");
+        assert_eq!(record.data()["raw"][RAW_TEXT_FIELD], "not json");
         assert_eq!(record.owner(), Some("alice"));
 
         let loaded = store.load(&key).await.unwrap().unwrap();
         assert_eq!(loaded["user"], "\"alice\"");
         assert_eq!(loaded["n"], "3");
         assert_eq!(loaded["roles"], r#"["a","b"]"#);
-        assert_eq!(loaded["raw"], "\"not json\"");
+        assert_eq!(loaded["raw"], "not json", "every text comes back as it was");
 
         let mut changed = loaded.clone();
         changed.insert("n".into(), "4".into());
@@ -405,5 +427,42 @@ mod tests {
             store.load(&key).await,
             Err(LoadError::Deserialization(_))
         ));
+    }
+
+    /// Defect: `u128::MAX` went through a `serde_json::Value` and came back as a float.
+    #[tokio::test]
+    async fn every_state_text_comes_back_byte_for_byte() {
+        let store = ActixStore::new(MemoryStore::new());
+        let texts = [
+            serde_json::to_string(&u128::MAX).unwrap(),
+            serde_json::to_string(&i128::MIN).unwrap(),
+            "1.0".to_owned(),
+            "1e400".to_owned(),
+            "{\"a\": 1}".to_owned(),
+            "\"\\u00e9\"".to_owned(),
+            "[1,2]".to_owned(),
+            "0.30000000000000004".to_owned(),
+        ];
+        let state: HashMap<String, String> = texts
+            .iter()
+            .enumerate()
+            .map(|(n, text)| (format!("k{n}"), text.clone()))
+            .collect();
+        let key = store
+            .save(state.clone(), &Duration::minutes(5))
+            .await
+            .unwrap();
+        assert_eq!(store.load(&key).await.unwrap().unwrap(), state);
+        let record = store
+            .inner()
+            .get(&SessionId::parse(key.as_ref()).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.data()["k6"],
+            serde_json::json!([1, 2]),
+            "plain JSON stays queryable"
+        );
     }
 }

@@ -12,7 +12,9 @@
 
 use std::borrow::Cow;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
@@ -22,6 +24,123 @@ use crate::time_util::{from_unix_millis, unix_millis};
 
 /// The format this version of the crate writes.
 pub const CURRENT_FORMAT: u32 = 1;
+
+/// How deeply session data may nest: the data object is level 1, each array or object in it
+/// one more. A write of deeper data is an [`Error::Encode`] on every backend and writes
+/// nothing, because no backend could read it back: serde_json reads 127 levels, a stored
+/// record wraps the data in one or two more, and MongoDB keeps at most 100.
+pub const MAX_DATA_DEPTH: usize = 96;
+
+/// Checks what every write of `record` needs, before anything is encoded: data nested at
+/// most [`MAX_DATA_DEPTH`] levels, and a next version within [`Record::MAX_VERSION`].
+/// Returns that next version. Backends with an encoder of their own call it first.
+pub fn check_writable(record: &Record) -> Result<u64> {
+    if let Some(depth) = too_deep(record.data()) {
+        return Err(Error::Encode {
+            id: record.id().clone(),
+            reason: format!(
+                "the data is nested more than {MAX_DATA_DEPTH} levels deep (at least {depth}), \
+                 more than a stored record can be read back with; flatten it"
+            ),
+        });
+    }
+    record.next_version()
+}
+
+/// `Some(depth)` when `data` nests deeper than [`MAX_DATA_DEPTH`]. Iterative, and stops at
+/// the first level past the limit, so data built deeper than any stack holds is measured
+/// safely.
+fn too_deep(data: &Data) -> Option<usize> {
+    let mut pending: Vec<(&Value, usize)> = data.values().map(|value| (value, 1)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        let depth = depth + 1;
+        if depth > MAX_DATA_DEPTH {
+            return Some(depth);
+        }
+        pending.extend(children.map(|child| (child, depth)));
+    }
+    None
+}
+
+/// Parses JSON that a store read back, as `T`, or [`Error::Decode`] naming `id`.
+///
+/// JavaScript strings may hold lone UTF-16 surrogates (half an emoji), which JSON.stringify
+/// writes as `\ud83d`; Rust strings can't hold them, so each such escape reads as U+FFFD
+/// (�) instead of failing the whole record. A value Rust wrote never has one.
+pub fn parse_json<T: DeserializeOwned>(id: &SessionId, text: &[u8]) -> Result<T> {
+    // One UTF-8 check of the whole value up front is cheaper than serde_json's check of
+    // every string in it; invalid bytes still go to `from_slice` for its positioned error.
+    let parsed = match std::str::from_utf8(text) {
+        Ok(text) => serde_json::from_str::<T>(text),
+        Err(_) => serde_json::from_slice::<T>(text),
+    };
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(err) => match replace_lone_surrogates(text) {
+            Some(repaired) => {
+                serde_json::from_slice(&repaired).map_err(|err| Error::decode(id, err))
+            }
+            None => Err(Error::decode(id, err)),
+        },
+    }
+}
+
+/// `text` with every `\uXXXX` escape of a lone UTF-16 surrogate replaced by `\ufffd`, or
+/// `None` when it has none.
+fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = text.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let mut out = Vec::with_capacity(text.len());
+    let (mut at, mut in_string, mut replaced) = (0, false, false);
+    while at < text.len() {
+        let byte = text[at];
+        if !in_string {
+            in_string = byte == b'"';
+            out.push(byte);
+            at += 1;
+            continue;
+        }
+        match byte {
+            b'"' => in_string = false,
+            b'\\' => match unit(at) {
+                Some(0xD800..=0xDBFF)
+                    if unit(at + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+                {
+                    out.extend_from_slice(&text[at..at + 12]);
+                    at += 12;
+                    continue;
+                }
+                Some(0xD800..=0xDFFF) => {
+                    out.extend_from_slice(b"\\ufffd");
+                    replaced = true;
+                    at += 6;
+                    continue;
+                }
+                _ => {
+                    // Any other escape: copy it whole, so an escaped quote or backslash
+                    // never ends the string early.
+                    out.extend_from_slice(&text[at..(at + 2).min(text.len())]);
+                    at += 2;
+                    continue;
+                }
+            },
+            _ => {}
+        }
+        out.push(byte);
+        at += 1;
+    }
+    replaced.then_some(out)
+}
 
 /// A record's stored fields; times are Unix milliseconds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,17 +164,18 @@ pub struct StoredRecord<'a> {
 }
 
 impl<'a> StoredRecord<'a> {
-    /// The fields a write of `record` stores: its next version (see [`Record::version`]).
-    pub fn next_of(record: &'a Record) -> Self {
-        Self {
+    /// The fields a write of `record` stores: its next version (see [`Record::version`]),
+    /// after [`check_writable`].
+    pub fn next_of(record: &'a Record) -> Result<Self> {
+        Ok(Self {
             format: CURRENT_FORMAT,
-            version: record.version() + 1,
+            version: check_writable(record)?,
             created_at: unix_millis(record.created_at()),
             expires_at: unix_millis(record.expires_at()),
             deadline: record.deadline().map(unix_millis),
             owner: record.owner().map(Cow::Borrowed),
             data: Cow::Borrowed(record.data()),
-        }
+        })
     }
 
     /// The record these fields describe, or [`Error::Decode`] naming `id`.
@@ -78,6 +198,16 @@ impl<'a> StoredRecord<'a> {
                 ));
             }
         }
+        if self.version > Record::MAX_VERSION {
+            return Err(Error::decode(
+                id,
+                format!(
+                    "version {} is above the maximum {}",
+                    self.version,
+                    Record::MAX_VERSION
+                ),
+            ));
+        }
         let time = |millis: i64, field: &str| {
             from_unix_millis(millis)
                 .ok_or_else(|| Error::decode(id, format!("{field} {millis} is out of range")))
@@ -95,7 +225,7 @@ impl<'a> StoredRecord<'a> {
 /// `record` as the JSON a write stores (its next version), checked against the payload limit.
 pub fn encode(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
     let bytes =
-        serde_json::to_vec(&StoredRecord::next_of(record)).map_err(|err| Error::Encode {
+        serde_json::to_vec(&StoredRecord::next_of(record)?).map_err(|err| Error::Encode {
             id: record.id().clone(),
             reason: err.to_string(),
         })?;
@@ -103,9 +233,10 @@ pub fn encode(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Only `record`'s data as JSON, checked against the payload limit, for backends that keep
-/// the other fields in columns of their own.
+/// Only `record`'s data as JSON, after [`check_writable`] and checked against the payload
+/// limit, for backends that keep the other fields in columns of their own.
 pub fn encode_data(record: &Record, options: &StoreOptions) -> Result<String> {
+    check_writable(record)?;
     let json = serde_json::to_string(record.data()).map_err(|err| Error::Encode {
         id: record.id().clone(),
         reason: err.to_string(),
@@ -116,15 +247,7 @@ pub fn encode_data(record: &Record, options: &StoreOptions) -> Result<String> {
 
 /// Decodes what [`encode`] stored; [`Error::Decode`] naming `id` for anything else.
 pub fn decode(id: &SessionId, bytes: &[u8]) -> Result<Record> {
-    // One UTF-8 check of the whole value up front is cheaper than serde_json's check of
-    // every string in it; invalid bytes still go to `from_slice` for its positioned error.
-    let stored = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str::<StoredRecord<'_>>(text),
-        Err(_) => serde_json::from_slice::<StoredRecord<'_>>(bytes),
-    };
-    stored
-        .map_err(|err| Error::decode(id, err))?
-        .into_record(id)
+    parse_json::<StoredRecord<'static>>(id, bytes)?.into_record(id)
 }
 
 #[cfg(test)]
@@ -210,6 +333,95 @@ mod tests {
         assert!(matches!(
             encode_data(&record, &options),
             Err(Error::PayloadTooLarge { .. })
+        ));
+    }
+
+    fn nested(levels: usize) -> Record {
+        // `levels` of data: the data object, then `levels - 1` arrays.
+        let mut value = json!(1);
+        for _ in 1..levels {
+            value = Value::Array(vec![value]);
+        }
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        record.insert("deep", value).unwrap();
+        record
+    }
+
+    #[test]
+    fn data_as_deep_as_allowed_reads_back_and_deeper_is_refused() {
+        let options = StoreOptions::default();
+        let deepest = nested(MAX_DATA_DEPTH);
+        let bytes = encode(&deepest, &options).unwrap();
+        assert_eq!(decode(deepest.id(), &bytes).unwrap().data(), deepest.data());
+        let too_deep = nested(MAX_DATA_DEPTH + 1);
+        for err in [
+            encode(&too_deep, &options).unwrap_err(),
+            encode_data(&too_deep, &options).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::Encode { reason, .. } if reason.contains("nested")),
+                "{err}"
+            );
+        }
+        // Far deeper than any stack: measured without recursion.
+        let mut value = json!(0);
+        for _ in 0..200_000 {
+            value = Value::Array(vec![value]);
+        }
+        let mut record = Record::new(now());
+        record.data_mut().insert("x".into(), value);
+        assert!(check_writable(&record).is_err());
+        std::mem::forget(record); // serde_json's own drop of it would recurse
+    }
+
+    #[test]
+    fn lone_surrogates_read_as_replacement_characters() {
+        let id = SessionId::generate();
+        let stored = br#"{"format":1,"version":1,"created_at":0,"expires_at":1900000000000,
+            "data":{"cut":"ab\ud83d","low":"\ude00x","pair":"\ud83d\ude00","esc":"\\ud800\"q"}}"#;
+        let record = decode(&id, stored).unwrap();
+        assert_eq!(
+            record.get::<String>("cut").unwrap().as_deref(),
+            Some("ab\u{fffd}")
+        );
+        assert_eq!(
+            record.get::<String>("low").unwrap().as_deref(),
+            Some("\u{fffd}x")
+        );
+        assert_eq!(record.get::<String>("pair").unwrap().as_deref(), Some("😀"));
+        // An escaped backslash followed by `ud800` is text, not an escape.
+        assert_eq!(
+            record.get::<String>("esc").unwrap().as_deref(),
+            Some("\\ud800\"q")
+        );
+        assert!(matches!(
+            decode(&id, br#"{"format":1,"#),
+            Err(Error::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn versions_stop_at_the_maximum() {
+        let mut record = sample();
+        record.set_version(Record::MAX_VERSION - 1);
+        let bytes = encode(&record, &StoreOptions::default()).unwrap();
+        assert_eq!(
+            decode(record.id(), &bytes).unwrap().version(),
+            Record::MAX_VERSION
+        );
+        record.set_version(Record::MAX_VERSION);
+        assert!(matches!(
+            encode(&record, &StoreOptions::default()),
+            Err(Error::Encode { .. })
+        ));
+        let id = SessionId::generate();
+        let above = format!(
+            r#"{{"format":1,"version":{},"created_at":0,"expires_at":0,"data":{{}}}}"#,
+            Record::MAX_VERSION + 1
+        );
+        assert!(matches!(
+            decode(&id, above.as_bytes()),
+            Err(Error::Decode { .. })
         ));
     }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::record::Record;
 use crate::store::{Rename, SessionStore};
@@ -18,7 +18,13 @@ use crate::store::{Rename, SessionStore};
 /// family reads the store. Switching it on or off orphans existing sessions (users log in
 /// again once).
 ///
-/// [`SessionStore::list_by_owner`] returns records under their stored (hashed) ids.
+/// [`SessionStore::list_by_owner`] returns records under their stored (hashed) ids. Errors
+/// about one session name it by the caller's id (its fingerprint matches what the app logs),
+/// not by the hashed id the inner store saw.
+///
+/// Combined with `EncryptedStore` (crate `session-encrypted`), put `HashedIds` outside:
+/// `HashedIds::new(EncryptedStore::new(store, keys)?)`, so the data is sealed to the id the
+/// store keeps and listings can open it.
 ///
 /// ```
 /// # async fn demo(store: impl session_core::SessionStore) {
@@ -49,10 +55,31 @@ fn rekey(record: &mut Record) -> SessionId {
     id
 }
 
+/// `result` with an error about the hashed id made to name the caller's `id` instead.
+fn named<T>(result: Result<T>, id: &SessionId) -> Result<T> {
+    result.map_err(|err| match err {
+        Error::Encode { reason, .. } => Error::Encode {
+            id: id.clone(),
+            reason,
+        },
+        Error::Decode { reason, .. } => Error::Decode {
+            id: id.clone(),
+            reason,
+        },
+        Error::Conflict { .. } => Error::Conflict { id: id.clone() },
+        Error::PayloadTooLarge { size, max, .. } => Error::PayloadTooLarge {
+            id: id.clone(),
+            size,
+            max,
+        },
+        other => other,
+    })
+}
+
 #[async_trait]
 impl<S: SessionStore> SessionStore for HashedIds<S> {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
-        let mut record = self.inner.get(&id.hashed()).await?;
+        let mut record = named(self.inner.get(&id.hashed()).await, id)?;
         if let Some(record) = &mut record {
             record.set_id(id.clone());
         }
@@ -62,34 +89,34 @@ impl<S: SessionStore> SessionStore for HashedIds<S> {
     async fn insert(&self, record: &mut Record) -> Result<bool> {
         let id = rekey(record);
         let result = self.inner.insert(record).await;
-        record.set_id(id);
-        result
+        record.set_id(id.clone());
+        named(result, &id)
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
         let id = rekey(record);
         let result = self.inner.set(record).await;
-        record.set_id(id);
-        result
+        record.set_id(id.clone());
+        named(result, &id)
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
         let id = rekey(record);
         let result = self.inner.update(record).await;
-        record.set_id(id);
-        result
+        record.set_id(id.clone());
+        named(result, &id)
     }
 
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
-        self.inner.touch(&id.hashed(), expires_at).await
+        named(self.inner.touch(&id.hashed(), expires_at).await, id)
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
-        self.inner.destroy(&id.hashed()).await
+        named(self.inner.destroy(&id.hashed()).await, id)
     }
 
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
-        self.inner.rename(&from.hashed(), &to.hashed()).await
+        named(self.inner.rename(&from.hashed(), &to.hashed()).await, from)
     }
 
     async fn delete_expired(&self) -> Result<u64> {
@@ -111,5 +138,24 @@ impl<S: SessionStore> SessionStore for HashedIds<S> {
     /// Delegates whole: the listed ids are already stored (hashed) ids.
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
         self.inner.limit_owner(owner, keep).await
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.inner.timeout()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_callers_id() {
+        let id = SessionId::generate();
+        let hashed = id.hashed();
+        let err = named::<()>(Err(Error::decode(&hashed, "bad")), &id).unwrap_err();
+        assert_eq!(err.session_id(), Some(&id));
+        let err = named::<()>(Err(Error::Conflict { id: hashed }), &id).unwrap_err();
+        assert_eq!(err.session_id(), Some(&id));
     }
 }

@@ -34,6 +34,8 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[doc = include_str!("../GUIDE.md")]
+pub mod guide {}
 mod expiry;
 mod hashed;
 mod id;
@@ -55,5 +57,5 @@ pub use options::{CorruptPolicy, StoreOptions};
 pub use pruner::Pruner;
 pub use record::{Data, Record};
 pub use signed_cookie::SignedCookie;
-pub use store::{MAX_ID_ATTEMPTS, Rename, SessionStore};
+pub use store::{MAX_ID_ATTEMPTS, Rename, SessionStore, rename_onto_itself};
 pub use time_util::{from_unix_millis, now, to_millis, unix_millis};

@@ -34,6 +34,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// The highest version a record can have: 2^53 - 1, the largest integer that every
+    /// backend (and JavaScript, and Redis' Lua) holds exactly. A write past it fails with
+    /// [`Error::Encode`]; a stored version above it reads as corrupt.
+    pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
     /// A new, never stored record with a fresh id, empty data and the given expiry.
     pub fn new(expires_at: OffsetDateTime) -> Self {
         Self::with_id(SessionId::generate(), expires_at)
@@ -168,6 +173,29 @@ impl Record {
     /// Sets the version; stores call this after a successful write.
     pub fn set_version(&mut self, version: u64) {
         self.version = version;
+    }
+
+    /// The version a write of this record stores, `version + 1`, or [`Error::Encode`] when
+    /// that would pass [`Record::MAX_VERSION`].
+    pub fn next_version(&self) -> Result<u64> {
+        Self::version_after(&self.id, self.version)
+    }
+
+    /// The version a write of session `id` stores after `version` (for a store that computes
+    /// it from the stored one, as `set` does): `version + 1`, or [`Error::Encode`] when that
+    /// would pass [`Record::MAX_VERSION`].
+    pub fn version_after(id: &SessionId, version: u64) -> Result<u64> {
+        version
+            .checked_add(1)
+            .filter(|next| *next <= Self::MAX_VERSION)
+            .ok_or_else(|| Error::Encode {
+                id: id.clone(),
+                reason: format!(
+                    "version {version} is at the maximum ({}); destroy the session and start \
+                     a new one",
+                    Self::MAX_VERSION
+                ),
+            })
     }
 
     /// Sets the creation time; stores call this when decoding.

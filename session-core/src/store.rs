@@ -1,7 +1,8 @@
-//! The store trait every backend implements.
+//! The store trait every backend implements, and the promises every backend keeps.
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -14,6 +15,10 @@ use crate::record::Record;
 /// giving up. With 192-bit ids a single collision already means a broken random source.
 pub const MAX_ID_ATTEMPTS: usize = 8;
 
+/// How long [`SessionStore::cycle_id`] waits before asking again after a failure that leaves
+/// it unknown whether the session moved (a lost reply).
+const RESOLVE_PAUSE: Duration = Duration::from_millis(20);
+
 /// What [`SessionStore::rename`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rename {
@@ -21,30 +26,87 @@ pub enum Rename {
     Moved,
     /// There was no live record under the old id; nothing changed.
     SourceMissing,
-    /// The new id is taken by another live record; nothing changed.
+    /// The new id is taken by another live record (or is the old id itself, and that record
+    /// is live); nothing changed.
     TargetTaken,
 }
 
 /// A session store. Every method means the same on every backend; the conformance suite
-/// (feature `conformance`) checks that.
+/// (feature `conformance`) checks each promise below, and the
+/// [store author's guide](crate::guide) says how to keep them.
 ///
-/// Writes (`insert`, `set`, `update`) store the record at `version + 1` and, on success,
-/// advance the caller's record to that version.
+/// # Liveness
 ///
-/// A record whose `expires_at` has passed is gone for every method, whether or not the
-/// backend has removed it yet: `get` returns `None`, `update` conflicts, `touch` returns
-/// `false`, `insert` may take its id.
+/// A record is *live* at time `t` when `t < expires_at` (milliseconds, by the application's
+/// clock, [`now`](crate::now)): at `expires_at` exactly it has expired. A record that is not
+/// live is gone for every method, whether or not the backend has removed it yet: `get`
+/// returns `None`, `update` conflicts, `touch` returns `false`, `rename` reports
+/// [`Rename::SourceMissing`], `insert` may take its id, `list_by_owner`, `destroy_by_owner`
+/// and `count` leave it out. Hosts sharing a store should keep their clocks in sync (NTP):
+/// a host whose clock runs ahead sees sessions end early.
+///
+/// # What a write stores
+///
+/// Every field of the record: data, owner, `created_at`, `expires_at`, `deadline` and the
+/// version. `expires_at` is never after `deadline` ([`Record`] caps it). A write with data
+/// nested deeper than [`codec::MAX_DATA_DEPTH`](crate::codec::MAX_DATA_DEPTH), or larger
+/// than [`StoreOptions::max_payload_bytes`](crate::StoreOptions), fails and writes nothing.
+/// Whatever a write accepted reads back equal (`get` returns a record `==` to the one
+/// written, at its new version).
+///
+/// # Versions
+///
+/// A record that was never stored has version 0. `insert` stores version 1 (the record's
+/// version + 1); `update` stores the version it compared + 1; `set` stores one more than
+/// the larger of the live stored version and the record's, so a version is never reused
+/// while a session lives: a compare-and-swap against any version read before a write
+/// fails. `touch` and `rename` keep the version. Every successful write advances the
+/// caller's record to the stored version; a failed one leaves it as it was. Versions stop
+/// at [`Record::MAX_VERSION`] (a write past it is an [`Error::Encode`]).
+///
+/// # Atomicity and concurrency
+///
+/// Every method on one session (`get`, `insert`, `set`, `update`, `touch`, `destroy`,
+/// `rename`) is atomic: concurrent calls behave as if they ran one at a time, each at some
+/// instant between its call and its return. So parallel requests using `update` (or
+/// [`modify`](crate::modify)) never lose each other's writes, and a session that `destroy`,
+/// `rename`, `destroy_by_owner` or its expiry ended never comes back through `update`,
+/// `touch` or `rename`. (`set` and `insert` write whatever they are given: they are how a
+/// session starts.) `destroy_by_owner` and `list_by_owner` see every session of the owner
+/// as of one instant, including one that a concurrent `rename` is moving. Backend crates
+/// say where their guarantee is weaker (Redis Cluster: keys on different nodes).
+///
+/// # Failures
+///
+/// An error from a write means it may or may not have happened: its reply may have been lost.
+/// A store never sends a command again by itself (a client library's automatic retry could
+/// apply a compare-and-swap twice); the caller decides, and [`Error::is_retryable`] says
+/// whether trying again may help. Every call ends within
+/// [`StoreOptions::timeout`](crate::StoreOptions) with [`Error::Timeout`] at the latest.
+///
+/// # Corrupt records
+///
+/// A stored record that no longer decodes is left as it is for every method but `set`
+/// (which overwrites it) and `destroy` (which removes it): `get` returns [`Error::Decode`]
+/// naming it (or `None` under [`CorruptPolicy::TreatAsMissing`](crate::CorruptPolicy)),
+/// `insert` returns `false`, `update` and `rename` return [`Error::Decode`] or report it as
+/// they would a missing session ([`Error::Conflict`], [`Rename::SourceMissing`]), `touch`
+/// returns [`Error::Decode`] or `false`. `count` may include it.
 #[async_trait]
 pub trait SessionStore: Send + Sync + Debug {
     /// The live record under `id`, or `None` when missing or expired.
     async fn get(&self, id: &SessionId) -> Result<Option<Record>>;
 
-    /// Stores `record` only if its id is free (no live record); atomic on the server.
-    /// Returns `false`, changing nothing, when the id is taken. Prefer [`Self::create`].
+    /// Stores `record` at version 1 only if its id is free (no live record); atomic on the
+    /// server. Returns `false`, changing nothing, when the id is taken (also by a corrupt
+    /// record). Prefer [`Self::create`].
     async fn insert(&self, record: &mut Record) -> Result<bool>;
 
-    /// Stores `record` whatever is there: last writer wins, as in express-session and
-    /// tower-sessions. Use [`Self::update`] when concurrent requests must not lose writes.
+    /// Stores `record` whatever is there (a live record, an expired or corrupt one, or
+    /// nothing): last writer wins, as in express-session and tower-sessions. The stored
+    /// version is one more than the larger of the live stored version and the record's, so
+    /// a compare-and-swap by a request that read the session before this write fails. Use
+    /// [`Self::update`] when concurrent requests must not lose writes.
     async fn set(&self, record: &mut Record) -> Result<()>;
 
     /// Compare-and-swap: stores `record` only if the live stored version equals
@@ -53,34 +115,52 @@ pub trait SessionStore: Send + Sync + Debug {
     /// destroyed or was cycled away: an update never resurrects a session.
     async fn update(&self, record: &mut Record) -> Result<()>;
 
-    /// Moves a live session's expiry to `expires_at`, capped at its deadline, without
-    /// rewriting its data. Returns whether a live session was there; never resurrects.
+    /// Sets a live session's expiry to `expires_at`, capped at its deadline, without
+    /// rewriting its data or changing its version or creation time. It may shorten the
+    /// expiry; a time not after now ends the session. Returns whether a live session was
+    /// there; never resurrects.
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool>;
 
-    /// Removes the session; removing a missing session is not an error.
+    /// Removes the session (live, expired or corrupt); removing a missing session is not an
+    /// error.
     async fn destroy(&self, id: &SessionId) -> Result<()>;
 
-    /// Moves the live record under `from` to `to` (data, expiry, version and owner kept).
-    /// The record is written under `to` before `from` is removed, so a failure in between
-    /// never loses the session. Prefer [`Self::cycle_id`].
+    /// Moves the live record under `from` to `to`, keeping every field (data, owner,
+    /// `created_at`, `expires_at`, deadline, version). Nothing changes when `from` has no
+    /// live record ([`Rename::SourceMissing`]) or `to` has one ([`Rename::TargetTaken`];
+    /// `rename(id, id)` of a live session is `TargetTaken`). A write to `from` acknowledged
+    /// before the move is never lost, and `from` is dead afterwards. Prefer
+    /// [`Self::cycle_id`].
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename>;
 
-    /// Removes expired records and returns how many. Backends whose server expires records
-    /// by itself (Redis, the memory store) return 0.
+    /// Removes expired records and returns how many (never a live one). Backends whose
+    /// server expires records by itself (Redis, the memory store) return 0.
     async fn delete_expired(&self) -> Result<u64>;
 
-    /// The live sessions of `owner`, in no particular order.
+    /// The live sessions whose owner is exactly `owner` (byte for byte: no prefix, case or
+    /// Unicode folding), in no particular order.
     ///
     /// Behind [`HashedIds`](crate::HashedIds) the listed records carry their stored
     /// (hashed) ids, which are not usable as cookies.
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>>;
 
-    /// Removes every session of `owner` ("log out everywhere") and returns how many.
+    /// Removes every live session whose owner is exactly `owner` ("log out everywhere"),
+    /// including one a concurrent `update` keeps busy or a concurrent `rename` moves, and
+    /// returns how many it removed. A session created while it runs may survive it.
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64>;
 
-    /// How many live sessions the store holds (an upper bound on backends that expire
-    /// lazily).
+    /// How many live sessions the store holds. May include corrupt records, and sessions
+    /// that expired too recently for a backend that expires them by its own clock (Redis)
+    /// to have removed them.
     async fn count(&self) -> Result<u64>;
+
+    /// How long one call may take ([`StoreOptions::timeout`](crate::StoreOptions)): the
+    /// provided methods that make several calls (`cycle_id`) keep to it in total. A store
+    /// built on [`StoreOptions`](crate::StoreOptions) returns its own; the default is the
+    /// options' default.
+    fn timeout(&self) -> Duration {
+        crate::StoreOptions::default().timeout
+    }
 
     /// Stores a new session, never overwriting another: when `record`'s id is taken, it
     /// gets a fresh id and tries again (at most [`MAX_ID_ATTEMPTS`] times).
@@ -98,36 +178,125 @@ pub trait SessionStore: Send + Sync + Debug {
 
     /// Moves a live session to a fresh id (the defence against session fixation: call it
     /// at login) and returns the new id, or `None` when there was no live session.
+    ///
+    /// When a move fails in a way that leaves its outcome unknown (a lost reply), it asks
+    /// again with the same fresh id, which no one else can know: the session found under it
+    /// is the one it moved. So a lost reply never leaves a session under an id the caller
+    /// doesn't learn, unless the store stays unreachable for the rest of its
+    /// [`timeout`](Self::timeout) (which bounds the whole call); then the error is returned.
     async fn cycle_id(&self, id: &SessionId) -> Result<Option<SessionId>> {
-        for _ in 0..MAX_ID_ATTEMPTS {
-            let fresh = SessionId::generate();
-            match self.rename(id, &fresh).await? {
-                Rename::Moved => return Ok(Some(fresh)),
-                Rename::SourceMissing => return Ok(None),
-                Rename::TargetTaken => continue,
-            }
-        }
-        Err(Error::Conflict { id: id.clone() })
+        cycle(self, id).await
     }
 
-    /// Keeps the `keep` newest live sessions of `owner` (by creation time) and destroys the
-    /// rest, returning how many it destroyed: "at most N devices; a new login ends the
-    /// oldest". Built on the owner index, so it works on every backend.
+    /// Keeps the `keep` newest live sessions of `owner` (by creation time, then version,
+    /// then id) and destroys the rest, returning how many it destroyed: "at most N devices;
+    /// a new login ends the oldest". Built on the owner index, so it works on every
+    /// backend.
     ///
-    /// Two logins racing may both trim, ending one more session than needed, never fewer.
+    /// It lists again until at most `keep` remain, so a session that a concurrent
+    /// `cycle_id` moved is ended under its new id. Two logins racing may both trim, ending
+    /// one more session than needed, never fewer.
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
-        let mut sessions = self.list_by_owner(owner).await?;
-        if sessions.len() <= keep {
-            return Ok(0);
+        limit(self, owner, keep).await
+    }
+}
+
+/// What `rename(id, id)` means on every backend: [`Rename::TargetTaken`] when `id` has a live
+/// record (the target is taken, by that record), else [`Rename::SourceMissing`]. For
+/// backends, which call it when `from == to`.
+pub async fn rename_onto_itself<S: SessionStore + ?Sized>(
+    store: &S,
+    id: &SessionId,
+) -> Result<Rename> {
+    Ok(match store.get(id).await? {
+        Some(_) => Rename::TargetTaken,
+        None => Rename::SourceMissing,
+    })
+}
+
+/// [`SessionStore::cycle_id`]: moves to a fresh id; after a failure of unknown outcome, asks
+/// again with the same id (see there).
+async fn cycle<S: SessionStore + ?Sized>(store: &S, id: &SessionId) -> Result<Option<SessionId>> {
+    let deadline = tokio::time::Instant::now() + store.timeout();
+    let mut fresh = SessionId::generate();
+    // The failure of the last attempt with `fresh`, whose outcome is unknown.
+    let mut unknown: Option<Error> = None;
+    // Fresh ids an unknown attempt may have left a copy under, while the source lived on.
+    let mut leftovers: Vec<SessionId> = Vec::new();
+    let mut attempts = 0;
+    while attempts < MAX_ID_ATTEMPTS {
+        let renamed = if unknown.is_some() {
+            // Asking again after a lost reply: only within the call's time.
+            match tokio::time::timeout_at(deadline, store.rename(id, &fresh)).await {
+                Ok(renamed) => renamed,
+                Err(_) => break,
+            }
+        } else {
+            store.rename(id, &fresh).await
+        };
+        match renamed {
+            Ok(Rename::Moved) => {
+                remove_leftovers(store, &leftovers).await;
+                return Ok(Some(fresh));
+            }
+            Ok(Rename::SourceMissing) => {
+                // An earlier attempt may have moved it before its reply was lost.
+                if unknown.is_some() && store.get(&fresh).await?.is_some() {
+                    remove_leftovers(store, &leftovers).await;
+                    return Ok(Some(fresh));
+                }
+                remove_leftovers(store, &leftovers).await;
+                return Ok(None);
+            }
+            Ok(Rename::TargetTaken) => {
+                // Either a real collision, or a copy an unknown attempt left under `fresh`
+                // while the source lives on: move to another id; remove the copy after.
+                if unknown.take().is_some() {
+                    leftovers.push(fresh);
+                }
+                fresh = SessionId::generate();
+                attempts += 1;
+            }
+            Err(err) if err.is_retryable() && tokio::time::Instant::now() < deadline => {
+                unknown = Some(err);
+                tokio::time::sleep(RESOLVE_PAUSE).await;
+            }
+            Err(err) => return Err(err),
         }
-        sessions.sort_by_key(|s| std::cmp::Reverse((s.created_at(), s.version())));
-        let mut destroyed = 0;
+    }
+    Err(unknown.unwrap_or(Error::Conflict { id: id.clone() }))
+}
+
+/// Best effort: a copy left under an id nobody knows holds no usable cookie, and expires.
+async fn remove_leftovers<S: SessionStore + ?Sized>(store: &S, leftovers: &[SessionId]) {
+    for leftover in leftovers {
+        if let Err(err) = store.destroy(leftover).await {
+            tracing::warn!(
+                session = %leftover.fingerprint(),
+                error = %err,
+                "could not remove the copy an interrupted cycle_id left; it expires as usual"
+            );
+        }
+    }
+}
+
+/// [`SessionStore::limit_owner`]: list, end the oldest, list again until at most `keep`.
+async fn limit<S: SessionStore + ?Sized>(store: &S, owner: &str, keep: usize) -> Result<u64> {
+    let mut destroyed = 0;
+    for _ in 0..MAX_ID_ATTEMPTS {
+        let mut sessions = store.list_by_owner(owner).await?;
+        if sessions.len() <= keep {
+            break;
+        }
+        sessions.sort_by(|a, b| {
+            (b.created_at(), b.version(), b.id()).cmp(&(a.created_at(), a.version(), a.id()))
+        });
         for session in &sessions[keep..] {
-            self.destroy(session.id()).await?;
+            store.destroy(session.id()).await?;
             destroyed += 1;
         }
-        Ok(destroyed)
     }
+    Ok(destroyed)
 }
 
 macro_rules! forward_store {
@@ -175,6 +344,9 @@ macro_rules! forward_store {
             }
             async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
                 (**self).limit_owner(owner, keep).await
+            }
+            fn timeout(&self) -> Duration {
+                (**self).timeout()
             }
         }
     )*};

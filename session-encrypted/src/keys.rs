@@ -1,4 +1,4 @@
-//! Keys, key ids and the sealed format: `v1.<key id>.<base64url(nonce || ciphertext)>`.
+//! Keys, key ids and the sealed format: `v2.<key id>.<base64url(nonce || ciphertext)>`.
 
 use std::fmt;
 
@@ -13,7 +13,15 @@ use sha2::{Digest, Sha256};
 pub const KEY_LEN: usize = 32;
 
 /// The label of the sealed format this crate writes (the first dot-separated part).
-pub const FORMAT_LABEL: &str = "v1";
+///
+/// `v2` binds the ciphertext to the SHA-256 of the session id ([`SessionId::hashed`]), so it
+/// opens whether the inner store keys records by the id or by that hash (behind
+/// `HashedIds`, whose listings carry hashed ids). `v1`, written by earlier versions, bound
+/// it to the id itself; it is still read.
+pub const FORMAT_LABEL: &str = "v2";
+
+/// The label of the first format, still read.
+const FORMAT_V1: &str = "v1";
 
 /// XChaCha20-Poly1305's nonce: 192 bits, so random nonces never repeat in practice.
 const NONCE_LEN: usize = 24;
@@ -158,7 +166,7 @@ impl Keyring {
             id: id.clone(),
             reason: format!("the OS random number generator failed: {err}"),
         })?;
-        let aad = associated_data(key_id, id);
+        let aad = associated_data(FORMAT_LABEL, key_id, &id.hashed());
         let ciphertext = cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -181,7 +189,9 @@ impl Keyring {
     }
 
     /// Opens what [`Self::seal`] made for `id`; the error says why not (never the key).
-    pub(crate) fn open(&self, id: &SessionId, sealed: &str) -> Result<Vec<u8>> {
+    /// The plaintext sealed for session `id`. `listed`: `id` came from a listing, where
+    /// behind `HashedIds` it is already the hash the ciphertext is bound to.
+    pub(crate) fn open(&self, id: &SessionId, sealed: &str, listed: bool) -> Result<Vec<u8>> {
         let mut parts = sealed.splitn(3, '.');
         let (Some(label), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -190,14 +200,21 @@ impl Keyring {
                 "the encrypted data is not `<format>.<key id>.<ciphertext>`",
             ));
         };
-        if label != FORMAT_LABEL {
-            return Err(Error::decode(
-                id,
-                format_args!(
-                    "unknown encrypted format {label:?} (this version reads {FORMAT_LABEL:?})"
-                ),
-            ));
-        }
+        // The ids the ciphertext may be bound to, most likely first.
+        let bound: Vec<SessionId> = match label {
+            FORMAT_LABEL if listed => vec![id.hashed(), id.clone()],
+            FORMAT_LABEL => vec![id.hashed()],
+            FORMAT_V1 => vec![id.clone()],
+            _ => {
+                return Err(Error::decode(
+                    id,
+                    format_args!(
+                        "unknown encrypted format {label:?} (this version reads \
+                         {FORMAT_LABEL:?} and {FORMAT_V1:?})"
+                    ),
+                ));
+            }
+        };
         let key_id = KeyId::parse(key_id)
             .ok_or_else(|| Error::decode(id, "the encrypted data has a malformed key id"))?;
         let Some((_, cipher)) = self.keys.iter().find(|(known, _)| *known == key_id) else {
@@ -216,23 +233,26 @@ impl Keyring {
             return Err(Error::decode(id, "the ciphertext is too short"));
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &associated_data(&key_id, id),
-                },
-            )
-            .map_err(|_| {
-                Error::decode(
-                    id,
-                    format_args!(
-                        "the ciphertext does not authenticate under key {key_id}: it was \
-                         tampered with, or sealed for another session id"
-                    ),
+        let opened = bound.iter().find_map(|bound| {
+            cipher
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: &associated_data(label, &key_id, bound),
+                    },
                 )
-            })
+                .ok()
+        });
+        opened.ok_or_else(|| {
+            Error::decode(
+                id,
+                format_args!(
+                    "the ciphertext does not authenticate under key {key_id}: it was \
+                     tampered with, or sealed for another session id"
+                ),
+            )
+        })
     }
 }
 
@@ -242,12 +262,14 @@ impl fmt::Debug for Keyring {
     }
 }
 
-/// What the tag authenticates besides the data: the format, the key id and the session id,
-/// so a ciphertext is only valid as the data of the session it was sealed for.
-fn associated_data(key_id: &KeyId, id: &SessionId) -> Vec<u8> {
+/// What the tag authenticates besides the data: the format, the key id and the id the data
+/// is bound to (the session id's hash in `v2`, the id in `v1`), so a ciphertext is only valid
+/// as the data of the session it was sealed for.
+fn associated_data(label: &str, key_id: &KeyId, bound: &SessionId) -> Vec<u8> {
+    let id = bound;
     let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 4 + KEY_ID_LEN + id.expose().len());
     aad.extend_from_slice(AAD_DOMAIN);
-    aad.extend_from_slice(FORMAT_LABEL.as_bytes());
+    aad.extend_from_slice(label.as_bytes());
     aad.push(0);
     aad.extend_from_slice(&key_id.0);
     aad.extend_from_slice(id.expose().as_bytes());
@@ -273,9 +295,9 @@ mod tests {
             a, b,
             "two seals of the same data must differ (random nonces)"
         );
-        assert!(a.starts_with(&format!("v1.{}.", key.id())));
-        assert_eq!(keys.open(&id, &a).unwrap(), b"hello");
-        assert_eq!(keys.open(&id, &b).unwrap(), b"hello");
+        assert!(a.starts_with(&format!("v2.{}.", key.id())));
+        assert_eq!(keys.open(&id, &a, false).unwrap(), b"hello");
+        assert_eq!(keys.open(&id, &b, false).unwrap(), b"hello");
     }
 
     #[test]
@@ -285,19 +307,21 @@ mod tests {
         let id = SessionId::generate();
         let sealed = keys.seal(&id, b"secret").unwrap();
         let other = SessionId::generate();
-        assert!(matches!(keys.open(&other, &sealed), Err(Error::Decode { id, .. }) if id == other));
+        assert!(
+            matches!(keys.open(&other, &sealed, false), Err(Error::Decode { id, .. }) if id == other)
+        );
 
         let mut tampered = sealed.clone().into_bytes();
         let last = tampered.len() - 2;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(matches!(
-            keys.open(&id, &tampered),
+            keys.open(&id, &tampered, false),
             Err(Error::Decode { .. })
         ));
 
         let stranger = ring(&[&EncryptionKey::generate()]);
-        let err = stranger.open(&id, &sealed).unwrap_err();
+        let err = stranger.open(&id, &sealed, false).unwrap_err();
         assert!(err.to_string().contains(&id.fingerprint().to_string()));
         for bad in [
             "",
@@ -308,7 +332,7 @@ mod tests {
             "v1.!!.AAAA",
         ] {
             assert!(
-                matches!(keys.open(&id, bad), Err(Error::Decode { .. })),
+                matches!(keys.open(&id, bad, false), Err(Error::Decode { .. })),
                 "{bad:?}"
             );
         }
@@ -321,14 +345,14 @@ mod tests {
         let id = SessionId::generate();
         let sealed_old = ring(&[&old]).seal(&id, b"x").unwrap();
         let rotated = ring(&[&new, &old]);
-        assert_eq!(rotated.open(&id, &sealed_old).unwrap(), b"x");
+        assert_eq!(rotated.open(&id, &sealed_old, false).unwrap(), b"x");
         assert!(
             rotated
                 .seal(&id, b"x")
                 .unwrap()
                 .contains(&new.id().to_string())
         );
-        assert!(ring(&[&new]).open(&id, &sealed_old).is_err());
+        assert!(ring(&[&new]).open(&id, &sealed_old, false).is_err());
     }
 
     #[test]
@@ -358,5 +382,44 @@ mod tests {
             assert!(!shown.contains("171"), "{shown}");
             assert!(shown.contains(&key.id().to_string()), "{shown}");
         }
+    }
+
+    /// What 0.1 wrote: bound to the id itself, under the label `v1`.
+    fn seal_v1(key: &EncryptionKey, id: &SessionId, plaintext: &[u8]) -> String {
+        let keys = ring(&[key]);
+        let (key_id, cipher) = &keys.keys[0];
+        let nonce = [7u8; NONCE_LEN];
+        let aad = associated_data(FORMAT_V1, key_id, id);
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        let body = [&nonce[..], &ciphertext].concat();
+        format!("v1.{key_id}.{}", URL_SAFE_NO_PAD.encode(body))
+    }
+
+    #[test]
+    fn v1_still_opens_and_v2_opens_under_the_hashed_id_in_listings() {
+        let key = EncryptionKey::generate();
+        let keys = ring(&[&key]);
+        let id = SessionId::generate();
+        let old = seal_v1(&key, &id, b"old");
+        assert_eq!(keys.open(&id, &old, false).unwrap(), b"old");
+        assert!(
+            keys.open(&id.hashed(), &old, true).is_err(),
+            "v1 binds the plain id"
+        );
+
+        let new = keys.seal(&id, b"new").unwrap();
+        assert_eq!(keys.open(&id, &new, false).unwrap(), b"new");
+        // Behind HashedIds a listing names the session by its hash.
+        assert_eq!(keys.open(&id.hashed(), &new, true).unwrap(), b"new");
+        assert!(keys.open(&id.hashed(), &new, false).is_err());
+        assert!(keys.open(&SessionId::generate(), &new, true).is_err());
     }
 }

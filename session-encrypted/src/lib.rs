@@ -18,7 +18,7 @@
 //! session.insert("api_token", "tok_live_123")?;
 //! store.create(&mut session).await?;
 //!
-//! // Reads decrypt; the inner store only ever sees `{"enc": "v1.<key id>.<ciphertext>"}`.
+//! // Reads decrypt; the inner store only ever sees `{"enc": "v2.<key id>.<ciphertext>"}`.
 //! let back = store.get(session.id()).await?.expect("stored");
 //! assert_eq!(back.get::<String>("api_token")?.as_deref(), Some("tok_live_123"));
 //! let raw = store.inner().get(session.id()).await?.expect("stored");
@@ -40,16 +40,23 @@
 //! The inner store receives data that is a JSON object with one key, [`FIELD`]:
 //!
 //! ```text
-//! {"enc": "v1.<key id>.<base64url(nonce || ciphertext || tag)>"}
+//! {"enc": "v2.<key id>.<base64url(nonce || ciphertext || tag)>"}
 //! ```
 //!
-//! `v1` is the format label ([`FORMAT_LABEL`]); the key id ([`KeyId`]) is 11 base64url
+//! `v2` is the format label ([`FORMAT_LABEL`]); the key id ([`KeyId`]) is 11 base64url
 //! characters (the first 8 bytes of a domain-separated SHA-256 of the key); the nonce is
 //! 24 random bytes from the OS CSPRNG, fresh for every write (XChaCha20's 192-bit nonces
 //! make random nonces safe for any realistic number of writes). Keys hold no `$` or `.`,
 //! so the object is a valid MongoDB document. The associated data binds the format label,
-//! the key id and the **session id**: a ciphertext copied under another id does not
-//! decrypt ([`Error::Decode`](session_core::Error::Decode)).
+//! the key id and the **session id** (its SHA-256, [`SessionId::hashed`]): a ciphertext
+//! copied under another id does not decrypt
+//! ([`Error::Decode`](session_core::Error::Decode)). Binding the hash rather than the id
+//! lets a listing behind [`HashedIds`](session_core::HashedIds), which only knows hashed
+//! ids, open the data too: both `EncryptedStore::new(HashedIds::new(store), ..)` and
+//! `HashedIds::new(EncryptedStore::new(store, ..)?)` work for every method. Format `v1`
+//! (the id itself bound, written by 0.1) is still read.
+//!
+//! [`SessionId::hashed`]: session_core::SessionId::hashed
 //!
 //! # Key rotation
 //!
@@ -77,6 +84,11 @@
 //! form, about 4/3 of the serialized data plus about 70 bytes.
 //!
 //! # Renaming (`cycle_id`)
+//!
+//! The move is two steps on the inner store (a copy sealed for the new id, then the old id
+//! retired), not one: while it runs, listings and counts may show the session under both
+//! ids. `destroy_by_owner` removes both, and a `destroy` of the old id racing the move makes
+//! it remove its copy, so neither a logout nor "log out everywhere" is undone.
 //!
 //! The ciphertext is bound to the id, so [`rename`](session_core::SessionStore::rename)
 //! can't just move it. The wrapper:

@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use serde_json::Value;
 use session_core::{
     CorruptPolicy, Data, Error, MAX_ID_ATTEMPTS, Record, Rename, Result, SessionId, SessionStore,
-    StoreOptions,
+    StoreOptions, rename_onto_itself,
 };
 use time::OffsetDateTime;
 
 use crate::keys::{EncryptionKey, KeyId, Keyring};
 
-/// The one key of the stored data object: `{"enc": "v1.<key id>.<ciphertext>"}`.
+/// The one key of the stored data object: `{"enc": "v2.<key id>.<ciphertext>"}`.
 pub const FIELD: &str = "enc";
 
 /// The one key of a retired record's data during [`SessionStore::rename`]; such a record
@@ -88,7 +88,7 @@ impl<S> EncryptedStore<S> {
         self.keys.ids()
     }
 
-    /// The stored form of `data` for session `id`: `{"enc": "v1.<key id>.<ciphertext>"}`.
+    /// The stored form of `data` for session `id`: `{"enc": "v2.<key id>.<ciphertext>"}`.
     pub fn seal(&self, id: &SessionId, data: &Data) -> Result<Data> {
         let plaintext = serde_json::to_vec(data).map_err(|err| Error::Encode {
             id: id.clone(),
@@ -103,6 +103,11 @@ impl<S> EncryptedStore<S> {
     /// The session data in a stored form made by [`Self::seal`] for the same `id`, or an
     /// [`Error::Decode`] naming `id` (wrong key, tampered, moved from another id, not ours).
     pub fn open(&self, id: &SessionId, stored: &Data) -> Result<Data> {
+        self.open_as(id, stored, false)
+    }
+
+    /// [`Self::open`]; `listed`: the id came from a listing (behind `HashedIds`, the hash).
+    fn open_as(&self, id: &SessionId, stored: &Data, listed: bool) -> Result<Data> {
         let sealed = match (stored.len(), stored.get(FIELD)) {
             (1, Some(Value::String(sealed))) => sealed,
             _ => {
@@ -112,7 +117,7 @@ impl<S> EncryptedStore<S> {
                 ));
             }
         };
-        let plaintext = self.keys.open(id, sealed)?;
+        let plaintext = self.keys.open(id, sealed, listed)?;
         serde_json::from_slice(&plaintext).map_err(|err| {
             Error::decode(
                 id,
@@ -123,14 +128,21 @@ impl<S> EncryptedStore<S> {
 
     /// The stored record with its data decrypted; `None` for a rename's tombstone, or when
     /// the policy says to treat an undecryptable record as absent.
-    fn decrypt(&self, mut stored: Record) -> Result<Option<Record>> {
+    fn decrypt(&self, stored: Record) -> Result<Option<Record>> {
+        self.decrypt_as(stored, false)
+    }
+
+    /// [`Self::decrypt`] of a listed record.
+    fn decrypt_as(&self, mut stored: Record, listed: bool) -> Result<Option<Record>> {
         if is_tombstone(&stored) {
             return Ok(None);
         }
-        let opened = self.open(stored.id(), stored.data()).map(|data| {
-            stored.set_data(data);
-            stored
-        });
+        let opened = self
+            .open_as(stored.id(), stored.data(), listed)
+            .map(|data| {
+                stored.set_data(data);
+                stored
+            });
         StoreOptions {
             corrupt: self.corrupt,
             ..StoreOptions::default()
@@ -235,6 +247,9 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
     /// Re-encrypts under `to` (the ciphertext is bound to `from`), then retires `from` with
     /// a compare-and-swap so no acknowledged write to it is lost; see the crate docs.
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        if from == to {
+            return rename_onto_itself(self, from).await;
+        }
         // 1. Read the live record under the old id.
         let Some(mut source) = self.inner.get(from).await? else {
             return Ok(Rename::SourceMissing);
@@ -329,7 +344,7 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
         let mut listed = Vec::new();
         for stored in self.inner.list_by_owner(owner).await? {
-            if let Some(record) = self.decrypt(stored)? {
+            if let Some(record) = self.decrypt_as(stored, true)? {
                 listed.push(record);
             }
         }
@@ -351,5 +366,9 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
     /// Delegates whole: it needs only ids, creation times and versions, which are plaintext.
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
         self.inner.limit_owner(owner, keep).await
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.inner.timeout()
     }
 }

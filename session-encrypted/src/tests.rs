@@ -38,7 +38,7 @@ async fn data_round_trips_and_is_stored_sealed() {
     let raw = store.inner().get(record.id()).await.unwrap().unwrap();
     assert_eq!(raw.data().len(), 1);
     let sealed = raw.data()[FIELD].as_str().unwrap();
-    assert!(sealed.starts_with(&format!("v1.{}.", key.id())), "{sealed}");
+    assert!(sealed.starts_with(&format!("v2.{}.", key.id())), "{sealed}");
     assert!(!sealed.contains("hunter2"));
     // Metadata stays plaintext for the backends.
     assert_eq!(raw.owner(), Some("owner-1"));
@@ -109,7 +109,7 @@ async fn foreign_or_corrupt_data_is_a_decode_error_not_a_panic() {
         json!({}),
         json!({"enc": "garbage"}),
         json!({"enc": 7}),
-        json!({"enc": "v1.AAAAAAAAAAA.AAAA", "x": 1}),
+        json!({"enc": "v2.AAAAAAAAAAA.AAAA", "x": 1}),
         json!({"plain": "old unencrypted session"}),
     ] {
         let mut raw = Record::new(in_an_hour());

@@ -233,6 +233,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.write_owner(owner, self.inner.limit_owner(owner, keep))
             .await
     }
+
+    fn timeout(&self) -> StdDuration {
+        self.inner.timeout()
+    }
 }
 
 #[cfg(test)]

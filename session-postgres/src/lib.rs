@@ -1,5 +1,5 @@
 //! A PostgreSQL [`SessionStore`](session_core::SessionStore) on sqlx: one row per session,
-//! expiry decided by the server's clock, compare-and-swap updates, batched purges.
+//! compare-and-swap updates, atomic renames, batched purges.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -15,7 +15,7 @@
 //!     .connect("postgres://app:secret@localhost/app") // or .build(your_pg_pool)
 //!     .await?;
 //! store.migrate().await?; // idempotent; or apply store.migration_sql() with your own tool
-//! let pruner = store.spawn_pruner(Duration::from_secs(300)); // deletes expired rows
+//! let pruner = store.spawn_pruner(Duration::from_secs(300))?; // deletes expired rows
 //!
 //! let mut session = Expiry::idle(time::Duration::minutes(30)).new_record();
 //! session.insert("user_id", 42).ok();
@@ -27,7 +27,8 @@
 //!
 //! # Schema
 //!
-//! [`PostgresStore::migration_sql`] shows it: `id text` primary key, `data jsonb`,
+//! [`PostgresStore::migration_sql`] shows it: `id text` primary key, `data json` (kept as
+//! written: `jsonb` would turn the float `1e18` into an integer),
 //! `expires_at`, `deadline`, `created_at` (`timestamptz`), `version bigint`, `owner text`,
 //! `format integer` (the stored format of `session_core::codec`), an index on `expires_at`
 //! and a partial index on `owner`. Names are validated (`[a-z_][a-z0-9_]*`, at most 63
@@ -35,11 +36,22 @@
 //!
 //! # Consistency
 //!
-//! Every expiry comparison uses the server's `now()`, so clock skew between application
-//! hosts doesn't matter. `insert` and `set` are single upserts, `update` is one
-//! `UPDATE ... WHERE version = $n` (a compare-and-swap under READ COMMITTED, since
-//! PostgreSQL re-checks the condition on the newest row version), and `rename` is one
-//! short transaction that locks the source row first.
+//! Every expiry comparison uses the application's clock (`session_core::now`, passed to each
+//! statement), as on every other backend, so a session ends at the same instant whichever
+//! backend holds it; hosts sharing a table should keep their clocks in sync. Every call is
+//! one statement, atomic under READ COMMITTED because PostgreSQL re-checks a write's
+//! condition on the newest version of a row it waited for:
+//!
+//! - `insert` and `set` are upserts (`set` stores one more than the larger of the stored
+//!   and the caller's version, so a version is never reused);
+//! - `update` is `UPDATE ... WHERE version = $n` (compare-and-swap);
+//! - `rename` changes the row's key in place (`UPDATE ... SET id = $to`), so a concurrent
+//!   "log out everywhere" (`DELETE ... WHERE owner = $o`) that waited for the row follows it
+//!   to its new id, which a copy-then-delete would have hidden from it;
+//! - `destroy_by_owner` is one `DELETE`, `list_by_owner` one `SELECT` (one snapshot).
+//!
+//! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, data
+//! not an object) as it is, as if the session were missing.
 
 mod error;
 mod schema;

@@ -121,7 +121,7 @@ pub fn migration_statements(name: &TableName) -> Vec<String> {
     statements.push(format!(
         "CREATE TABLE IF NOT EXISTS {table} (
     id         text        NOT NULL,
-    data       jsonb       NOT NULL,
+    data       json        NOT NULL,
     expires_at timestamptz NOT NULL,
     deadline   timestamptz NULL,
     created_at timestamptz NOT NULL,
@@ -131,6 +131,19 @@ pub fn migration_statements(name: &TableName) -> Vec<String> {
     CONSTRAINT \"{pkey}\" PRIMARY KEY (id)
 )",
         pkey = name.primary_key(),
+    ));
+    // Tables of earlier versions kept `data` as jsonb, which normalises numbers (1e18 read
+    // back as the integer 1000000000000000000): json keeps the text as written. Converting
+    // rewrites the table once; what jsonb already normalised stays so.
+    statements.push(format!(
+        "DO $$ BEGIN
+  IF (SELECT data_type FROM information_schema.columns
+      WHERE table_schema = '{schema}' AND table_name = '{name}' AND column_name = 'data') = 'jsonb'
+  THEN ALTER TABLE {table} ALTER COLUMN data TYPE json USING data::json;
+  END IF;
+END $$",
+        schema = name.schema(),
+        name = name.table(),
     ));
     statements.push(format!(
         "CREATE INDEX IF NOT EXISTS \"{}\" ON {table} (expires_at)",
@@ -144,6 +157,9 @@ pub fn migration_statements(name: &TableName) -> Vec<String> {
 }
 
 /// Every statement the store runs, built once per store from its validated table name.
+///
+/// Liveness is judged by the application's clock, passed as a parameter (`now`), like every
+/// other backend: a record is live while `now < expires_at`.
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub get: String,
@@ -152,9 +168,8 @@ pub(crate) struct Statements {
     pub update: String,
     pub touch: String,
     pub destroy: String,
-    pub rename_lock: String,
-    pub rename_copy: String,
-    pub rename_delete: String,
+    pub rename_move: String,
+    pub rename_take_expired: String,
     pub purge_batch: String,
     pub list_by_owner: String,
     pub destroy_by_owner: String,
@@ -169,71 +184,89 @@ fn read_columns() -> String {
     "id, data::text AS data, expires_at, deadline, created_at, version, owner, format".to_owned()
 }
 
+/// What a conditional write (`update`, `touch`, `rename`) requires of the row besides being
+/// live, so it leaves a row that can't be decoded as it is: a known format, a version, and
+/// an object for data (what a hand edit or a foreign writer most often breaks).
+const DECODABLE: &str = "format = 1 AND version >= 0 AND json_typeof(data) = 'object'";
+
 impl Statements {
     pub(crate) fn new(name: &TableName) -> Self {
         let t = name.qualified();
         let cols = read_columns();
         // Parameters of every write: $1 id, $2 data (JSON text), $3 expires_at, $4 deadline,
-        // $5 created_at, $6 version (the new one), $7 owner, $8 format.
-        let values = "($1, $2::jsonb, $3, $4, $5, $6, $7, $8)";
+        // $5 created_at, $6 version (the new one), $7 owner, $8 format; then $9 now.
+        let values = "($1, $2::json, $3, $4, $5, $6, $7, $8)";
         let all = "(id, data, expires_at, deadline, created_at, version, owner, format)";
         let replace = "data = EXCLUDED.data, expires_at = EXCLUDED.expires_at, \
                        deadline = EXCLUDED.deadline, created_at = EXCLUDED.created_at, \
-                       version = EXCLUDED.version, owner = EXCLUDED.owner, format = EXCLUDED.format";
+                       owner = EXCLUDED.owner, format = EXCLUDED.format";
+        let max = session_core::Record::MAX_VERSION;
         Self {
-            get: format!("SELECT {cols} FROM {t} WHERE id = $1 AND expires_at > now()"),
+            // $2 now.
+            get: format!("SELECT {cols} FROM {t} WHERE id = $1 AND expires_at > $2"),
             insert: format!(
                 "INSERT INTO {t} AS s {all} VALUES {values} \
-                 ON CONFLICT (id) DO UPDATE SET {replace} WHERE s.expires_at <= now()"
+                 ON CONFLICT (id) DO UPDATE SET {replace}, version = EXCLUDED.version \
+                 WHERE s.expires_at <= $9"
             ),
+            // One more than the larger of the live stored version and the caller's, never
+            // past the maximum (then nothing is written and no row returns).
             set: format!(
-                "INSERT INTO {t} AS s {all} VALUES {values} ON CONFLICT (id) DO UPDATE SET {replace}"
+                "INSERT INTO {t} AS s {all} VALUES {values} ON CONFLICT (id) DO UPDATE SET {replace}, \
+                 version = CASE WHEN s.expires_at > $9 \
+                   THEN GREATEST(s.version + 1, EXCLUDED.version) ELSE EXCLUDED.version END \
+                 WHERE s.expires_at <= $9 OR s.version < {max} \
+                 RETURNING version"
             ),
-            // $9: the version the caller read.
+            // $9 the version the caller read, $10 now.
             update: format!(
-                "UPDATE {t} SET data = $2::jsonb, expires_at = $3, deadline = $4, \
+                "UPDATE {t} SET data = $2::json, expires_at = $3, deadline = $4, \
                  created_at = $5, version = $6, owner = $7, format = $8 \
-                 WHERE id = $1 AND version = $9 AND expires_at > now()"
+                 WHERE id = $1 AND version = $9 AND expires_at > $10 AND {DECODABLE}"
             ),
+            // $2 the wanted expiry, $3 now.
             touch: format!(
                 "UPDATE {t} SET expires_at = LEAST($2::timestamptz, COALESCE(deadline, $2::timestamptz)) \
-                 WHERE id = $1 AND expires_at > now()"
+                 WHERE id = $1 AND expires_at > $3 AND {DECODABLE}"
             ),
             destroy: format!("DELETE FROM {t} WHERE id = $1"),
-            rename_lock: format!(
-                "SELECT 1 FROM {t} WHERE id = $1 AND expires_at > now() FOR UPDATE"
+            // $1 from, $2 to, $3 now. The row's key changes in place: one statement, atomic,
+            // and a concurrent `DELETE ... WHERE owner = ..` that waited for the row's lock
+            // re-checks its condition on the moved row and removes it (an insert of a copy
+            // would be invisible to that DELETE's snapshot). A live row under `to` makes it
+            // fail with a unique violation: the target is taken.
+            rename_move: format!(
+                "UPDATE {t} SET id = $2 WHERE id = $1 AND expires_at > $3 AND {DECODABLE}"
             ),
-            // $1 from, $2 to. Takes over `to` only when the row there has expired.
-            rename_copy: format!(
-                "INSERT INTO {t} AS s {all} \
-                 SELECT $2, data, expires_at, deadline, created_at, version, owner, format \
-                 FROM {t} WHERE id = $1 \
-                 ON CONFLICT (id) DO UPDATE SET {replace} WHERE s.expires_at <= now()"
-            ),
-            rename_delete: format!("DELETE FROM {t} WHERE id = $1"),
-            // $1 batch size, $2 where the previous batch ended (text, NULL at first).
+            // $1 to, $2 now: an expired row under the target gives way.
+            rename_take_expired: format!("DELETE FROM {t} WHERE id = $1 AND expires_at <= $2"),
+            // $1 batch size, $2 where the previous batch ended (text, NULL at first), $3 now.
             // The inner SELECT walks the expires_at index from where the previous batch
             // ended, so it never re-reads the index entries of rows earlier batches deleted
             // (they stay until VACUUM); it skips rows another purge holds instead of waiting.
-            // Locking re-checks `expires_at <= now()` on the row's newest version, so a row
-            // an insert took over meanwhile is left alone; the locked rows can't change
-            // before the DELETE, which finds them by primary key (`= ANY(ARRAY(..))` keeps
-            // the plan to one index probe per row, however many rows have expired).
+            // Locking re-checks `expires_at <= $3` on the row's newest version, so a row an
+            // insert took over meanwhile is left alone; the locked rows can't change before
+            // the DELETE, which finds them by primary key (`= ANY(ARRAY(..))` keeps the plan
+            // to one index probe per row, however many rows have expired).
             purge_batch: format!(
                 "WITH gone AS (\
                    DELETE FROM {t} WHERE id = ANY(ARRAY(\
                      SELECT id FROM {t} \
-                     WHERE expires_at <= now() \
+                     WHERE expires_at <= $3 \
                        AND expires_at >= COALESCE($2::timestamptz, '-infinity'::timestamptz) \
                      ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED\
                    )) RETURNING expires_at\
                  ) SELECT count(*), max(expires_at)::text FROM gone"
             ),
-            list_by_owner: format!(
-                "SELECT {cols} FROM {t} WHERE owner = $1 AND expires_at > now()"
+            // $2 now.
+            list_by_owner: format!("SELECT {cols} FROM {t} WHERE owner = $1 AND expires_at > $2"),
+            // $2 now. Expired rows of the owner go too; only live ones are counted.
+            destroy_by_owner: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE owner = $1 RETURNING expires_at) \
+                 SELECT count(*) FILTER (WHERE expires_at > $2) FROM gone"
             ),
-            destroy_by_owner: format!("DELETE FROM {t} WHERE owner = $1"),
-            count: format!("SELECT count(*) FROM {t} WHERE expires_at > now()"),
+            // $1 now.
+            count: format!("SELECT count(*) FROM {t} WHERE expires_at > $1"),
         }
     }
 
@@ -246,9 +279,8 @@ impl Statements {
             "update" => &self.update,
             "touch" => &self.touch,
             "destroy" => &self.destroy,
-            "rename_lock" => &self.rename_lock,
-            "rename_copy" => &self.rename_copy,
-            "rename_delete" => &self.rename_delete,
+            "rename_move" => &self.rename_move,
+            "rename_take_expired" => &self.rename_take_expired,
             "purge_batch" => &self.purge_batch,
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,

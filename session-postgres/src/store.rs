@@ -8,8 +8,9 @@ use std::time::Duration;
 use session_core::codec::{CURRENT_FORMAT, StoredRecord, encode_data};
 use session_core::{
     Data, Error, Pruner, Record, Rename, Result, SessionId, SessionStore, StoreOptions,
-    async_trait, to_millis,
+    async_trait, codec, now, rename_onto_itself, to_millis,
 };
+use sqlx::error::ErrorKind as SqlErrorKind;
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{Connection as _, PgPool, Postgres, Row, TypeInfo as _, ValueRef as _};
@@ -280,8 +281,9 @@ impl PostgresStore {
     }
 
     /// Runs [`SessionStore::delete_expired`] every `interval` in the background, with
-    /// session-core's [`Pruner`]; stop it with [`Pruner::stop`] (or by dropping it).
-    pub fn spawn_pruner(&self, interval: Duration) -> Pruner {
+    /// session-core's [`Pruner`]; stop it with [`Pruner::stop`] (or by dropping it). A zero
+    /// interval is an [`Error::Config`].
+    pub fn spawn_pruner(&self, interval: Duration) -> Result<Pruner> {
         Pruner::spawn(Arc::new(self.clone()), interval)
     }
 
@@ -298,6 +300,7 @@ impl PostgresStore {
                     sqlx::query_as(&self.inner.sql.purge_batch)
                         .bind(i64::from(batch))
                         .bind(after.as_deref())
+                        .bind(now())
                         .fetch_one(&self.pool)
                         .await
                         .map_err(backend)
@@ -369,14 +372,8 @@ impl<'a> WriteParams<'a> {
     /// Encodes (size-checked by core) before anything reaches the server.
     fn of(record: &'a Record, options: &StoreOptions) -> Result<Self> {
         let data = encode_data(record, options)?;
-        let version = record
-            .version()
-            .checked_add(1)
-            .and_then(|v| i64::try_from(v).ok())
-            .ok_or_else(|| Error::Encode {
-                id: record.id().clone(),
-                reason: "the version no longer fits a bigint".into(),
-            })?;
+        // At most Record::MAX_VERSION (2^53 - 1), checked by the codec: fits a bigint.
+        let version = codec::check_writable(record)? as i64;
         Ok(Self {
             id: record.id().expose(),
             data,
@@ -474,6 +471,7 @@ impl SessionStore for PostgresStore {
             .timed("get", async {
                 sqlx::query(&self.inner.sql.get)
                     .bind(id.expose())
+                    .bind(now())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(backend)
@@ -491,6 +489,7 @@ impl SessionStore for PostgresStore {
             .timed("insert", async {
                 params
                     .bind(&self.inner.sql.insert)
+                    .bind(now())
                     .execute(&self.pool)
                     .await
                     .map(|done| done.rows_affected() == 1)
@@ -506,17 +505,25 @@ impl SessionStore for PostgresStore {
 
     async fn set(&self, record: &mut Record) -> Result<()> {
         let params = WriteParams::of(record, &self.inner.options)?;
-        self.timed("set", async {
-            params
-                .bind(&self.inner.sql.set)
-                .execute(&self.pool)
-                .await
-                .map_err(|err| write(record.id(), err))
-        })
-        .await?;
-        let version = params.version as u64;
-        record.set_version(version);
-        Ok(())
+        let stored = self
+            .timed("set", async {
+                params
+                    .bind(&self.inner.sql.set)
+                    .bind(now())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|err| write(record.id(), err))
+            })
+            .await?;
+        match stored {
+            Some(row) => {
+                let version: i64 = row.try_get(0).map_err(backend)?;
+                record.set_version(version as u64);
+                Ok(())
+            }
+            // The stored version is at the maximum: nothing was written.
+            None => Record::version_after(record.id(), Record::MAX_VERSION).map(drop),
+        }
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
@@ -527,6 +534,7 @@ impl SessionStore for PostgresStore {
                 params
                     .bind(&self.inner.sql.update)
                     .bind(expected)
+                    .bind(now())
                     .execute(&self.pool)
                     .await
                     .map(|done| done.rows_affected() == 1)
@@ -549,6 +557,7 @@ impl SessionStore for PostgresStore {
             sqlx::query(&self.inner.sql.touch)
                 .bind(id.expose())
                 .bind(expires_at)
+                .bind(now())
                 .execute(&self.pool)
                 .await
                 .map(|done| done.rows_affected() == 1)
@@ -570,39 +579,38 @@ impl SessionStore for PostgresStore {
     }
 
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
-        let sql = &self.inner.sql;
+        if from == to {
+            return rename_onto_itself(self, from).await;
+        }
         self.timed("rename", async {
-            // READ COMMITTED is enough: the source row is locked first, so every other
-            // write to it waits for this transaction and then finds it gone; the copy is
-            // one atomic upsert that only takes over an expired target.
-            let mut tx = self.pool.begin().await.map_err(backend)?;
-            let source = sqlx::query(&sql.rename_lock)
-                .bind(from.expose())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-            if source.is_none() {
-                tx.rollback().await.map_err(backend)?;
-                return Ok(Rename::SourceMissing);
+            // One UPDATE of the key (see `Statements::rename_move`); a live row under `to`
+            // makes it fail with a unique violation, an expired one gives way first.
+            for _ in 0..2 {
+                let moved = sqlx::query(&self.inner.sql.rename_move)
+                    .bind(from.expose())
+                    .bind(to.expose())
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await;
+                match moved {
+                    Ok(done) if done.rows_affected() == 1 => return Ok(Rename::Moved),
+                    Ok(_) => return Ok(Rename::SourceMissing),
+                    Err(sqlx::Error::Database(db))
+                        if db.kind() == SqlErrorKind::UniqueViolation => {}
+                    Err(err) => return Err(backend(err)),
+                }
+                let freed = sqlx::query(&self.inner.sql.rename_take_expired)
+                    .bind(to.expose())
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected();
+                if freed == 0 {
+                    return Ok(Rename::TargetTaken);
+                }
             }
-            let copied = sqlx::query(&sql.rename_copy)
-                .bind(from.expose())
-                .bind(to.expose())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-            if copied == 0 {
-                tx.rollback().await.map_err(backend)?;
-                return Ok(Rename::TargetTaken);
-            }
-            sqlx::query(&sql.rename_delete)
-                .bind(from.expose())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            tx.commit().await.map_err(backend)?;
-            Ok(Rename::Moved)
+            Ok(Rename::TargetTaken)
         })
         .await
     }
@@ -616,6 +624,7 @@ impl SessionStore for PostgresStore {
             .timed("list_by_owner", async {
                 sqlx::query(&self.inner.sql.list_by_owner)
                     .bind(owner)
+                    .bind(now())
                     .fetch_all(&self.pool)
                     .await
                     .map_err(backend)
@@ -625,27 +634,34 @@ impl SessionStore for PostgresStore {
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        self.timed("destroy_by_owner", async {
-            sqlx::query(&self.inner.sql.destroy_by_owner)
-                .bind(owner)
-                .execute(&self.pool)
-                .await
-                .map(|done| done.rows_affected())
-                .map_err(backend)
-        })
-        .await
+        let removed: i64 = self
+            .timed("destroy_by_owner", async {
+                sqlx::query_scalar(&self.inner.sql.destroy_by_owner)
+                    .bind(owner)
+                    .bind(now())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        Ok(removed.max(0) as u64)
     }
 
     async fn count(&self) -> Result<u64> {
         let count: i64 = self
             .timed("count", async {
                 sqlx::query_scalar(&self.inner.sql.count)
+                    .bind(now())
                     .fetch_one(&self.pool)
                     .await
                     .map_err(backend)
             })
             .await?;
         Ok(count.max(0) as u64)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.options.timeout
     }
 }
 

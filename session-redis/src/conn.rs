@@ -1,10 +1,12 @@
 //! The tiny interface each client implements; everything else is shared.
 
 use std::fmt;
+use std::future::Future;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use session_core::{Error, Result};
+use session_core::{BoxError, Error, Result};
 
 use crate::scripts::ScriptId;
 
@@ -74,9 +76,11 @@ pub(crate) fn unexpected(wanted: &str, got: &Reply) -> Error {
     )
 }
 
-/// Server error codes that go away by themselves (a loading replica, a failover, a
-/// resharding, a busy script).
-pub(crate) fn transient_server_error(message: &str) -> bool {
+/// Server error replies that say the command did not run and that go away by themselves (a
+/// loading replica, a failover, a resharding, a busy script): the store sends such a command
+/// again ([`RetryRefused`]), which is safe for every command, unlike a retry after a lost
+/// reply.
+pub(crate) fn refusal(message: &str) -> bool {
     let code = message.split_whitespace().next().unwrap_or("");
     matches!(
         code,
@@ -92,6 +96,92 @@ pub(crate) fn transient_server_error(message: &str) -> bool {
     )
 }
 
+/// The source of an [`Error`] for a server reply that refused a command ([`refusal`]): it
+/// did not run, so it may be sent again.
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) BoxError);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "redis refused the command, which did not run: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Refused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A client error as a store error: a command that did not run (a server [`refusal`], or
+/// one the client never sent: `not_sent`), retried by [`RetryRefused`]; another transient
+/// failure; or a permanent one.
+pub(crate) fn classify(
+    err: BoxError,
+    server_message: Option<&str>,
+    not_sent: bool,
+    transient: bool,
+) -> Error {
+    if not_sent || server_message.is_some_and(refusal) {
+        Error::transient(BACKEND, Refused(err))
+    } else if transient {
+        Error::transient(BACKEND, err)
+    } else {
+        Error::permanent(BACKEND, err)
+    }
+}
+
+fn is_refused(err: &Error) -> bool {
+    matches!(err, Error::Backend { source, .. } if source.is::<Refused>())
+}
+
+/// Sends a command again after a [refusal](refusal) (a command that did not run), pausing a
+/// little longer each time, until it runs or the store's call timeout ends the wait. Never
+/// after any other failure: a command whose reply was lost may have run, and sending a
+/// compare-and-swap again could apply it twice. Both clients are configured never to send a
+/// command again by themselves; this is the one place the store does.
+pub(crate) struct RetryRefused(pub(crate) Box<dyn Connection>);
+
+async fn retry_refused<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut + Send,
+    Fut: Future<Output = Result<T>> + Send,
+{
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match call().await {
+            Err(err) if is_refused(&err) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[async_trait]
+impl Connection for RetryRefused {
+    async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
+        retry_refused(|| self.0.eval(script, keys, args.clone())).await
+    }
+
+    async fn command(&self, command: Command, key: &str) -> Result<Reply> {
+        retry_refused(|| self.0.command(command.clone(), key)).await
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        retry_refused(|| self.0.scan(pattern)).await
+    }
+
+    async fn info_server(&self) -> Result<Vec<String>> {
+        retry_refused(|| self.0.info_server()).await
+    }
+}
+
 /// The plain single-key commands the store sends. Typed rather than named so that each
 /// client sends them through its own calls: fred flushes its socket after every custom
 /// command, which cost a third of the throughput under concurrency, while its own `GET` and
@@ -105,7 +195,7 @@ pub(crate) enum Command {
     /// `SET key value [NX] [PXAT at]`: `Nil` when `NX` found the key taken.
     Set {
         /// The value.
-        value: Vec<u8>,
+        value: Bytes,
         /// Adds `NX`.
         only_if_absent: bool,
         /// Adds `PXAT` (Unix ms).
@@ -119,7 +209,7 @@ pub(crate) enum Command {
 
 impl Command {
     /// `SET key value [PXAT at]`, overwriting.
-    pub(crate) fn set(value: Vec<u8>, expire_at_ms: Option<i64>) -> Self {
+    pub(crate) fn set(value: Bytes, expire_at_ms: Option<i64>) -> Self {
         Self::Set {
             value,
             only_if_absent: false,
@@ -128,7 +218,7 @@ impl Command {
     }
 
     /// The command's name and its arguments after the key, as sent on the wire.
-    pub(crate) fn into_parts(self) -> (&'static str, Vec<Vec<u8>>) {
+    pub(crate) fn into_parts(self) -> (&'static str, Vec<Bytes>) {
         match self {
             Self::Get => ("GET", Vec::new()),
             Self::GetDel => ("GETDEL", Vec::new()),
@@ -141,10 +231,10 @@ impl Command {
             } => {
                 let mut args = vec![value];
                 if only_if_absent {
-                    args.push(b"NX".to_vec());
+                    args.push(Bytes::from_static(b"NX"));
                 }
                 if let Some(at) = expire_at_ms {
-                    args.extend([b"PXAT".to_vec(), at.to_string().into_bytes()]);
+                    args.extend([Bytes::from_static(b"PXAT"), at.to_string().into()]);
                 }
                 ("SET", args)
             }
@@ -156,8 +246,9 @@ impl Command {
 /// on a cluster.
 #[async_trait]
 pub(crate) trait Connection: Send + Sync + 'static {
-    /// Runs one of the store's scripts (`EVALSHA`, loading it after `NOSCRIPT`).
-    async fn eval(&self, script: ScriptId, key: &str, args: Vec<Vec<u8>>) -> Result<Reply>;
+    /// Runs one of the store's scripts (`EVALSHA`, loading it after `NOSCRIPT`) on `keys`
+    /// (routed by the first on a cluster).
+    async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply>;
 
     /// Runs `command` on `key`.
     async fn command(&self, command: Command, key: &str) -> Result<Reply>;
@@ -177,7 +268,7 @@ mod tests {
         let (name, args) = command.into_parts();
         let args = args
             .into_iter()
-            .map(|a| String::from_utf8(a).unwrap())
+            .map(|a| String::from_utf8(a.to_vec()).unwrap())
             .collect();
         (name, args)
     }
@@ -185,7 +276,7 @@ mod tests {
     #[test]
     fn set_sends_nx_before_pxat() {
         let command = Command::Set {
-            value: b"v".to_vec(),
+            value: Bytes::from_static(b"v"),
             only_if_absent: true,
             expire_at_ms: Some(1_700_000_000_123),
         };
@@ -202,7 +293,7 @@ mod tests {
             )
         );
         assert_eq!(
-            wire(Command::set(b"v".to_vec(), None)),
+            wire(Command::set(Bytes::from_static(b"v"), None)),
             ("SET", vec!["v".into()])
         );
     }

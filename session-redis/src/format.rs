@@ -2,6 +2,7 @@
 //! [`Format::encode`] / [`Format::decode`] and runs the script variant [`Format`] names;
 //! everything else (keys, owner index, rename, revocation) is shared.
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 use session_core::{
     Error, Record, Result, SessionId, StoreOptions, codec, from_unix_millis, now, unix_millis,
@@ -46,11 +47,16 @@ const CONNECT_REDIS_DEFAULT_TTL_MS: i64 = 86_400_000;
 /// An encoded record: the value to store and the extra script arguments the format needs.
 pub(crate) struct Encoded {
     /// The whole value, as `insert` stores it.
-    pub(crate) value: Vec<u8>,
+    pub(crate) value: Bytes,
+    /// The version written in it (the record's + 1).
+    pub(crate) version: u64,
+    /// Where that version's digits start in `value`, so `set` can write another version
+    /// there (the `Set` scripts never reuse a version).
+    pub(crate) version_at: usize,
     /// Appended to the `Update` / `Set` script arguments: for express-session, the length
     /// of the value's `{"cookie":{...}` head and the new `cookie.expires`, so the script can
     /// keep the stored cookie object in place of the default one.
-    pub(crate) extra: Vec<Vec<u8>>,
+    pub(crate) extra: Vec<Bytes>,
 }
 
 impl Format {
@@ -58,10 +64,19 @@ impl Format {
     /// limit.
     pub(crate) fn encode(self, record: &Record, options: &StoreOptions) -> Result<Encoded> {
         match self {
-            Self::Native => Ok(Encoded {
-                value: codec::encode(record, options)?,
-                extra: Vec::new(),
-            }),
+            Self::Native => {
+                let value = codec::encode(record, options)?;
+                // The codec writes `{"format":N,"version":V,...` (the scripts' fast path
+                // relies on it too; a unit test in `scripts` guards it).
+                let version_at =
+                    format!(r#"{{"format":{},"version":"#, codec::CURRENT_FORMAT).len();
+                Ok(Encoded {
+                    value: value.into(),
+                    version: record.version() + 1,
+                    version_at,
+                    extra: Vec::new(),
+                })
+            }
             Self::ExpressSession => encode_express(record, options),
         }
     }
@@ -98,11 +113,12 @@ impl Format {
         }
     }
 
-    /// The script `set` runs instead of a plain `SET`, if any.
-    pub(crate) fn set_script(self) -> Option<ScriptId> {
+    /// The script `set` runs: it never reuses a version (and in the express-session format
+    /// keeps the stored cookie object).
+    pub(crate) fn set_script(self) -> ScriptId {
         match self {
-            Self::Native => None,
-            Self::ExpressSession => Some(ScriptId::ExpressSet),
+            Self::Native => ScriptId::Set,
+            Self::ExpressSession => ScriptId::ExpressSet,
         }
     }
 }
@@ -166,6 +182,7 @@ fn default_cookie(record: &Record, iso: &str) -> String {
 }
 
 fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
+    let version = codec::check_writable(record)?;
     for reserved in [COOKIE_FIELD, EXPRESS_META_FIELD] {
         if record.data().contains_key(reserved) {
             return Err(encode_err(
@@ -188,8 +205,14 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
         out.push(b':');
         serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
     }
+    // The metadata object, its version first so `set` can find it: written by hand, since a
+    // map's key order depends on serde_json's features.
+    out.push(b',');
+    serde_json::to_writer(&mut out, EXPRESS_META_FIELD).map_err(|err| encode_err(record, err))?;
+    out.extend_from_slice(br#":{"version":"#);
+    let version_at = out.len();
+    out.extend_from_slice(version.to_string().as_bytes());
     let mut meta = Map::new();
-    meta.insert("version".into(), Value::from(record.version() + 1));
     meta.insert(
         "created_at".into(),
         Value::from(unix_millis(record.created_at())),
@@ -200,21 +223,25 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
     if let Some(owner) = record.owner() {
         meta.insert("owner".into(), Value::from(owner));
     }
-    out.push(b',');
-    serde_json::to_writer(&mut out, EXPRESS_META_FIELD).map_err(|err| encode_err(record, err))?;
-    out.push(b':');
-    serde_json::to_writer(&mut out, &meta).map_err(|err| encode_err(record, err))?;
-    out.push(b'}');
+    for (key, value) in &meta {
+        out.push(b',');
+        serde_json::to_writer(&mut out, key).map_err(|err| encode_err(record, err))?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
+    }
+    out.extend_from_slice(b"}}");
     options.check_size(record.id(), out.len())?;
     Ok(Encoded {
-        value: out,
-        extra: vec![head.to_string().into_bytes(), iso.into_bytes()],
+        value: out.into(),
+        version,
+        version_at,
+        extra: vec![head.to_string().into(), iso.into()],
     })
 }
 
 fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Record> {
     let bad = |why: &str| Error::decode(id, format!("not an express-session value: {why}"));
-    let value: Value = serde_json::from_slice(raw).map_err(|err| Error::decode(id, err))?;
+    let value: Value = codec::parse_json(id, raw)?;
     let Value::Object(mut data) = value else {
         return Err(bad("not a JSON object"));
     };
@@ -228,6 +255,7 @@ fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Rec
             let version = meta
                 .get("version")
                 .and_then(Value::as_u64)
+                .filter(|version| *version <= Record::MAX_VERSION)
                 .ok_or_else(|| bad("`__session_stores.version` is not a version"))?;
             (meta, version)
         }
@@ -305,12 +333,17 @@ mod tests {
         let encoded = Format::ExpressSession
             .encode(&record, &StoreOptions::default())
             .unwrap();
-        let text = String::from_utf8(encoded.value.clone()).unwrap();
+        let text = String::from_utf8(encoded.value.to_vec()).unwrap();
+        let version = &text[encoded.version_at..];
+        assert!(
+            version.starts_with("1,") || version.starts_with("1}"),
+            "{text}"
+        );
         assert!(
             text.starts_with(r#"{"cookie":{"originalMaxAge":"#),
             "{text}"
         );
-        let head: usize = String::from_utf8(encoded.extra[0].clone())
+        let head: usize = String::from_utf8(encoded.extra[0].to_vec())
             .unwrap()
             .parse()
             .unwrap();

@@ -1,6 +1,7 @@
 //! The fred client behind [`Connection`].
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use fred::prelude::{
     ClientLike, Config, Error as FredError, ErrorKind, KeysInterface, Pool, ReconnectPolicy,
     ServerConfig, Value,
@@ -11,7 +12,7 @@ use futures::TryStreamExt;
 use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
-use crate::conn::{BACKEND, Command, Connection, Reply, transient_server_error};
+use crate::conn::{Command, Connection, Reply, classify};
 use crate::scripts::ScriptId;
 
 pub(crate) struct FredConnection {
@@ -29,12 +30,11 @@ fn map_err(err: FredError) -> Error {
             | ErrorKind::Routing
             | ErrorKind::Backpressure
             | ErrorKind::Sentinel
-    ) || transient_server_error(err.details());
-    if transient {
-        Error::transient(BACKEND, err)
-    } else {
-        Error::permanent(BACKEND, err)
-    }
+    );
+    let server = err.details().to_owned();
+    // No connection to write it to (reconnecting): the command was never sent.
+    let not_sent = server.starts_with("Failed to route command");
+    classify(Box::new(err), Some(&server), not_sent, transient)
 }
 
 fn config_err(err: FredError) -> Error {
@@ -60,8 +60,8 @@ fn reply(value: Value) -> Reply {
     }
 }
 
-fn values(args: Vec<Vec<u8>>) -> Vec<Value> {
-    args.into_iter().map(|a| Value::Bytes(a.into())).collect()
+fn values(args: Vec<Bytes>) -> Vec<Value> {
+    args.into_iter().map(Value::Bytes).collect()
 }
 
 fn config(target: &Target) -> Result<Config> {
@@ -100,6 +100,12 @@ impl FredConnection {
             .with_connection_config(|c| {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
+                // Never write a command a second time: fred's default (3) sends a command
+                // again when the connection drops before its reply, and a compare-and-swap
+                // or a rename's compare-and-delete that already ran then runs twice (one
+                // modify adding 2; a session deleted under both ids). The store resends
+                // only what the server refused (`RetryRefused`); redirections still follow.
+                c.max_command_attempts = 1;
             })
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
             // Keep reconnecting for ever (backing off to 2 s): the store must recover by
@@ -117,10 +123,10 @@ impl FredConnection {
 
 #[async_trait]
 impl Connection for FredConnection {
-    async fn eval(&self, script: ScriptId, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+    async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
         let script = &self.scripts[script.index()];
         let value: Value = script
-            .evalsha_with_reload(self.pool.next(), vec![key], values(args))
+            .evalsha_with_reload(self.pool.next(), keys.to_vec(), values(args))
             .await
             .map_err(map_err)?;
         Ok(reply(value))
@@ -138,7 +144,7 @@ impl Connection for FredConnection {
                 only_if_absent,
                 expire_at_ms,
             } => {
-                let value = Value::Bytes(value.into());
+                let value = Value::Bytes(value);
                 let expire = expire_at_ms.map(Expiration::PXAT);
                 let options = only_if_absent.then_some(SetOptions::NX);
                 client.set(key, value, expire, options, false).await

@@ -175,6 +175,8 @@ mod format;
 #[cfg(feature = "fred")]
 mod fred_client;
 mod keys;
+mod moves;
+mod owners;
 #[cfg(feature = "redis")]
 mod redis_rs_client;
 mod scripts;

@@ -10,7 +10,7 @@ use redis::{Cmd, ErrorKind, RedisError, RetryMethod, Script, Value};
 use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
-use crate::conn::{BACKEND, Command, Connection, Reply, transient_server_error, unexpected};
+use crate::conn::{Command, Connection, Reply, classify, unexpected};
 use crate::scripts::ScriptId;
 
 #[derive(Clone)]
@@ -31,13 +31,9 @@ fn map_err(err: RedisError) -> Error {
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_cluster_error()
-            || !matches!(err.retry_method(), RetryMethod::NoRetry)
-            || err.code().is_some_and(transient_server_error));
-    if transient {
-        Error::transient(BACKEND, err)
-    } else {
-        Error::permanent(BACKEND, err)
-    }
+            || !matches!(err.retry_method(), RetryMethod::NoRetry));
+    let code = err.code().map(str::to_owned);
+    classify(Box::new(err), code.as_deref(), false, transient)
 }
 
 fn config_err(err: RedisError) -> Error {
@@ -102,13 +98,15 @@ impl Handle {
 async fn invoke<C: ConnectionLike>(
     script: &Script,
     mut con: C,
-    key: &str,
-    args: Vec<Vec<u8>>,
+    keys: &[String],
+    args: Vec<Bytes>,
 ) -> Result<Reply> {
     let mut invocation = script.prepare_invoke();
-    invocation.key(key);
+    for key in keys {
+        invocation.key(key);
+    }
     for arg in args {
-        invocation.arg(arg);
+        invocation.arg(&arg[..]);
     }
     let value: Value = invocation.invoke_async(&mut con).await.map_err(map_err)?;
     reply(value)
@@ -135,9 +133,14 @@ impl RedisRsConnection {
                 )
             }
             Topology::Cluster => {
+                // No retries: redis-rs's cluster client sends a command again after a
+                // dropped connection, which may have run it already (a compare-and-swap
+                // applied twice). Refused commands (MOVED, ASK, TRYAGAIN...) are resent by
+                // the store (`RetryRefused`) once the client has refreshed its slot map.
                 let client = ClusterClient::builder(target.urls.clone())
                     .connection_timeout(timeout)
                     .response_timeout(response_timeout)
+                    .retries(0)
                     .build()
                     .map_err(config_err)?;
                 Handle::Cluster(client.get_async_connection().await.map_err(map_err)?)
@@ -230,11 +233,11 @@ impl RedisRsConnection {
 
 #[async_trait]
 impl Connection for RedisRsConnection {
-    async fn eval(&self, script: ScriptId, key: &str, args: Vec<Vec<u8>>) -> Result<Reply> {
+    async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
         let script = &self.scripts[script.index()];
         match self.handle.clone() {
-            Handle::Standalone(con) => invoke(script, con, key, args).await,
-            Handle::Cluster(con) => invoke(script, con, key, args).await,
+            Handle::Standalone(con) => invoke(script, con, keys, args).await,
+            Handle::Cluster(con) => invoke(script, con, keys, args).await,
         }
     }
 
@@ -243,7 +246,7 @@ impl Connection for RedisRsConnection {
         let mut cmd = redis::cmd(name);
         cmd.arg(key);
         for arg in args {
-            cmd.arg(arg);
+            cmd.arg(&arg[..]);
         }
         self.handle.query(&cmd).await
     }

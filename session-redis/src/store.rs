@@ -7,20 +7,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use session_core::{
-    Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now, unix_millis,
+    Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now, rename_onto_itself,
+    unix_millis,
 };
 use time::OffsetDateTime;
 
 use crate::config::{Client, RedisStoreBuilder, Topology, check_version, parse_target};
-use crate::conn::{BACKEND, Command, Connection, Reply, unexpected};
+use crate::conn::{BACKEND, Command, Connection, Reply, RetryRefused, unexpected};
 use crate::format::Format;
 use crate::keys::Keys;
-use crate::scripts::{CORRUPT, DONE, MISSING, ScriptId};
+use crate::scripts::{CORRUPT, DONE, MISSING, OWNER_CHANGED, ScriptId, VERSION_EXHAUSTED};
 
-/// How often `rename` starts over when the source changes under it.
-const RENAME_ATTEMPTS: usize = 8;
-/// How many list-and-delete passes `destroy_by_owner` makes at most.
-const REVOKE_PASSES: usize = 4;
+/// How often a call that found its inputs changed under it (a rename's source, an owner's
+/// index, a touched session's owner) starts over before giving up with a conflict.
+pub(crate) const RESTARTS: usize = 8;
 
 /// A session store on Redis (standalone, Cluster or Sentinel), over fred or redis-rs.
 ///
@@ -32,7 +32,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: Box<dyn Connection>,
+    conn: RetryRefused,
     keys: Keys,
     options: StoreOptions,
     topology: Topology,
@@ -53,19 +53,19 @@ impl fmt::Debug for RedisStore {
 }
 
 /// A stored value and, when the format reads it, the key's expiry (Unix ms, -1: none).
-struct Stored {
-    value: Bytes,
-    expiry: Option<i64>,
+pub(crate) struct Stored {
+    pub(crate) value: Bytes,
+    pub(crate) expiry: Option<i64>,
 }
 
 /// Unix milliseconds for `PXAT`; never below 1, which Redis would reject (a time that far
 /// back simply means "already expired").
-fn pxat(at: OffsetDateTime) -> i64 {
+pub(crate) fn pxat(at: OffsetDateTime) -> i64 {
     unix_millis(at).max(1)
 }
 
-fn arg(value: impl ToString) -> Vec<u8> {
-    value.to_string().into_bytes()
+pub(crate) fn arg(value: impl ToString) -> Bytes {
+    value.to_string().into()
 }
 
 impl RedisStore {
@@ -111,7 +111,7 @@ impl RedisStore {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                conn,
+                conn: RetryRefused(conn),
                 keys: crate::keys::Keys::new(builder.prefix),
                 options: builder.options,
                 topology,
@@ -164,7 +164,7 @@ impl RedisStore {
             "raw_set",
             self.inner
                 .conn
-                .command(Command::set(value.to_vec(), None), key),
+                .command(Command::set(Bytes::copy_from_slice(value), None), key),
         )
         .await
         .map(drop)
@@ -174,7 +174,7 @@ impl RedisStore {
     /// bypassing the codec, to plant values another app wrote.
     #[doc(hidden)]
     pub async fn raw_set_pxat(&self, key: &str, value: &[u8], at_ms: i64) -> Result<()> {
-        let command = Command::set(value.to_vec(), Some(at_ms));
+        let command = Command::set(Bytes::copy_from_slice(value), Some(at_ms));
         self.call("raw_set", self.inner.conn.command(command, key))
             .await
             .map(drop)
@@ -218,16 +218,38 @@ impl RedisStore {
             .await
     }
 
-    fn conn(&self) -> &dyn Connection {
-        &*self.inner.conn
+    pub(crate) fn conn(&self) -> &dyn Connection {
+        &self.inner.conn
     }
 
-    fn keys(&self) -> &Keys {
+    pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
     }
 
+    /// Whether the store talks to one server, where a script may span keys (standalone or
+    /// Sentinel), rather than a cluster.
+    pub(crate) fn one_server(&self) -> bool {
+        self.inner.topology != Topology::Cluster
+    }
+
+    /// Runs a one-key script.
+    pub(crate) async fn eval(
+        &self,
+        script: ScriptId,
+        key: String,
+        args: Vec<Bytes>,
+    ) -> Result<Reply> {
+        self.conn()
+            .eval(script, std::slice::from_ref(&key), args)
+            .await
+    }
+
     /// A stored value as a live record, applying the corrupt-record policy.
-    fn decode_live(&self, id: &SessionId, raw: Option<&Stored>) -> Result<Option<Record>> {
+    pub(crate) fn decode_live(
+        &self,
+        id: &SessionId,
+        raw: Option<&Stored>,
+    ) -> Result<Option<Record>> {
         let Some(stored) = raw else { return Ok(None) };
         let decoded = self.format().decode(id, &stored.value, stored.expiry);
         let record = self.inner.options.on_corrupt(decoded)?;
@@ -236,7 +258,7 @@ impl RedisStore {
 
     /// The value under `id` (with the key's expiry when the format needs it): `GET`, or a
     /// script that reads both at once.
-    async fn read(&self, id: &SessionId) -> Result<Option<Stored>> {
+    pub(crate) async fn read(&self, id: &SessionId) -> Result<Option<Stored>> {
         self.read_or_take(id, false).await
     }
 
@@ -264,7 +286,7 @@ impl RedisStore {
         } else {
             ScriptId::ExpressRead
         };
-        let reply = self.conn().eval(script, &key, vec![]).await?;
+        let reply = self.eval(script, key, vec![]).await?;
         if reply == Reply::Nil {
             return Ok(None);
         }
@@ -280,7 +302,7 @@ impl RedisStore {
 
     /// What a script's "the stored value is corrupt" reply means under the policy: the decode
     /// error, or `Ok(())` meaning "treat as missing".
-    fn corrupt(&self, id: &SessionId, what: &str) -> Result<()> {
+    pub(crate) fn corrupt(&self, id: &SessionId, what: &str) -> Result<()> {
         let err = Error::decode(
             id,
             format!("the stored value is not a session record ({what})"),
@@ -288,168 +310,152 @@ impl RedisStore {
         self.inner.options.on_corrupt(Err(err)).map(drop)
     }
 
-    /// Indexes `id` under its owner before the session itself is written: the index may point
-    /// at a missing session (tolerated), never miss a live one.
-    async fn index_add(&self, owner: &str, id: &SessionId, expires_ms: i64) -> Result<()> {
-        let now_ms = unix_millis(now());
-        if expires_ms <= now_ms {
-            return Ok(());
-        }
-        let args = vec![arg(id.expose()), arg(expires_ms), arg(now_ms)];
-        self.conn()
-            .eval(ScriptId::IndexAdd, &self.keys().owner(owner), args)
-            .await?;
-        Ok(())
-    }
-
-    /// Removes a dead session's index entry unless a concurrent write raised it.
-    async fn index_remove(&self, owner: &str, id: &SessionId, expires_ms: i64) -> Result<()> {
-        let args = vec![arg(id.expose()), arg(expires_ms)];
-        self.conn()
-            .eval(ScriptId::IndexRemove, &self.keys().owner(owner), args)
-            .await?;
-        Ok(())
-    }
-
-    /// Index clean-up after the real change succeeded: a failure only leaves an entry that
-    /// is skipped on listing and pruned at its expiry, so it is logged, not returned.
-    async fn index_remove_best_effort(&self, owner: &str, id: &SessionId, expires_ms: i64) {
-        if let Err(err) = self.index_remove(owner, id, expires_ms).await {
-            tracing::debug!(session = %id.fingerprint(), %err, "owner index clean-up failed");
-        }
-    }
-
-    /// `SET key value [NX] PXAT expiry`, after indexing the owner; advances the version.
-    /// (`set` in a format with a set script runs that script instead of the plain `SET`.)
-    async fn write(&self, record: &mut Record, only_if_absent: bool) -> Result<bool> {
+    /// `insert`: `SET key value NX PXAT expiry`, after indexing the owner.
+    async fn insert_inner(&self, record: &mut Record) -> Result<bool> {
         let encoded = self.format().encode(record, &self.inner.options)?;
-        let id = record.id();
-        let key = self.keys().session(id);
         let at = pxat(record.expires_at());
         if let Some(owner) = record.owner() {
-            self.index_add(owner, id, at).await?;
+            self.index_add(owner, record.id(), at).await?;
         }
-        let written = match self.format().set_script() {
-            Some(script) if !only_if_absent => {
-                let mut args = vec![encoded.value, arg(at)];
-                args.extend(encoded.extra);
-                self.conn().eval(script, &key, args).await?.into_int()? == DONE
-            }
-            _ => {
-                let command = Command::Set {
-                    value: encoded.value,
-                    only_if_absent,
-                    expire_at_ms: Some(at),
-                };
-                self.conn().command(command, &key).await? != Reply::Nil
-            }
+        let command = Command::Set {
+            value: encoded.value,
+            only_if_absent: true,
+            expire_at_ms: Some(at),
         };
+        let key = self.keys().session(record.id());
+        let written = self.conn().command(command, &key).await? != Reply::Nil;
         if written {
-            record.set_version(record.version() + 1);
+            record.set_version(encoded.version);
         }
         Ok(written)
     }
 
-    /// The live records of `owner` with their raw stored values.
-    async fn owned(&self, owner: &str) -> Result<Vec<(Record, Vec<u8>)>> {
-        let now_ms = unix_millis(now());
-        let members = self
-            .conn()
-            .eval(
-                ScriptId::IndexList,
-                &self.keys().owner(owner),
-                vec![arg(now_ms)],
-            )
+    /// `set`: the format's set script (never reusing a version), after indexing the owner.
+    async fn set_inner(&self, record: &mut Record) -> Result<()> {
+        let encoded = self.format().encode(record, &self.inner.options)?;
+        let at = pxat(record.expires_at());
+        if let Some(owner) = record.owner() {
+            self.index_add(owner, record.id(), at).await?;
+        }
+        let digits = encoded.version.to_string().len();
+        let mut args = vec![
+            encoded.value,
+            arg(at),
+            arg(record.version()),
+            arg(unix_millis(now())),
+            arg(encoded.version_at),
+            arg(digits),
+        ];
+        args.extend(encoded.extra);
+        let key = self.keys().session(record.id());
+        match self
+            .eval(self.format().set_script(), key, args)
             .await?
-            .into_array()?;
-        let ids: Vec<SessionId> = members
-            .into_iter()
-            .filter_map(|member| member.into_opt_bytes().ok().flatten())
-            .filter_map(|bytes| String::from_utf8(bytes.into()).ok())
-            .filter_map(|text| SessionId::parse(&text).ok())
-            .collect();
-        let reads = ids.iter().map(|id| async move {
-            let stored = self.read(id).await?;
-            let record = self.decode_live(id, stored.as_ref())?;
-            Ok::<_, Error>(record.zip(stored.map(|stored| Vec::from(stored.value))))
-        });
-        let found = futures::future::try_join_all(reads).await?;
-        Ok(found
-            .into_iter()
-            .flatten()
-            .filter(|(record, _)| record.owner() == Some(owner))
-            .collect())
+            .into_int()?
+        {
+            // The error `version_after` gives for a version at the maximum.
+            VERSION_EXHAUSTED => Record::version_after(record.id(), Record::MAX_VERSION).map(drop),
+            version if version > 0 => {
+                record.set_version(version as u64);
+                Ok(())
+            }
+            other => Err(unexpected("a version", &Reply::Int(other))),
+        }
     }
 
-    async fn rename_inner(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
-        let from_key = self.keys().session(from);
-        let to_key = self.keys().session(to);
-        for _ in 0..RENAME_ATTEMPTS {
-            let stored = self.read(from).await?;
-            let Some(record) = self.decode_live(from, stored.as_ref())? else {
-                return Ok(Rename::SourceMissing);
-            };
-            let Some(Stored { value: raw, .. }) = stored else {
-                return Ok(Rename::SourceMissing);
-            };
-            let at = pxat(record.expires_at());
-            if let Some(owner) = record.owner() {
-                self.index_add(owner, to, at).await?;
+    /// `update`: the format's compare-and-swap script, after indexing the owner.
+    async fn update_inner(&self, record: &mut Record) -> Result<()> {
+        let encoded = self.format().encode(record, &self.inner.options)?;
+        let id = record.id();
+        let at = pxat(record.expires_at());
+        if let Some(owner) = record.owner() {
+            self.index_add(owner, id, at).await?;
+        }
+        let mut args = vec![
+            arg(record.version()),
+            encoded.value,
+            arg(at),
+            arg(unix_millis(now())),
+        ];
+        args.extend(encoded.extra);
+        let key = self.keys().session(id);
+        match self
+            .eval(self.format().update_script(), key, args)
+            .await?
+            .into_int()?
+        {
+            DONE => {
+                record.set_version(encoded.version);
+                Ok(())
             }
-            // 1. Copy, never overwriting a live target.
-            let copy = Command::Set {
-                value: raw.to_vec(),
-                only_if_absent: true,
-                expire_at_ms: Some(at),
-            };
-            if self.conn().command(copy, &to_key).await? == Reply::Nil {
-                return Ok(Rename::TargetTaken);
+            MISSING => Err(Error::Conflict { id: id.clone() }),
+            CORRUPT => {
+                self.corrupt(id, "update")?;
+                Err(Error::Conflict { id: id.clone() })
             }
-            // 2. Remove the source only if nobody wrote it since we read it.
-            let removed = self
-                .conn()
-                .eval(ScriptId::CompareAndDelete, &from_key, vec![raw.to_vec()])
-                .await?
-                .into_int()?;
-            if removed == 1 {
-                if let Some(owner) = record.owner() {
-                    self.index_remove_best_effort(owner, from, at).await;
-                }
-                return Ok(Rename::Moved);
-            }
-            // The source changed (a write to keep) or ended (nothing to resurrect): drop our
-            // now stale copy, unless someone already wrote to the new id, and start over.
-            self.conn()
-                .eval(ScriptId::CompareAndDelete, &to_key, vec![raw.into()])
+            other => Err(unexpected("0, 1 or -1", &Reply::Int(other))),
+        }
+    }
+
+    /// `touch`: the touch script, naming the owner whose index was raised first; when the
+    /// session turns out to have another owner, that owner's index is raised and it asks
+    /// again, so an index entry never expires before its session.
+    async fn touch_inner(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        let at = pxat(expires_at);
+        let key = self.keys().session(id);
+        let mut owner = String::new();
+        for _ in 0..RESTARTS {
+            let args = vec![arg(at), arg(unix_millis(now())), Bytes::from(owner.clone())];
+            let reply = self
+                .eval(self.format().touch_script(), key.clone(), args)
                 .await?;
-        }
-        Err(Error::Conflict { id: from.clone() })
-    }
-
-    async fn destroy_by_owner_inner(&self, owner: &str) -> Result<u64> {
-        let mut removed = 0;
-        // A concurrent rename may move a session from an id we read to one we didn't list
-        // yet; its new index entry is written before the old key goes, so one more pass
-        // finds it.
-        for _ in 0..REVOKE_PASSES {
-            let owned = self.owned(owner).await?;
-            if owned.is_empty() {
-                break;
-            }
-            for (record, raw) in owned {
-                let key = self.keys().session(record.id());
-                let reply = self
-                    .conn()
-                    .eval(ScriptId::CompareAndDelete, &key, vec![raw])
-                    .await?;
-                if reply.into_int()? == 1 {
-                    removed += 1;
-                    let at = pxat(record.expires_at());
-                    self.index_remove_best_effort(owner, record.id(), at).await;
+            let mut items = reply.into_array()?.into_iter();
+            match items.next().map(Reply::into_int).transpose()? {
+                Some(DONE) => return Ok(true),
+                Some(MISSING) => return Ok(false),
+                Some(CORRUPT) => return self.corrupt(id, "touch").map(|()| false),
+                Some(OWNER_CHANGED) => {
+                    let named = items
+                        .next()
+                        .map(Reply::into_opt_bytes)
+                        .transpose()?
+                        .flatten();
+                    owner = String::from_utf8_lossy(&named.unwrap_or_default()).into_owned();
+                    if !owner.is_empty() {
+                        self.index_add(&owner, id, at).await?;
+                    }
+                }
+                other => {
+                    return Err(unexpected(
+                        "[1], [0], [-1] or [2, owner]",
+                        &Reply::Int(other.unwrap_or(i64::MIN)),
+                    ));
                 }
             }
         }
-        Ok(removed)
+        Err(Error::Conflict { id: id.clone() })
+    }
+
+    /// `destroy`: `GETDEL`, then the owner index entry (best effort).
+    async fn destroy_inner(&self, id: &SessionId) -> Result<()> {
+        let stored = self.take(id).await?;
+        if let Some(stored) = stored
+            && let Ok(record) = self.format().decode(id, &stored.value, stored.expiry)
+            && let Some(owner) = record.owner()
+        {
+            self.index_remove_best_effort(owner, id, pxat(record.expires_at()))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn count_inner(&self) -> Result<u64> {
+        let keys = self.conn().scan(&self.keys().scan_pattern()).await?;
+        let sessions: HashSet<Vec<u8>> = keys
+            .into_iter()
+            .filter(|key| self.keys().is_session_key(key))
+            .collect();
+        Ok(sessions.len() as u64)
     }
 }
 
@@ -464,115 +470,28 @@ impl SessionStore for RedisStore {
     }
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
-        self.call("insert", self.write(record, true)).await
+        self.call("insert", self.insert_inner(record)).await
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
-        self.call("set", self.write(record, false)).await.map(drop)
+        self.call("set", self.set_inner(record)).await
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
-        self.call("update", async {
-            let encoded = self.format().encode(record, &self.inner.options)?;
-            let id = record.id();
-            let at = pxat(record.expires_at());
-            if let Some(owner) = record.owner() {
-                self.index_add(owner, id, at).await?;
-            }
-            let mut args = vec![
-                arg(record.version()),
-                encoded.value,
-                arg(at),
-                arg(unix_millis(now())),
-            ];
-            args.extend(encoded.extra);
-            let key = self.keys().session(id);
-            match self
-                .conn()
-                .eval(self.format().update_script(), &key, args)
-                .await?
-                .into_int()?
-            {
-                DONE => {
-                    record.set_version(record.version() + 1);
-                    Ok(())
-                }
-                MISSING => Err(Error::Conflict { id: id.clone() }),
-                CORRUPT => {
-                    self.corrupt(id, "update")?;
-                    Err(Error::Conflict { id: id.clone() })
-                }
-                other => Err(unexpected("0, 1 or -1", &Reply::Int(other))),
-            }
-        })
-        .await
+        self.call("update", self.update_inner(record)).await
     }
 
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
-        self.call("touch", async {
-            let args = vec![arg(pxat(expires_at)), arg(unix_millis(now()))];
-            let key = self.keys().session(id);
-            let script = self.format().touch_script();
-            let reply = self.conn().eval(script, &key, args).await?;
-            let mut items = reply.into_array()?.into_iter();
-            let status = items.next().map(Reply::into_int).transpose()?;
-            match status {
-                Some(DONE) => {
-                    // The owner index follows the new expiry (its score must never be lower).
-                    let owner = items
-                        .next()
-                        .map(Reply::into_opt_bytes)
-                        .transpose()?
-                        .flatten();
-                    let at = items
-                        .next()
-                        .map(Reply::into_opt_bytes)
-                        .transpose()?
-                        .flatten();
-                    if let (Some(owner), Some(at)) = (owner, at) {
-                        let owner = String::from_utf8_lossy(&owner);
-                        let at = String::from_utf8_lossy(&at)
-                            .parse::<i64>()
-                            .unwrap_or(i64::MAX);
-                        self.index_add(&owner, id, at).await?;
-                    }
-                    Ok(true)
-                }
-                Some(MISSING) => Ok(false),
-                Some(CORRUPT) => self.corrupt(id, "touch").map(|()| false),
-                other => Err(unexpected(
-                    "[1], [0] or [-1]",
-                    &Reply::Int(other.unwrap_or(i64::MIN)),
-                )),
-            }
-        })
-        .await
+        self.call("touch", self.touch_inner(id, expires_at)).await
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
-        self.call("destroy", async {
-            let stored = self.take(id).await?;
-            // Clean the owner index when the old value tells whose it was.
-            if let Some(stored) = stored
-                && let Ok(record) = self.format().decode(id, &stored.value, stored.expiry)
-                && let Some(owner) = record.owner()
-            {
-                self.index_remove_best_effort(owner, id, pxat(record.expires_at()))
-                    .await;
-            }
-            Ok(())
-        })
-        .await
+        self.call("destroy", self.destroy_inner(id)).await
     }
 
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
         if from == to {
-            let live = self.get(from).await?.is_some();
-            return Ok(if live {
-                Rename::TargetTaken
-            } else {
-                Rename::SourceMissing
-            });
+            return rename_onto_itself(self, from).await;
         }
         self.call("rename", self.rename_inner(from, to)).await
     }
@@ -583,31 +502,19 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
-        self.call("list_by_owner", async {
-            Ok(self
-                .owned(owner)
-                .await?
-                .into_iter()
-                .map(|(record, _)| record)
-                .collect())
-        })
-        .await
+        self.call("list_by_owner", self.list_inner(owner)).await
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        self.call("destroy_by_owner", self.destroy_by_owner_inner(owner))
+        self.call("destroy_by_owner", self.revoke_inner(owner))
             .await
     }
 
     async fn count(&self) -> Result<u64> {
-        self.call("count", async {
-            let keys = self.conn().scan(&self.keys().scan_pattern()).await?;
-            let sessions: HashSet<Vec<u8>> = keys
-                .into_iter()
-                .filter(|key| self.keys().is_session_key(key))
-                .collect();
-            Ok(sessions.len() as u64)
-        })
-        .await
+        self.call("count", self.count_inner()).await
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.inner.options.timeout
     }
 }

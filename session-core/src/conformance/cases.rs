@@ -314,7 +314,8 @@ pub async fn stale_writes_after_cycle_id_resurrect_nothing<H: Harness>(h: &H) ->
     Ok(())
 }
 
-/// `set` writes whatever is there (or nothing), and advances the version.
+/// `set` writes whatever is there (or nothing), and stores one more than the larger of the
+/// stored and the caller's version.
 pub async fn set_is_last_writer_wins<H: Harness>(h: &H) -> CaseResult {
     let store = fresh(h).await;
     let mut record = Record::new(in_an_hour());
@@ -328,7 +329,16 @@ pub async fn set_is_last_writer_wins<H: Harness>(h: &H) -> CaseResult {
     store.set(&mut record).await.unwrap();
     let back = store.get(record.id()).await.unwrap().unwrap();
     assert_eq!(back.get::<String>("v").unwrap().as_deref(), Some("three"));
-    assert_eq!(back.version(), 2);
+    assert_eq!(
+        back.version(),
+        3,
+        "set stores above the stored version (2), not the caller's (1)"
+    );
+    assert_eq!(
+        record.version(),
+        3,
+        "set advances the caller's record to the stored version"
+    );
     Ok(())
 }
 

@@ -1,0 +1,146 @@
+//! A TCP proxy that loses one reply on purpose: the request reaches the server and runs, its
+//! reply never reaches the client, and the connection is closed, as when a connection drops
+//! after the server ran a command. toxiproxy's toxics act on every connection and byte
+//! alike; this one picks the request, so a test can say which command's reply is lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A proxy in front of one server; see the [module docs](self).
+#[derive(Debug)]
+pub struct ReplyCutter {
+    listen: String,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// The byte strings a request must all contain to have its reply cut (one-shot).
+    armed: Mutex<Option<Vec<Vec<u8>>>>,
+    cuts: AtomicU64,
+}
+
+impl Shared {
+    /// Whether `request` is the armed one (disarming it).
+    fn take_if_armed(&self, request: &[u8]) -> bool {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = armed
+            .as_ref()
+            .is_some_and(|patterns| patterns.iter().all(|p| contains(request, p)));
+        if hit {
+            *armed = None;
+        }
+        hit
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+impl ReplyCutter {
+    /// Listens on a free port of 127.0.0.1 and forwards every connection to `upstream`
+    /// (`host:port`).
+    pub async fn start(upstream: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listen = listener.local_addr()?.to_string();
+        let shared = Arc::new(Shared::default());
+        let upstream = upstream.to_owned();
+        let task = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let (shared, upstream) = (Arc::clone(&shared), upstream.clone());
+                    tokio::spawn(async move {
+                        if let Ok(server) = TcpStream::connect(&upstream).await {
+                            forward(client, server, shared).await;
+                        }
+                    });
+                }
+            }
+        });
+        Ok(Self {
+            listen,
+            shared,
+            task,
+        })
+    }
+
+    /// The `host:port` clients connect to.
+    pub fn listen(&self) -> &str {
+        &self.listen
+    }
+
+    /// Loses the reply to the next request (one write of the client's) that contains every
+    /// one of `patterns`.
+    pub fn arm(&self, patterns: &[&[u8]]) {
+        let patterns = patterns.iter().map(|p| p.to_vec()).collect();
+        *self.shared.armed.lock().unwrap_or_else(|p| p.into_inner()) = Some(patterns);
+    }
+
+    /// How many replies were lost so far.
+    pub fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ReplyCutter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies both ways until either side closes; after the armed request, drops the server's
+/// next bytes and closes the connection.
+async fn forward(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let cut_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upstream = {
+        let (shared, cut_pending) = (Arc::clone(&shared), Arc::clone(&cut_pending));
+        async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let n = match client_read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if shared.take_if_armed(&buffer[..n]) {
+                    cut_pending.store(true, Ordering::SeqCst);
+                }
+                if server_write.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let downstream = {
+        async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let n = match server_read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if cut_pending.load(Ordering::SeqCst) {
+                    shared.cuts.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                if client_write.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    // Whichever side ends first ends the connection: both halves are dropped, so the client
+    // sees it closed without the reply.
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+    }
+}

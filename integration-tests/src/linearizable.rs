@@ -1,0 +1,296 @@
+//! Workers whose every call is recorded for the linearizability checker ([`crate::history`]).
+//!
+//! Each worker belongs to an owner (a partition of the history, checked on its own) and
+//! makes random calls on that owner's sessions: `insert`, `get`, `update` with the version
+//! it last read, `set`, `touch`, `destroy`, `rename` to a fresh id, `list_by_owner` and now
+//! and then `destroy_by_owner`, on ids that are live, dead, moved away or never used. Every
+//! written value carries a unique token, so a read says which write it saw. After a number
+//! of calls the owner's partition is closed and the worker moves on to a new owner, which
+//! keeps each partition small enough to check quickly however long a run is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+use session_core::{Record, Rename, SessionId, SessionStore};
+use time::OffsetDateTime;
+
+use crate::history::History;
+
+/// How a group of workers shares one owner.
+#[derive(Debug, Clone, Copy)]
+pub struct Partitions {
+    /// Owners worked on at once.
+    pub owners: usize,
+    /// Workers per owner.
+    pub workers: usize,
+    /// Calls per worker before its owner's partition closes and a new one starts.
+    pub calls_per_partition: usize,
+}
+
+impl Default for Partitions {
+    fn default() -> Self {
+        Self {
+            owners: 2,
+            workers: 3,
+            calls_per_partition: 120,
+        }
+    }
+}
+
+/// One owner's sessions, shared by its workers.
+struct Owner {
+    name: String,
+    /// Every id used in the partition, newest last.
+    ids: std::sync::Mutex<Vec<SessionId>>,
+}
+
+impl Owner {
+    fn new(round: usize, slot: usize) -> Self {
+        let tag = SessionId::generate();
+        Self {
+            name: format!("lin-{slot}-{round}-{}", &tag.expose()[..8]),
+            ids: std::sync::Mutex::default(),
+        }
+    }
+
+    fn add(&self, id: SessionId) {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+    }
+
+    /// One of the recent ids (the ones still worth calling).
+    fn pick(&self) -> Option<SessionId> {
+        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = &ids[ids.len().saturating_sub(6)..];
+        (!recent.is_empty()).then(|| recent[fastrand::usize(..recent.len())].clone())
+    }
+}
+
+fn in_an_hour() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::hours(1)
+}
+
+/// Runs workers until `stop` is set, recording into `history`.
+pub async fn run(
+    store: Arc<dyn SessionStore>,
+    history: Arc<History>,
+    partitions: Partitions,
+    stop: Arc<AtomicBool>,
+) {
+    let mut tasks = Vec::new();
+    for slot in 0..partitions.owners {
+        let (store, history, stop) = (store.clone(), history.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let owner = Arc::new(Owner::new(round, slot));
+                let workers: Vec<_> = (0..partitions.workers)
+                    .map(|n| {
+                        let worker = Worker {
+                            store: store.clone(),
+                            history: history.clone(),
+                            owner: owner.clone(),
+                            client: slot * 100 + n,
+                            seen: HashMap::new(),
+                            seq: 0,
+                        };
+                        let stop = stop.clone();
+                        tokio::spawn(worker.run(partitions.calls_per_partition, stop))
+                    })
+                    .collect();
+                for worker in workers {
+                    let _ = worker.await;
+                }
+                round += 1;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+struct Worker {
+    store: Arc<dyn SessionStore>,
+    history: Arc<History>,
+    owner: Arc<Owner>,
+    client: usize,
+    /// The record this worker last read or wrote under each id (for versions).
+    seen: HashMap<SessionId, Record>,
+    seq: u64,
+}
+
+impl Worker {
+    async fn run(mut self, calls: usize, stop: Arc<AtomicBool>) {
+        for _ in 0..calls {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.step().await;
+            // A little think time, so the workers interleave instead of one racing ahead.
+            tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..6))).await;
+        }
+    }
+
+    fn token(&mut self) -> String {
+        self.seq += 1;
+        format!("{}-{}", self.client, self.seq)
+    }
+
+    fn record_for(&mut self, id: &SessionId) -> Record {
+        let token = self.token();
+        let mut record = self
+            .seen
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| Record::with_id(id.clone(), in_an_hour()));
+        record.set_owner(Some(self.owner.name.clone()));
+        record.insert("token", &token).ok();
+        record
+    }
+
+    async fn step(&mut self) {
+        let Some(id) = self.owner.pick().filter(|_| fastrand::u8(..10) != 0) else {
+            return self.insert().await;
+        };
+        match fastrand::u8(..100) {
+            0..10 => self.insert().await,
+            10..35 => self.get(&id).await,
+            35..55 => self.update(&id).await,
+            55..62 => self.set(&id).await,
+            62..70 => self.touch(&id).await,
+            70..77 => self.destroy(&id).await,
+            77..86 => self.rename(&id).await,
+            86..97 => self.list().await,
+            _ => self.revoke().await,
+        }
+    }
+
+    fn call(&self, op: Value) -> crate::history::Call {
+        self.history.call(&self.owner.name, self.client, op)
+    }
+
+    async fn insert(&mut self) {
+        let id = SessionId::generate();
+        self.owner.add(id.clone());
+        let mut record = self.record_for(&id);
+        let token = record.get::<String>("token").ok().flatten();
+        let call = self.call(json!({"kind": "insert", "id": id.expose(), "token": token}));
+        match self.store.insert(&mut record).await {
+            Ok(ok) => {
+                call.done(&self.history, json!({ "ok": ok }));
+                if ok {
+                    self.seen.insert(id, record);
+                }
+            }
+            Err(_) => call.unknown(&self.history),
+        }
+    }
+
+    async fn get(&mut self, id: &SessionId) {
+        let call = self.call(json!({"kind": "get", "id": id.expose()}));
+        match self.store.get(id).await {
+            Ok(None) => call.done(&self.history, json!({ "found": false })),
+            Ok(Some(record)) => {
+                let token = record.get::<String>("token").ok().flatten();
+                call.done(
+                    &self.history,
+                    json!({"found": true, "version": record.version(), "token": token}),
+                );
+                self.seen.insert(id.clone(), record);
+            }
+            // A failed read has no effect: left out of the history.
+            Err(_) => {}
+        }
+    }
+
+    async fn update(&mut self, id: &SessionId) {
+        if !self.seen.contains_key(id) {
+            return self.get(id).await;
+        }
+        let mut record = self.record_for(id);
+        let token = record.get::<String>("token").ok().flatten();
+        let call = self.call(json!({
+            "kind": "update", "id": id.expose(), "version": record.version(), "token": token,
+        }));
+        match self.store.update(&mut record).await {
+            Ok(()) => {
+                call.done(&self.history, json!({ "ok": true }));
+                self.seen.insert(id.clone(), record);
+            }
+            Err(err) if err.is_conflict() => call.done(&self.history, json!({ "ok": false })),
+            Err(_) => call.unknown(&self.history),
+        }
+    }
+
+    async fn set(&mut self, id: &SessionId) {
+        let mut record = self.record_for(id);
+        let token = record.get::<String>("token").ok().flatten();
+        let call = self.call(json!({
+            "kind": "set", "id": id.expose(), "version": record.version(), "token": token,
+        }));
+        match self.store.set(&mut record).await {
+            Ok(()) => {
+                call.done(&self.history, json!({ "version": record.version() }));
+                self.seen.insert(id.clone(), record);
+            }
+            Err(_) => call.unknown(&self.history),
+        }
+    }
+
+    async fn touch(&mut self, id: &SessionId) {
+        let call = self.call(json!({"kind": "touch", "id": id.expose()}));
+        let later = in_an_hour() + time::Duration::minutes(30);
+        // A touch changes no version or value: a failed one is left out.
+        if let Ok(live) = self.store.touch(id, later).await {
+            call.done(&self.history, json!({ "live": live }));
+        }
+    }
+
+    async fn destroy(&mut self, id: &SessionId) {
+        let call = self.call(json!({"kind": "destroy", "id": id.expose()}));
+        match self.store.destroy(id).await {
+            Ok(()) => call.done(&self.history, json!({})),
+            Err(_) => call.unknown(&self.history),
+        }
+    }
+
+    async fn rename(&mut self, from: &SessionId) {
+        let to = SessionId::generate();
+        self.owner.add(to.clone());
+        let call = self.call(json!({"kind": "rename", "from": from.expose(), "to": to.expose()}));
+        match self.store.rename(from, &to).await {
+            Ok(outcome) => {
+                let result = match outcome {
+                    Rename::Moved => "moved",
+                    Rename::SourceMissing => "source_missing",
+                    Rename::TargetTaken => "target_taken",
+                };
+                call.done(&self.history, json!({ "result": result }));
+                if let (Rename::Moved, Some(mut record)) = (outcome, self.seen.remove(from)) {
+                    record.set_id(to.clone());
+                    self.seen.insert(to, record);
+                }
+            }
+            Err(_) => call.unknown(&self.history),
+        }
+    }
+
+    async fn list(&mut self) {
+        let call = self.call(json!({"kind": "list", "owner": self.owner.name}));
+        // A failed read has no effect: left out of the history.
+        if let Ok(records) = self.store.list_by_owner(&self.owner.name).await {
+            let ids: Vec<&str> = records.iter().map(|r| r.id().expose()).collect();
+            call.done(&self.history, json!({ "ids": ids }));
+        }
+    }
+
+    async fn revoke(&mut self) {
+        let call = self.call(json!({"kind": "revoke", "owner": self.owner.name}));
+        match self.store.destroy_by_owner(&self.owner.name).await {
+            Ok(count) => call.done(&self.history, json!({ "count": count })),
+            Err(_) => call.unknown(&self.history),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The concurrent workload on every store and wrapper with a healthy server, its recorded
+//! history judged by the linearizability checker (`integration-tests/lincheck`). The fault
+//! tests and the soak run check the same under network faults and server crashes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration_tests::backends::ALL;
+use integration_tests::workload::Workload;
+use integration_tests::{Backend, Skip, server_url};
+use session_core::conformance::skip;
+use session_core::{HashedIds, SessionStore};
+use session_memory::{CachedStore, MemoryStore};
+
+async fn check(name: &str, store: Arc<dyn SessionStore>) {
+    let report = Workload::default()
+        .start(store)
+        .run(tokio::time::sleep(Duration::from_secs(4)))
+        .await;
+    assert!(
+        report.is_clean(),
+        "{name}:\n{}\n{report}",
+        report.problems()
+    );
+    match report.check_linearizability(&format!("healthy-{name}"), "healthy") {
+        Ok(verdict) => {
+            eprintln!("{name}: {verdict:?}");
+            assert!(
+                verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
+                "{name}: the history is not linearizable: {verdict:?} (see target/histories)"
+            );
+        }
+        Err(reason) => skip(&format!("the linearizability check of {name}"), &reason),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend() {
+    for (name, factory) in ALL {
+        match factory().await {
+            Ok(store) => check(name, store).await,
+            Err(Skip(reason)) => skip(&format!("linearizability on {name}"), &reason),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrappers_over_memory() {
+    check(
+        "hashed-memory",
+        Arc::new(HashedIds::new(MemoryStore::new())),
+    )
+    .await;
+    let cached = CachedStore::builder(MemoryStore::new()).build();
+    check("cached-memory", Arc::new(cached)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster() {
+    let url = match server_url(Backend::RedisCluster) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip("linearizability on a Redis Cluster", &reason),
+    };
+    for client in [session_redis::Client::Fred, session_redis::Client::RedisRs] {
+        let store = session_redis::RedisStore::builder()
+            .url(&url)
+            .client(client)
+            .prefix(format!(
+                "lin:{}:",
+                &session_core::SessionId::generate().expose()[..8]
+            ))
+            .connect()
+            .await
+            .unwrap();
+        check(
+            &format!("cluster-{client:?}").to_lowercase(),
+            Arc::new(store),
+        )
+        .await;
+    }
+}
