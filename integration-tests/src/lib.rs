@@ -9,9 +9,9 @@
 
 use std::sync::{Mutex, OnceLock};
 
-pub mod cutter;
 pub mod history;
 pub mod linearizable;
+pub mod proxy;
 pub mod servers;
 pub mod targets;
 pub mod toxiproxy;

@@ -27,6 +27,13 @@ pub struct Partitions {
     pub workers: usize,
     /// Calls per worker before its owner's partition closes and a new one starts.
     pub calls_per_partition: usize,
+    /// Whether workers also call `list_by_owner` and `destroy_by_owner`, which see several
+    /// sessions as of one instant (not on a Redis Cluster or MongoDB, whose docs say so).
+    pub owner_calls: bool,
+    /// Whether a `rename` is one step, so other workers may call its target while it runs.
+    /// When not (a Redis Cluster: a copy, then a delete), the target joins the calls only
+    /// once the move returned, as with `cycle_id`'s fresh ids, which nobody knows earlier.
+    pub moves_atomic: bool,
 }
 
 impl Default for Partitions {
@@ -35,6 +42,8 @@ impl Default for Partitions {
             owners: 2,
             workers: 3,
             calls_per_partition: 120,
+            owner_calls: true,
+            moves_atomic: true,
         }
     }
 }
@@ -44,6 +53,13 @@ struct Owner {
     name: String,
     /// Every id used in the partition, newest last.
     ids: std::sync::Mutex<Vec<SessionId>>,
+    /// A call on this owner's sessions had an unknown outcome: no more listings and
+    /// revocations, which would observe every such call at once (each doubling the orders
+    /// the checker must try).
+    tainted: AtomicBool,
+    /// A revocation had an unknown outcome (it may land at any later point and touches
+    /// every session): the partition ends.
+    closed: AtomicBool,
 }
 
 impl Owner {
@@ -52,6 +68,8 @@ impl Owner {
         Self {
             name: format!("lin-{slot}-{round}-{}", &tag.expose()[..8]),
             ids: std::sync::Mutex::default(),
+            tainted: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -59,10 +77,33 @@ impl Owner {
         self.ids.lock().unwrap_or_else(|p| p.into_inner()).push(id);
     }
 
+    /// Stops calling `id`: a call on it failed without telling whether it took effect. Later
+    /// calls on such an id would each double the orders the checker must try (the write may
+    /// land before or after any of them), so the workers move on, as a client with a broken
+    /// session would start a new one. A write that answered wrongly (a conflict for a write
+    /// that happened) is a definite answer and keeps its id in play.
+    fn retire(&self, id: &SessionId) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|known| known != id);
+    }
+
+    /// A listed id as the workers know it: behind `HashedIds` a listing names sessions by
+    /// their hashed ids.
+    fn plain(&self, listed: &SessionId) -> String {
+        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.iter()
+            .find(|id| *id == listed || id.hashed() == *listed)
+            .unwrap_or(listed)
+            .expose()
+            .to_owned()
+    }
+
     /// One of the recent ids (the ones still worth calling).
     fn pick(&self) -> Option<SessionId> {
         let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let recent = &ids[ids.len().saturating_sub(6)..];
+        let recent = &ids[ids.len().saturating_sub(8)..];
         (!recent.is_empty()).then(|| recent[fastrand::usize(..recent.len())].clone())
     }
 }
@@ -92,8 +133,11 @@ pub async fn run(
                             history: history.clone(),
                             owner: owner.clone(),
                             client: slot * 100 + n,
+                            owner_calls: partitions.owner_calls,
+                            moves_atomic: partitions.moves_atomic,
                             seen: HashMap::new(),
                             seq: 0,
+                            unknown: 0,
                         };
                         let stop = stop.clone();
                         tokio::spawn(worker.run(partitions.calls_per_partition, stop))
@@ -116,20 +160,32 @@ struct Worker {
     history: Arc<History>,
     owner: Arc<Owner>,
     client: usize,
+    owner_calls: bool,
+    moves_atomic: bool,
     /// The record this worker last read or wrote under each id (for versions).
     seen: HashMap<SessionId, Record>,
     seq: u64,
+    /// Calls of unknown outcome so far.
+    unknown: u64,
 }
 
 impl Worker {
     async fn run(mut self, calls: usize, stop: Arc<AtomicBool>) {
         for _ in 0..calls {
-            if stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) || self.owner.closed.load(Ordering::Relaxed) {
                 break;
             }
+            let unknown_before = self.unknown;
             self.step().await;
-            // A little think time, so the workers interleave instead of one racing ahead.
-            tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..6))).await;
+            // A little think time, so the workers interleave instead of one racing ahead; and
+            // after a failure, a pause as a client's retry would take (each call of unknown
+            // outcome multiplies the orders the checker must try).
+            let pause = if self.unknown > unknown_before {
+                fastrand::u64(150..300)
+            } else {
+                fastrand::u64(1..6)
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
         }
     }
 
@@ -162,13 +218,25 @@ impl Worker {
             62..70 => self.touch(&id).await,
             70..77 => self.destroy(&id).await,
             77..86 => self.rename(&id).await,
-            86..97 => self.list().await,
-            _ => self.revoke().await,
+            86..97 if self.owner_calls() => self.list().await,
+            97.. if self.owner_calls() => self.revoke().await,
+            _ => self.get(&id).await,
         }
     }
 
     fn call(&self, op: Value) -> crate::history::Call {
         self.history.call(&self.owner.name, self.client, op)
+    }
+
+    /// Records that `call` failed without telling whether it took effect.
+    fn unknown(&mut self, call: crate::history::Call) {
+        call.unknown(&self.history);
+        self.unknown += 1;
+        self.owner.tainted.store(true, Ordering::Relaxed);
+    }
+
+    fn owner_calls(&self) -> bool {
+        self.owner_calls && !self.owner.tainted.load(Ordering::Relaxed)
     }
 
     async fn insert(&mut self) {
@@ -184,7 +252,10 @@ impl Worker {
                     self.seen.insert(id, record);
                 }
             }
-            Err(_) => call.unknown(&self.history),
+            Err(_) => {
+                self.unknown(call);
+                self.owner.retire(&id);
+            }
         }
     }
 
@@ -220,7 +291,10 @@ impl Worker {
                 self.seen.insert(id.clone(), record);
             }
             Err(err) if err.is_conflict() => call.done(&self.history, json!({ "ok": false })),
-            Err(_) => call.unknown(&self.history),
+            Err(_) => {
+                self.unknown(call);
+                self.owner.retire(id);
+            }
         }
     }
 
@@ -235,7 +309,10 @@ impl Worker {
                 call.done(&self.history, json!({ "version": record.version() }));
                 self.seen.insert(id.clone(), record);
             }
-            Err(_) => call.unknown(&self.history),
+            Err(_) => {
+                self.unknown(call);
+                self.owner.retire(id);
+            }
         }
     }
 
@@ -252,13 +329,18 @@ impl Worker {
         let call = self.call(json!({"kind": "destroy", "id": id.expose()}));
         match self.store.destroy(id).await {
             Ok(()) => call.done(&self.history, json!({})),
-            Err(_) => call.unknown(&self.history),
+            Err(_) => {
+                self.unknown(call);
+                self.owner.retire(id);
+            }
         }
     }
 
     async fn rename(&mut self, from: &SessionId) {
         let to = SessionId::generate();
-        self.owner.add(to.clone());
+        if self.moves_atomic {
+            self.owner.add(to.clone());
+        }
         let call = self.call(json!({"kind": "rename", "from": from.expose(), "to": to.expose()}));
         match self.store.rename(from, &to).await {
             Ok(outcome) => {
@@ -268,12 +350,19 @@ impl Worker {
                     Rename::TargetTaken => "target_taken",
                 };
                 call.done(&self.history, json!({ "result": result }));
+                if !self.moves_atomic {
+                    self.owner.add(to.clone());
+                }
                 if let (Rename::Moved, Some(mut record)) = (outcome, self.seen.remove(from)) {
                     record.set_id(to.clone());
                     self.seen.insert(to, record);
                 }
             }
-            Err(_) => call.unknown(&self.history),
+            Err(_) => {
+                self.unknown(call);
+                self.owner.retire(from);
+                self.owner.retire(&to);
+            }
         }
     }
 
@@ -281,7 +370,7 @@ impl Worker {
         let call = self.call(json!({"kind": "list", "owner": self.owner.name}));
         // A failed read has no effect: left out of the history.
         if let Ok(records) = self.store.list_by_owner(&self.owner.name).await {
-            let ids: Vec<&str> = records.iter().map(|r| r.id().expose()).collect();
+            let ids: Vec<String> = records.iter().map(|r| self.owner.plain(r.id())).collect();
             call.done(&self.history, json!({ "ids": ids }));
         }
     }
@@ -290,7 +379,10 @@ impl Worker {
         let call = self.call(json!({"kind": "revoke", "owner": self.owner.name}));
         match self.store.destroy_by_owner(&self.owner.name).await {
             Ok(count) => call.done(&self.history, json!({ "count": count })),
-            Err(_) => call.unknown(&self.history),
+            Err(_) => {
+                self.unknown(call);
+                self.owner.closed.store(true, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -1,10 +1,16 @@
-//! A TCP proxy that loses one reply on purpose: the request reaches the server and runs, its
-//! reply never reaches the client, and the connection is closed, as when a connection drops
-//! after the server ran a command. toxiproxy's toxics act on every connection and byte
-//! alike; this one picks the request, so a test can say which command's reply is lost.
+//! A TCP proxy in the test's own process that misbehaves on command:
+//!
+//! - [`FaultProxy::arm`] loses one reply on purpose: the request reaches the server and
+//!   runs, its reply never reaches the client, and the connection is closed, as when a
+//!   connection drops after the server ran a command. toxiproxy's toxics act on every
+//!   connection and byte alike; this one picks the request, so a test can say which
+//!   command's reply is lost.
+//! - [`FaultProxy::slow_down`] delays every byte from then on, so a store connected while it
+//!   was fast now gets every answer after its timeout (the conformance suite's slow store).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -12,7 +18,7 @@ use tokio::task::JoinHandle;
 
 /// A proxy in front of one server; see the [module docs](self).
 #[derive(Debug)]
-pub struct ReplyCutter {
+pub struct FaultProxy {
     listen: String,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
@@ -23,9 +29,18 @@ struct Shared {
     /// The byte strings a request must all contain to have its reply cut (one-shot).
     armed: Mutex<Option<Vec<Vec<u8>>>>,
     cuts: AtomicU64,
+    /// How long each chunk waits before it is forwarded, in milliseconds.
+    delay_ms: AtomicU64,
 }
 
 impl Shared {
+    async fn pause(&self) {
+        let ms = self.delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
     /// Whether `request` is the armed one (disarming it).
     fn take_if_armed(&self, request: &[u8]) -> bool {
         let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
@@ -43,7 +58,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-impl ReplyCutter {
+impl FaultProxy {
     /// Listens on a free port of 127.0.0.1 and forwards every connection to `upstream`
     /// (`host:port`).
     pub async fn start(upstream: &str) -> std::io::Result<Self> {
@@ -87,9 +102,21 @@ impl ReplyCutter {
     pub fn cuts(&self) -> u64 {
         self.shared.cuts.load(Ordering::SeqCst)
     }
+
+    /// Delays every chunk of bytes, either way, by `delay` from now on.
+    pub fn slow_down(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Lets the proxy run until the tokio runtime it started on ends, without a handle (for
+    /// a harness that hands out only the store).
+    pub fn run_in_background(self) {
+        std::mem::forget(self);
+    }
 }
 
-impl Drop for ReplyCutter {
+impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -113,6 +140,7 @@ async fn forward(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 if shared.take_if_armed(&buffer[..n]) {
                     cut_pending.store(true, Ordering::SeqCst);
                 }
+                shared.pause().await;
                 if server_write.write_all(&buffer[..n]).await.is_err() {
                     return;
                 }
@@ -120,6 +148,7 @@ async fn forward(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         }
     };
     let downstream = {
+        let shared = Arc::clone(&shared);
         async move {
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
@@ -131,6 +160,7 @@ async fn forward(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     shared.cuts.fetch_add(1, Ordering::SeqCst);
                     return;
                 }
+                shared.pause().await;
                 if client_write.write_all(&buffer[..n]).await.is_err() {
                     return;
                 }
@@ -143,4 +173,22 @@ async fn forward(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
         () = upstream => {}
         () = downstream => {}
     }
+}
+
+/// A store (built by `connect` from the URL it is given) whose server, `url`'s, answers every
+/// call three times `timeout` late from the moment `connect` returned: the conformance
+/// suite's [`Harness::slow_store`](session_core::conformance::Harness::slow_store) for a
+/// network backend.
+pub async fn slow_store<S, F, Fut>(url: &str, timeout: Duration, connect: F) -> S
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    let proxy = FaultProxy::start(crate::targets::host_port(url))
+        .await
+        .unwrap_or_else(|err| panic!("starting a proxy to {url}: {err}"));
+    let store = connect(crate::targets::with_host_port(url, proxy.listen())).await;
+    proxy.slow_down(timeout * 3);
+    proxy.run_in_background();
+    store
 }

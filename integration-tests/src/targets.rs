@@ -6,6 +6,7 @@ use std::sync::Arc;
 use session_core::{SessionId, SessionStore, StoreOptions};
 
 use crate::Backend;
+use crate::linearizable::Partitions;
 
 /// A network store and, for Redis, its client library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,18 @@ impl Target {
             Self::RedisFred | Self::RedisRs => Backend::Redis,
             Self::Postgres => Backend::Postgres,
             Self::Mongo => Backend::Mongo,
+        }
+    }
+
+    /// How the recorded workload runs on this store: owner-wide calls and moves are one
+    /// atomic step on Redis (one server) and PostgreSQL; on MongoDB a move is two writes and
+    /// a revocation goes session by session (its docs say so), so those are not watched.
+    pub fn partitions(self) -> Partitions {
+        let atomic = self != Self::Mongo;
+        Partitions {
+            owner_calls: atomic,
+            moves_atomic: atomic,
+            ..Partitions::default()
         }
     }
 

@@ -41,7 +41,7 @@ pub enum Fault {
     Unreachable,
     /// Connections stay open but nothing reaches the server and nothing comes back.
     HalfOpen,
-    /// Each connection closed after a few KiB of replies, in the middle of one: the server
+    /// Each connection closed after 16 KiB of replies, in the middle of one: the server
     /// ran the command, its reply is lost. A client that sent it again (fred's default) would
     /// apply a compare-and-swap twice.
     LostReplies,
@@ -159,7 +159,7 @@ impl Proxy {
             Fault::ConnectionReset => toxic("reset_peer", "upstream", json!({"timeout": 0})),
             // timeout 0: hold the data and the connection until the toxic is removed.
             Fault::HalfOpen => toxic("timeout", "upstream", json!({"timeout": 0})),
-            Fault::LostReplies => toxic("limit_data", "downstream", json!({"bytes": 4096})),
+            Fault::LostReplies => toxic("limit_data", "downstream", json!({"bytes": 16384})),
         };
         self.client
             .call(

@@ -40,7 +40,10 @@ async fn scenario(target: Target, fault: Fault) {
         .proxy(&name, host_port(&url))
         .await
         .unwrap_or_else(|err| panic!("{test}: {err}"));
-    let workload = Workload::default();
+    let workload = Workload {
+        recorded: Some(target.partitions()),
+        ..Workload::default()
+    };
     let options = StoreOptions {
         timeout: workload.timeout,
         ..StoreOptions::default()
@@ -72,6 +75,7 @@ async fn scenario(target: Target, fault: Fault) {
         report.problems()
     );
     let name = format!("{}-{fault:?}", target.name()).to_lowercase();
+    let mut unknown = 0;
     match report.check_linearizability(&name, &format!("{fault:?}")) {
         Ok(verdict) => {
             eprintln!("{test}: linearizability: {verdict:?}");
@@ -79,6 +83,7 @@ async fn scenario(target: Target, fault: Fault) {
                 verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
                 "{test}: the history is not linearizable: {verdict:?} (see target/histories)"
             );
+            unknown = verdict.unknown;
         }
         Err(reason) => skip(&format!("the linearizability check of {test}"), &reason),
     }
@@ -90,9 +95,14 @@ async fn scenario(target: Target, fault: Fault) {
         report.acked_updates > 0 && report.acked_creates > 0,
         "{test}: the workload made no progress: {report}"
     );
-    if fault != Fault::LatencySpike {
+    // A latency spike need not fail anything; on MongoDB the replies a 16 KiB cut lands in
+    // are nearly always reads (1 KiB documents, against tens of bytes for a write's reply),
+    // which the driver retries by itself. (tests/lost_replies.rs loses a write's reply there.)
+    let may_pass_unseen =
+        fault == Fault::LatencySpike || (fault == Fault::LostReplies && target == Target::Mongo);
+    if !may_pass_unseen {
         assert!(
-            report.errors.values().sum::<u64>() > 0,
+            report.errors.values().sum::<u64>() + unknown > 0,
             "{test}: no call failed, so the fault never reached the store: {report}"
         );
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::backends::ALL;
+use integration_tests::targets::Target;
 use integration_tests::workload::Workload;
 use integration_tests::{Backend, Skip, server_url};
 use session_core::conformance::skip;
@@ -13,7 +14,11 @@ use session_core::{HashedIds, SessionStore};
 use session_memory::{CachedStore, MemoryStore};
 
 async fn check(name: &str, store: Arc<dyn SessionStore>) {
-    let report = Workload::default()
+    check_with(name, store, Workload::default()).await;
+}
+
+async fn check_with(name: &str, store: Arc<dyn SessionStore>, workload: Workload) {
+    let report = workload
         .start(store)
         .run(tokio::time::sleep(Duration::from_secs(4)))
         .await;
@@ -34,11 +39,27 @@ async fn check(name: &str, store: Arc<dyn SessionStore>) {
     }
 }
 
+/// The workload for a store whose owner-wide calls and moves are not one atomic step, as
+/// its docs say (a Redis Cluster, MongoDB): those are not recorded, or not watched while
+/// they run.
+fn weaker() -> Workload {
+    Workload {
+        recorded: Some(Target::Mongo.partitions()),
+        ..Workload::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_backend() {
     for (name, factory) in ALL {
+        let workload = if *name == "mongo" {
+            // A move is two writes there (insert the copy, delete the original).
+            weaker()
+        } else {
+            Workload::default()
+        };
         match factory().await {
-            Ok(store) => check(name, store).await,
+            Ok(store) => check_with(name, store, workload).await,
             Err(Skip(reason)) => skip(&format!("linearizability on {name}"), &reason),
         }
     }
@@ -72,10 +93,9 @@ async fn redis_cluster() {
             .connect()
             .await
             .unwrap();
-        check(
-            &format!("cluster-{client:?}").to_lowercase(),
-            Arc::new(store),
-        )
-        .await;
+        // Listings and revocations span nodes there, without one instant (the crate docs
+        // say so): the calls on one session are checked.
+        let name = format!("cluster-{client:?}").to_lowercase();
+        check_with(&name, Arc::new(store), weaker()).await;
     }
 }

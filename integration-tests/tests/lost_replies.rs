@@ -3,7 +3,7 @@
 //! compare-and-swap or a rename's delete applied twice), and the caller must never be told
 //! "conflict" for a write that happened or "no session" for a session that moved.
 //!
-//! Each test puts [`ReplyCutter`] between the store and its server and loses the reply to
+//! Each test puts [`FaultProxy`] between the store and its server and loses the reply to
 //! one chosen request, on every network store (Redis with fred and with redis-rs,
 //! PostgreSQL, FerretDB). Redis Cluster is not proxied: its nodes announce their own
 //! addresses, which clients then use directly.
@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::cutter::ReplyCutter;
+use integration_tests::proxy::FaultProxy;
 use integration_tests::targets::{Target, host_port, with_host_port};
 use integration_tests::{Skip, server_url};
 use session_core::conformance::skip;
@@ -23,10 +23,7 @@ fn in_an_hour() -> time::OffsetDateTime {
     now() + time::Duration::hours(1)
 }
 
-async fn through_cutter(
-    target: Target,
-    test: &str,
-) -> Option<(ReplyCutter, Arc<dyn SessionStore>)> {
+async fn through_proxy(target: Target, test: &str) -> Option<(FaultProxy, Arc<dyn SessionStore>)> {
     let url = match server_url(target.backend()) {
         Ok(url) => url,
         Err(Skip(reason)) => {
@@ -34,7 +31,7 @@ async fn through_cutter(
             return None;
         }
     };
-    let cutter = ReplyCutter::start(host_port(&url)).await.unwrap();
+    let cutter = FaultProxy::start(host_port(&url)).await.unwrap();
     let options = StoreOptions {
         timeout: Duration::from_secs(2),
         ..StoreOptions::default()
@@ -78,7 +75,7 @@ fn rename_request(target: Target, from: &SessionId) -> Vec<&[u8]> {
 
 async fn lost_update_reply(target: Target) {
     let test = "a lost update reply";
-    let Some((cutter, store)) = through_cutter(target, test).await else {
+    let Some((cutter, store)) = through_proxy(target, test).await else {
         return;
     };
     let name = target.name();
@@ -118,7 +115,7 @@ async fn lost_update_reply(target: Target) {
 
 async fn lost_rename_reply(target: Target) {
     let test = "a lost rename reply";
-    let Some((cutter, store)) = through_cutter(target, test).await else {
+    let Some((cutter, store)) = through_proxy(target, test).await else {
         return;
     };
     let name = target.name();

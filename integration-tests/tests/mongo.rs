@@ -7,9 +7,10 @@
 
 use std::time::Duration as StdDuration;
 
+use integration_tests::proxy::slow_store;
 use integration_tests::{Backend, Skip, server_url};
 use serde_json::json;
-use session_core::conformance::Harness;
+use session_core::conformance::{Harness, Unrun};
 use session_core::{Error, Record, SessionId, SessionStore, StoreOptions, async_trait, now};
 use session_mongo::mongodb::bson::{Bson, DateTime, Document, doc};
 use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
@@ -108,6 +109,15 @@ mod interval {
             write_garbage(store, id).await;
             Ok(())
         }
+
+        async fn slow_store(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
+            let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
+            let timeout = options.timeout;
+            Ok(slow_store(&url, timeout, |url| async move {
+                connect(&url, ExpiryMode::Disabled, options).await.unwrap()
+            })
+            .await)
+        }
     }
 
     session_core::conformance_suite!(IntervalHarness);
@@ -140,6 +150,15 @@ mod native {
         async fn write_corrupt(&self, store: &MongoStore, id: &SessionId) -> Result<(), Skip> {
             write_garbage(store, id).await;
             Ok(())
+        }
+
+        async fn slow_store(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
+            let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
+            let timeout = options.timeout;
+            Ok(slow_store(&url, timeout, |url| async move {
+                connect(&url, ExpiryMode::Native, options).await.unwrap()
+            })
+            .await)
         }
     }
 
@@ -527,6 +546,52 @@ mod behaviour {
             store.destroy(&moved).await.unwrap();
         }
     }
+}
+
+/// A write cancelled part way (its caller timed out, or its request went away) leaves no
+/// lease lock behind: on FerretDB the next writes of that session, logout included, go
+/// through at once instead of waiting out the lease (twice the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_writes_leave_no_lock_behind() {
+    let url = match server_url(Backend::Mongo) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip_or_fail("the cancelled-writes test", &reason),
+    };
+    let options = StoreOptions {
+        timeout: StdDuration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    let store = connect(&url, ExpiryMode::Disabled, options).await.unwrap();
+    let mut record = Record::new(now() + Duration::hours(1));
+    record.insert("n", 0).unwrap();
+    store.create(&mut record).await.unwrap();
+    let id = record.id().clone();
+    for cancel_after in [0, 1, 2, 3, 5, 8, 12, 20, 30, 50, 80] {
+        let mut stale = store.get(&id).await.unwrap().unwrap();
+        stale.insert("n", cancel_after).unwrap();
+        let cancelled = tokio::time::timeout(
+            StdDuration::from_millis(cancel_after),
+            store.update(&mut stale),
+        );
+        let _ = cancelled.await;
+        // The cancelled update may still land (its outcome is unknown): modify reads again.
+        let started = std::time::Instant::now();
+        session_core::modify(&store, &id, 4, |r| {
+            r.insert("after", cancel_after).ok();
+        })
+        .await
+        .unwrap_or_else(|err| panic!("after a cancel at {cancel_after} ms: {err}"))
+        .expect("the session is there");
+        assert!(store.touch(&id, now() + Duration::hours(2)).await.unwrap());
+        assert!(
+            started.elapsed() < StdDuration::from_secs(1),
+            "a write cancelled after {cancel_after} ms held the session's lock: the next \
+             writes waited {:?}",
+            started.elapsed()
+        );
+    }
+    store.destroy(&id).await.unwrap();
+    assert!(store.get(&id).await.unwrap().is_none());
 }
 
 /// Fault (a): a dedicated FerretDB process is killed mid-run and restarted.

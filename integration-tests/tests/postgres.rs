@@ -10,10 +10,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use integration_tests::proxy::slow_store;
 use integration_tests::servers::{DedicatedServer, PostgresServer};
 use integration_tests::{Backend, Skip, server_url};
 use serde_json::json;
-use session_core::conformance::Harness;
+use session_core::conformance::{Harness, Unrun};
 use session_core::{
     CorruptPolicy, Error, Record, SessionId, SessionStore, StoreOptions, async_trait, now,
 };
@@ -53,6 +54,18 @@ impl Harness for PgHarness {
         )
         .await;
         Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<PostgresStore, Unrun> {
+        let url = server_url(Backend::Postgres).map_err(Unrun::Skip)?;
+        let timeout = options.timeout;
+        Ok(slow_store(&url, timeout, |url| async move {
+            let store = fresh_store_at(&url, options, |b| b.max_connections(2)).await;
+            // Connected and migrated while the proxy is still fast.
+            store.count().await.unwrap();
+            store
+        })
+        .await)
     }
 }
 
@@ -110,11 +123,22 @@ async fn fresh_store(
     ) -> session_postgres::PostgresStoreBuilder,
 ) -> PostgresStore {
     let url = server_url(Backend::Postgres).unwrap();
+    fresh_store_at(&url, options, configure).await
+}
+
+/// [`fresh_store`] on the server at `url`.
+async fn fresh_store_at(
+    url: &str,
+    options: StoreOptions,
+    configure: impl FnOnce(
+        session_postgres::PostgresStoreBuilder,
+    ) -> session_postgres::PostgresStoreBuilder,
+) -> PostgresStore {
     let builder = PostgresStore::builder()
         .schema(SCHEMA)
         .table(unique_table())
         .options(options);
-    let store = configure(builder).connect(&url).await.unwrap();
+    let store = configure(builder).connect(url).await.unwrap();
     store.migrate().await.unwrap();
     clean_schema_once(store.pool()).await;
     store

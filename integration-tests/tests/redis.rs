@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
+use integration_tests::proxy::slow_store;
 use integration_tests::{Backend, Skip, server_url};
-use session_core::conformance::Harness;
+use session_core::conformance::{Harness, NotApplicable, Unrun};
 use session_core::{Error, SessionId, StoreOptions};
 use session_redis::{Client, RedisStore};
 
@@ -50,6 +51,55 @@ impl Harness for RedisHarness {
             .await
             .unwrap();
         Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<RedisStore, Unrun> {
+        self.slow(options, false).await
+    }
+
+    fn spans_sessions_atomically(&self) -> Result<(), &'static str> {
+        self.one_server()
+    }
+}
+
+impl RedisHarness {
+    /// On a cluster the owner-wide calls run node by node (the crate docs say so).
+    fn one_server(&self) -> Result<(), &'static str> {
+        if self.backend == Backend::RedisCluster {
+            return Err(
+                "on a Redis Cluster, destroy_by_owner goes node by node and can miss a \
+                        session a concurrent cycle_id moves at that moment (session-redis \
+                        docs, \"How each call works\")",
+            );
+        }
+        Ok(())
+    }
+
+    /// A store behind a proxy that slows its server down once connected.
+    async fn slow(&self, options: StoreOptions, express: bool) -> Result<RedisStore, Unrun> {
+        if self.backend == Backend::RedisCluster {
+            return Err(Unrun::NotApplicable(NotApplicable(
+                "a proxy in front of one cluster node is bypassed (nodes announce their own \
+                 addresses); the standalone harness checks the timeout"
+                    .into(),
+            )));
+        }
+        let url = server_url(self.backend).map_err(Unrun::Skip)?;
+        let client = self.client;
+        Ok(slow_store(&url, options.timeout, |url| async move {
+            let builder = RedisStore::builder()
+                .url(&url)
+                .client(client)
+                .prefix(unique_prefix())
+                .options(options);
+            let builder = if express {
+                builder.express_session()
+            } else {
+                builder
+            };
+            builder.connect().await.unwrap()
+        })
+        .await)
     }
 }
 
@@ -287,6 +337,36 @@ mod extra {
         }
     }
 
+    /// "Log out everywhere" with one of the owner's sessions corrupt (its value no longer
+    /// decodes, so its owner can't be read from it): the others are revoked all the same, and
+    /// so is the corrupt one, which the owner index lists for that owner.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn revocation_goes_through_a_corrupt_session() {
+        for harness in available().await {
+            let store = harness.store(StoreOptions::default()).await;
+            let owner = format!("owner-{}", &SessionId::generate().expose()[..8]);
+            let mut sessions = Vec::new();
+            for _ in 0..3 {
+                let mut record = Record::new(in_an_hour());
+                record.set_owner(Some(owner.clone()));
+                store.create(&mut record).await.unwrap();
+                sessions.push(record);
+            }
+            store
+                .raw_set(&store.key_for(sessions[0].id()), b"{garbage")
+                .await
+                .unwrap();
+            let revoked = store.destroy_by_owner(&owner).await.unwrap();
+            assert_eq!(revoked, 2, "{harness:?}: the two decodable sessions count");
+            for record in &sessions {
+                assert!(
+                    !store.raw_exists(&store.key_for(record.id())).await.unwrap(),
+                    "{harness:?}: a session of the owner survived"
+                );
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_urls_are_config_errors() {
         for url in [
@@ -415,6 +495,14 @@ mod express {
 
         async fn write_corrupt(&self, store: &RedisStore, id: &SessionId) -> Result<(), Skip> {
             self.0.write_corrupt(store, id).await
+        }
+
+        async fn slow_store(&self, options: StoreOptions) -> Result<RedisStore, Unrun> {
+            self.0.slow(options, true).await
+        }
+
+        fn spans_sessions_atomically(&self) -> Result<(), &'static str> {
+            self.0.one_server()
         }
     }
 
@@ -569,6 +657,30 @@ mod express {
                     .unwrap_err()
                     .is_conflict()
             );
+        }
+    }
+
+    /// JavaScript strings may hold half an emoji (a lone UTF-16 surrogate), which
+    /// JSON.stringify writes as `\ud83d`: a session Node stored with one reads, with U+FFFD
+    /// in its place, instead of failing on every request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn node_strings_with_lone_surrogates_read() {
+        for harness in available().await {
+            let store = harness.store(StoreOptions::default()).await;
+            let id = SessionId::generate();
+            let value = r#"{"cookie":{"originalMaxAge":3600000,"expires":null,"httpOnly":true,"path":"/"},"name":"ab\ud83d","pair":"\ud83d\ude00"}"#;
+            let expires_ms = unix_millis(now()) + 3_600_000;
+            store
+                .raw_set_pxat(&store.key_for(&id), value.as_bytes(), expires_ms)
+                .await
+                .unwrap();
+            let record = store.get(&id).await.unwrap().unwrap();
+            assert_eq!(
+                record.get::<String>("name").unwrap().as_deref(),
+                Some("ab\u{fffd}"),
+                "{harness:?}"
+            );
+            assert_eq!(record.get::<String>("pair").unwrap().as_deref(), Some("😀"));
         }
     }
 

@@ -8,10 +8,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
+use integration_tests::proxy::slow_store;
 use integration_tests::{Backend, Skip, server_url};
 use serde_json::json;
-use session_core::conformance::Harness;
-use session_core::{Error, Record, SessionId, SessionStore, StoreOptions, async_trait, now};
+use session_core::conformance::{Harness, NotApplicable, Unrun};
+use session_core::{
+    Error, HashedIds, Record, SessionId, SessionStore, StoreOptions, async_trait, now,
+};
 use session_encrypted::{EncryptedStore, EncryptionKey};
 use session_memory::{CachedStore, MemoryStore};
 use session_mongo::mongodb::bson::doc;
@@ -47,6 +50,10 @@ trait InnerBackend: Send + Sync + 'static {
     /// A fresh, empty store that sees no other test's sessions.
     async fn fresh(&self, options: StoreOptions) -> Self::Store;
 
+    /// A fresh store whose server answers after `options.timeout` (see
+    /// [`Harness::slow_store`]).
+    async fn slow(&self, options: StoreOptions) -> Result<Self::Store, Unrun>;
+
     /// The data stored under `id` as the server holds it (bytes read around the store's
     /// codec where the backend allows), for checking that no plaintext is there.
     async fn raw_data(&self, store: &Self::Store, id: &SessionId) -> String;
@@ -67,18 +74,37 @@ impl<B: InnerBackend> Harness for Encrypted<B> {
     }
 
     async fn store(&self, options: StoreOptions) -> Self::Store {
-        let corrupt = options.corrupt;
-        EncryptedStore::new(self.0.fresh(options).await, test_keys())
+        let (inner, limit) = Self::inner_options(options);
+        EncryptedStore::new(self.0.fresh(inner).await, test_keys())
             .unwrap()
-            .corrupt_policy(corrupt)
+            .max_payload_bytes(limit)
     }
 
-    /// A record the inner store decodes fine but whose data the wrapper can't decrypt.
+    /// A record the inner store can't decode, as on that store. (Ciphertexts the wrapper
+    /// can't open are checked below: moved, tampered, sealed with a removed key.)
     async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
-        let mut record = Record::with_id(id.clone(), in_an_hour());
-        record.insert("enc", "garbage").unwrap();
-        store.inner().set(&mut record).await.unwrap();
+        self.0.write_corrupt(store.inner(), id).await;
         Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        let (inner, limit) = Self::inner_options(options);
+        Ok(EncryptedStore::new(self.0.slow(inner).await?, test_keys())
+            .unwrap()
+            .max_payload_bytes(limit))
+    }
+}
+
+impl<B> Encrypted<B> {
+    /// The inner store's options (room for the sealed form, about 4/3 of the data) and the
+    /// wrapper's own limit on the data.
+    fn inner_options(options: StoreOptions) -> (StoreOptions, usize) {
+        let limit = options.max_payload_bytes;
+        let inner = StoreOptions {
+            max_payload_bytes: limit.saturating_mul(2).saturating_add(1024),
+            ..options
+        };
+        (inner, limit)
     }
 }
 
@@ -97,6 +123,12 @@ impl InnerBackend for Memory {
 
     async fn fresh(&self, options: StoreOptions) -> MemoryStore {
         MemoryStore::builder().options(options).build()
+    }
+
+    async fn slow(&self, _: StoreOptions) -> Result<MemoryStore, Unrun> {
+        Err(Unrun::NotApplicable(NotApplicable(
+            "an in-process store has no server to be slow".into(),
+        )))
     }
 
     async fn raw_data(&self, store: &MemoryStore, id: &SessionId) -> String {
@@ -121,17 +153,18 @@ impl InnerBackend for Redis {
 
     async fn fresh(&self, options: StoreOptions) -> RedisStore {
         let url = server_url(Backend::Redis).unwrap();
-        RedisStore::builder()
-            .url(&url)
-            .client(Client::Fred)
-            .prefix(format!(
-                "test:enc:{}:sess:",
-                &SessionId::generate().expose()[..16]
-            ))
-            .options(options)
-            .connect()
-            .await
-            .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
+        redis_at(&url, options).await
+    }
+
+    async fn slow(&self, options: StoreOptions) -> Result<RedisStore, Unrun> {
+        let url = server_url(Backend::Redis).map_err(Unrun::Skip)?;
+        let timeout = options.timeout;
+        Ok(slow_store(
+            &url,
+            timeout,
+            |url| async move { redis_at(&url, options).await },
+        )
+        .await)
     }
 
     /// A plain `GET` of the session's key with the redis crate, around the store.
@@ -156,6 +189,20 @@ impl InnerBackend for Redis {
     }
 }
 
+async fn redis_at(url: &str, options: StoreOptions) -> RedisStore {
+    RedisStore::builder()
+        .url(url)
+        .client(Client::Fred)
+        .prefix(format!(
+            "test:enc:{}:sess:",
+            &SessionId::generate().expose()[..16]
+        ))
+        .options(options)
+        .connect()
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
+}
+
 struct Postgres;
 
 /// The schema of this binary's tables; dropped once per run.
@@ -170,31 +217,19 @@ impl InnerBackend for Postgres {
     }
 
     async fn fresh(&self, options: StoreOptions) -> PostgresStore {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         let url = server_url(Backend::Postgres).unwrap();
-        CLEANED
-            .get_or_init(|| async {
-                let pool = session_postgres::PgPool::connect(&url).await.unwrap();
-                let drop = format!("DROP SCHEMA IF EXISTS \"{PG_SCHEMA}\" CASCADE");
-                sqlx::query(&drop).execute(&pool).await.unwrap();
-                pool.close().await;
-            })
-            .await;
-        let table = format!(
-            "e{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let store = PostgresStore::builder()
-            .schema(PG_SCHEMA)
-            .table(table)
-            .options(options)
-            .connect(&url)
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        store
+        postgres_at(&url, options).await
+    }
+
+    async fn slow(&self, options: StoreOptions) -> Result<PostgresStore, Unrun> {
+        let url = server_url(Backend::Postgres).map_err(Unrun::Skip)?;
+        let timeout = options.timeout;
+        Ok(slow_store(&url, timeout, |url| async move {
+            let store = postgres_at(&url, options).await;
+            store.count().await.unwrap();
+            store
+        })
+        .await)
     }
 
     async fn raw_data(&self, store: &PostgresStore, id: &SessionId) -> String {
@@ -209,7 +244,7 @@ impl InnerBackend for Postgres {
     async fn write_corrupt(&self, store: &PostgresStore, id: &SessionId) {
         let sql = format!(
             "INSERT INTO {} (id, data, expires_at, created_at, version, format) \
-             VALUES ($1, '[1,2]'::jsonb, now() + interval '1 hour', now(), 1, 1)",
+             VALUES ($1, '[1,2]'::json, now() + interval '1 hour', now(), 1, 1)",
             store.table()
         );
         sqlx::query(&sql)
@@ -218,6 +253,33 @@ impl InnerBackend for Postgres {
             .await
             .unwrap();
     }
+}
+
+async fn postgres_at(url: &str, options: StoreOptions) -> PostgresStore {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CLEANED
+        .get_or_init(|| async {
+            let pool = session_postgres::PgPool::connect(url).await.unwrap();
+            let drop = format!("DROP SCHEMA IF EXISTS \"{PG_SCHEMA}\" CASCADE");
+            sqlx::query(&drop).execute(&pool).await.unwrap();
+            pool.close().await;
+        })
+        .await;
+    let table = format!(
+        "e{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let store = PostgresStore::builder()
+        .schema(PG_SCHEMA)
+        .table(table)
+        .options(options)
+        .connect(url)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
 }
 
 struct Mongo;
@@ -230,17 +292,20 @@ impl InnerBackend for Mongo {
         server_url(Backend::Mongo).map(drop)
     }
 
-    /// Interval expiry: works on every MongoDB-protocol server (FerretDB has no TTL index).
     async fn fresh(&self, options: StoreOptions) -> MongoStore {
         let url = server_url(Backend::Mongo).unwrap();
-        let config = MongoConfig {
-            database: Some("session_encrypted_tests".into()),
-            collection: Some(format!("sessions_{}", SessionId::generate().expose())),
-            expiry: ExpiryMode::Interval(StdDuration::from_secs(30)),
-            options: integration_tests::mongo_suite_options(options),
-            ..MongoConfig::default()
-        };
-        MongoStore::connect(&url, config).await.unwrap()
+        mongo_at(&url, integration_tests::mongo_suite_options(options)).await
+    }
+
+    async fn slow(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
+        let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
+        let timeout = options.timeout;
+        Ok(slow_store(
+            &url,
+            timeout,
+            |url| async move { mongo_at(&url, options).await },
+        )
+        .await)
     }
 
     async fn raw_data(&self, store: &MongoStore, id: &SessionId) -> String {
@@ -265,6 +330,18 @@ impl InnerBackend for Mongo {
     }
 }
 
+/// Interval expiry: works on every MongoDB-protocol server (FerretDB has no TTL index).
+async fn mongo_at(url: &str, options: StoreOptions) -> MongoStore {
+    let config = MongoConfig {
+        database: Some("session_encrypted_tests".into()),
+        collection: Some(format!("sessions_{}", SessionId::generate().expose())),
+        expiry: ExpiryMode::Interval(StdDuration::from_secs(30)),
+        options,
+        ..MongoConfig::default()
+    };
+    MongoStore::connect(url, config).await.unwrap()
+}
+
 /// The two-tier cache in front of one backend.
 struct Cached<B>(B);
 
@@ -283,6 +360,10 @@ impl<B: InnerBackend> Harness for Cached<B> {
     async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
         self.0.write_corrupt(store.inner(), id).await;
         Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        Ok(CachedStore::builder(self.0.slow(options).await?).build())
     }
 }
 
@@ -318,6 +399,112 @@ mod cached {
 }
 
 suite_on_every_backend!(Encrypted);
+
+/// `EncryptedStore` over `HashedIds` over a backend: the data sealed for the caller's id,
+/// stored under its hash (listings, which only know the hash, must still open it).
+struct EncryptedHashed<B>(B);
+
+#[async_trait]
+impl<B: InnerBackend> Harness for EncryptedHashed<B> {
+    type Store = EncryptedStore<HashedIds<B::Store>>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        self.0.available().await
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        let (inner, limit) = Encrypted::<B>::inner_options(options);
+        EncryptedStore::new(HashedIds::new(self.0.fresh(inner).await), test_keys())
+            .unwrap()
+            .max_payload_bytes(limit)
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        self.0
+            .write_corrupt(store.inner().inner(), &id.hashed())
+            .await;
+        Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        let (inner, limit) = Encrypted::<B>::inner_options(options);
+        Ok(
+            EncryptedStore::new(HashedIds::new(self.0.slow(inner).await?), test_keys())
+                .unwrap()
+                .max_payload_bytes(limit),
+        )
+    }
+
+    fn listed_id(&self, id: &SessionId) -> SessionId {
+        id.hashed()
+    }
+}
+
+/// `HashedIds` over `EncryptedStore` over a backend: the other order.
+struct HashedEncrypted<B>(B);
+
+#[async_trait]
+impl<B: InnerBackend> Harness for HashedEncrypted<B> {
+    type Store = HashedIds<EncryptedStore<B::Store>>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        self.0.available().await
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        let (inner, limit) = Encrypted::<B>::inner_options(options);
+        HashedIds::new(
+            EncryptedStore::new(self.0.fresh(inner).await, test_keys())
+                .unwrap()
+                .max_payload_bytes(limit),
+        )
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        self.0
+            .write_corrupt(store.inner().inner(), &id.hashed())
+            .await;
+        Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        let (inner, limit) = Encrypted::<B>::inner_options(options);
+        Ok(HashedIds::new(
+            EncryptedStore::new(self.0.slow(inner).await?, test_keys())
+                .unwrap()
+                .max_payload_bytes(limit),
+        ))
+    }
+
+    fn listed_id(&self, id: &SessionId) -> SessionId {
+        id.hashed()
+    }
+}
+
+/// Both orders of `EncryptedStore` and `HashedIds`, over the memory store and Redis.
+mod encrypted_and_hashed {
+    use super::*;
+
+    mod encrypted_over_hashed_memory {
+        use super::*;
+        session_core::conformance_suite!(EncryptedHashed(Memory));
+    }
+
+    mod encrypted_over_hashed_redis {
+        use super::*;
+        session_core::conformance_suite!(EncryptedHashed(Redis));
+    }
+
+    mod hashed_over_encrypted_memory {
+        use super::*;
+        session_core::conformance_suite!(HashedEncrypted(Memory));
+    }
+
+    mod hashed_over_encrypted_redis {
+        use super::*;
+        session_core::conformance_suite!(HashedEncrypted(Redis));
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Beyond the suite, on each backend whose server is there

@@ -222,27 +222,58 @@ impl<'a> StoredRecord<'a> {
     }
 }
 
-/// `record` as the JSON a write stores (its next version), checked against the payload limit.
+/// `record` as the JSON a write stores (its next version), after [`check_writable`] and
+/// with its data checked against the payload limit ([`data_json`]).
+///
+/// The fields come in [`StoredRecord`]'s order, `format` and `version` first, which
+/// backends may rely on to read them off the front of a stored value.
 pub fn encode(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
-    let bytes =
-        serde_json::to_vec(&StoredRecord::next_of(record)?).map_err(|err| Error::Encode {
-            id: record.id().clone(),
-            reason: err.to_string(),
-        })?;
-    options.check_size(record.id(), bytes.len())?;
-    Ok(bytes)
+    let version = check_writable(record)?;
+    let data = data_json(record, options)?;
+    let mut out = Vec::with_capacity(data.len() + 160);
+    out.extend_from_slice(
+        format!(
+            r#"{{"format":{CURRENT_FORMAT},"version":{version},"created_at":{},"expires_at":{}"#,
+            unix_millis(record.created_at()),
+            unix_millis(record.expires_at()),
+        )
+        .as_bytes(),
+    );
+    if let Some(deadline) = record.deadline() {
+        out.extend_from_slice(format!(r#","deadline":{}"#, unix_millis(deadline)).as_bytes());
+    }
+    if let Some(owner) = record.owner() {
+        out.extend_from_slice(br#","owner":"#);
+        serde_json::to_writer(&mut out, owner).map_err(|err| encode_error(record, err))?;
+    }
+    out.extend_from_slice(br#","data":"#);
+    out.extend_from_slice(&data);
+    out.push(b'}');
+    Ok(out)
 }
 
-/// Only `record`'s data as JSON, after [`check_writable`] and checked against the payload
-/// limit, for backends that keep the other fields in columns of their own.
-pub fn encode_data(record: &Record, options: &StoreOptions) -> Result<String> {
-    check_writable(record)?;
-    let json = serde_json::to_string(record.data()).map_err(|err| Error::Encode {
-        id: record.id().clone(),
-        reason: err.to_string(),
-    })?;
+/// `record`'s data as JSON, checked against the payload limit: what
+/// [`StoreOptions::max_payload_bytes`] measures, on every backend.
+pub fn data_json(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(record.data()).map_err(|err| encode_error(record, err))?;
     options.check_size(record.id(), json.len())?;
     Ok(json)
+}
+
+/// Only `record`'s data as JSON text, after [`check_writable`] and checked against the
+/// payload limit, for backends that keep the other fields in columns of their own.
+pub fn encode_data(record: &Record, options: &StoreOptions) -> Result<String> {
+    check_writable(record)?;
+    let json = data_json(record, options)?;
+    // serde_json writes UTF-8.
+    String::from_utf8(json).map_err(|err| encode_error(record, err))
+}
+
+fn encode_error(record: &Record, err: impl std::fmt::Display) -> Error {
+    Error::Encode {
+        id: record.id().clone(),
+        reason: err.to_string(),
+    }
 }
 
 /// Decodes what [`encode`] stored; [`Error::Decode`] naming `id` for anything else.

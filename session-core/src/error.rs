@@ -68,16 +68,16 @@ pub enum Error {
     #[error(transparent)]
     InvalidId(#[from] InvalidId),
 
-    /// The encoded session is larger than the store allows; nothing was written.
+    /// The session's data is larger than the store allows; nothing was written.
     #[error(
-        "session {} is {size} bytes encoded, over the store's maximum of {max}; nothing was \
-         written: store less in the session or raise StoreOptions::max_payload_bytes",
+        "session {}'s data is {size} bytes as JSON, over the store's maximum of {max}; nothing \
+         was written: store less in the session or raise StoreOptions::max_payload_bytes",
         id.fingerprint()
     )]
     PayloadTooLarge {
         /// The session being written.
         id: SessionId,
-        /// Its encoded size in bytes.
+        /// Its data's size in bytes, as JSON.
         size: usize,
         /// The configured maximum.
         max: usize,

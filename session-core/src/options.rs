@@ -27,8 +27,10 @@ pub enum CorruptPolicy {
 /// Options every store takes, with defaults fit for production.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Largest encoded session a store accepts (default 1 MiB); a larger write fails with
-    /// [`Error::PayloadTooLarge`] and writes nothing.
+    /// Largest session data a store accepts (default 1 MiB), measured as the data's JSON
+    /// encoding ([`codec::data_json`](crate::codec::data_json)), the same on every backend
+    /// whatever it stores besides; a larger write fails with [`Error::PayloadTooLarge`] and
+    /// writes nothing.
     pub max_payload_bytes: usize,
     /// How long one store call may take before it fails with [`Error::Timeout`]
     /// (default 5 s).

@@ -66,15 +66,20 @@ pub enum Rename {
 ///
 /// # Atomicity and concurrency
 ///
-/// Every method on one session (`get`, `insert`, `set`, `update`, `touch`, `destroy`,
-/// `rename`) is atomic: concurrent calls behave as if they ran one at a time, each at some
-/// instant between its call and its return. So parallel requests using `update` (or
-/// [`modify`](crate::modify)) never lose each other's writes, and a session that `destroy`,
-/// `rename`, `destroy_by_owner` or its expiry ended never comes back through `update`,
-/// `touch` or `rename`. (`set` and `insert` write whatever they are given: they are how a
-/// session starts.) `destroy_by_owner` and `list_by_owner` see every session of the owner
-/// as of one instant, including one that a concurrent `rename` is moving. Backend crates
-/// say where their guarantee is weaker (Redis Cluster: keys on different nodes).
+/// Every method on one session (`get`, `insert`, `set`, `update`, `touch`, `destroy`) is
+/// atomic: concurrent calls behave as if they ran one at a time, each at some instant between
+/// its call and its return. So parallel requests using `update` (or [`modify`](crate::modify))
+/// never lose each other's writes, and a session that `destroy`, `rename`, `destroy_by_owner`
+/// or its expiry ended never comes back through `update`, `touch` or `rename`. (`set` and
+/// `insert` write whatever they are given: they are how a session starts.)
+///
+/// `destroy_by_owner` is complete: it removes every session of the owner that lives
+/// throughout the call, one kept busy by concurrent writes or being moved by a concurrent
+/// `rename` included. Where the backend can, `rename`, `list_by_owner` and
+/// `destroy_by_owner` are atomic too, acting as of one instant (memory, PostgreSQL, Redis on
+/// one server); each backend crate says where it is weaker: a Redis Cluster, whose keys
+/// live on different nodes, and MongoDB, where a move is two writes (the session shows under
+/// both ids while it moves) and a revocation goes session by session.
 ///
 /// # Failures
 ///
@@ -146,7 +151,8 @@ pub trait SessionStore: Send + Sync + Debug {
 
     /// Removes every live session whose owner is exactly `owner` ("log out everywhere"),
     /// including one a concurrent `update` keeps busy or a concurrent `rename` moves, and
-    /// returns how many it removed. A session created while it runs may survive it.
+    /// returns how many live sessions it removed. A session created while it runs may
+    /// survive it.
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64>;
 
     /// How many live sessions the store holds. May include corrupt records, and sessions

@@ -80,8 +80,16 @@
 //!
 //! # Payload limits
 //!
-//! The inner store checks its `max_payload_bytes` against what it stores: the encrypted
-//! form, about 4/3 of the serialized data plus about 70 bytes.
+//! The inner store checks its `max_payload_bytes` against what it stores: the sealed form,
+//! about 4/3 of the serialized data plus about 90 bytes. To limit the data itself, as every
+//! store's `max_payload_bytes` measures it, set [`EncryptedStore::max_payload_bytes`] and
+//! give the inner store room for the sealed form.
+//!
+//! # Records that don't decrypt
+//!
+//! The inner store sees a well-formed record whatever its ciphertext, so an `update` at the
+//! right version replaces a record sealed with a removed key (nobody could read it anyway);
+//! records the inner store can't decode are left alone as on that store.
 //!
 //! # Renaming (`cycle_id`)
 //!

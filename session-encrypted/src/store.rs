@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use session_core::{
     CorruptPolicy, Data, Error, MAX_ID_ATTEMPTS, Record, Rename, Result, SessionId, SessionStore,
-    StoreOptions, rename_onto_itself,
+    StoreOptions, codec, rename_onto_itself,
 };
 use time::OffsetDateTime;
 
@@ -31,6 +31,7 @@ pub struct EncryptedStore<S> {
     inner: S,
     keys: Arc<Keyring>,
     corrupt: CorruptPolicy,
+    max_payload_bytes: Option<usize>,
 }
 
 impl<S> EncryptedStore<S> {
@@ -42,6 +43,7 @@ impl<S> EncryptedStore<S> {
             inner,
             keys: Arc::new(Keyring::new(keys)?),
             corrupt: CorruptPolicy::Error,
+            max_payload_bytes: None,
         })
     }
 
@@ -73,6 +75,17 @@ impl<S> EncryptedStore<S> {
         self
     }
 
+    /// The largest session data this wrapper accepts, measured as the data's JSON before it
+    /// is sealed (what `StoreOptions::max_payload_bytes` measures on every store); a larger
+    /// write fails with [`Error::PayloadTooLarge`] and writes nothing. Without it only the
+    /// inner store's limit applies, to the sealed form: about 4/3 of the data plus 90 bytes.
+    /// Give the inner store room for that when you set both.
+    #[must_use]
+    pub fn max_payload_bytes(mut self, max: usize) -> Self {
+        self.max_payload_bytes = Some(max);
+        self
+    }
+
     /// The wrapped store, which sees ciphertext only.
     pub fn inner(&self) -> &S {
         &self.inner
@@ -94,6 +107,13 @@ impl<S> EncryptedStore<S> {
             id: id.clone(),
             reason: err.to_string(),
         })?;
+        if let Some(max) = self.max_payload_bytes {
+            StoreOptions {
+                max_payload_bytes: max,
+                ..StoreOptions::default()
+            }
+            .check_size(id, plaintext.len())?;
+        }
         let sealed = self.keys.seal(id, &plaintext)?;
         let mut stored = Data::new();
         stored.insert(FIELD.into(), Value::String(sealed));
@@ -162,8 +182,11 @@ impl<S> EncryptedStore<S> {
         copy
     }
 
-    /// `record` as stored: the same metadata, its data sealed for its id.
+    /// `record` as stored: the same metadata, its data sealed for its id. The data is checked
+    /// as every store checks it (nesting, version) before it is sealed: the inner store only
+    /// sees the sealed string.
     fn sealed(&self, record: &Record) -> Result<Record> {
+        codec::check_writable(record)?;
         Ok(Self::with_data(
             record,
             self.seal(record.id(), record.data())?,
@@ -187,6 +210,7 @@ impl<S: fmt::Debug> fmt::Debug for EncryptedStore<S> {
             .field("inner", &self.inner)
             .field("key_ids", &self.keys)
             .field("corrupt", &self.corrupt)
+            .field("max_payload_bytes", &self.max_payload_bytes)
             .finish()
     }
 }

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use session_core::codec::{CURRENT_FORMAT, StoredRecord};
-use session_core::{Error, Record, Result, SessionId, StoreOptions, unix_millis};
+use session_core::{Error, Record, Result, SessionId, StoreOptions, codec, unix_millis};
 
 use crate::convert;
 
-/// The document a write of `record` stores at `version`, checked against the payload limit
-/// before anything reaches the server.
+/// The document a write of `record` stores at `version`, its data checked against the
+/// payload limit before anything reaches the server.
 pub(crate) fn encode(record: &Record, version: u64, options: &StoreOptions) -> Result<Document> {
     let id = record.id();
     let encode_error = |reason: String| Error::Encode {
@@ -18,6 +18,8 @@ pub(crate) fn encode(record: &Record, version: u64, options: &StoreOptions) -> R
         reason,
     };
     let stored = StoredRecord::next_of(record)?;
+    // The payload limit measures the data's JSON, as on every backend.
+    codec::data_json(record, options)?;
     // At most Record::MAX_VERSION (2^53 - 1): fits an Int64.
     let version = version as i64;
     let data = convert::data_to_bson(record.data()).map_err(encode_error)?;
@@ -36,11 +38,6 @@ pub(crate) fn encode(record: &Record, version: u64, options: &StoreOptions) -> R
     if let Some(owner) = stored.owner {
         document.insert("owner", owner.into_owned());
     }
-    let mut bytes = Vec::new();
-    document
-        .to_writer(&mut bytes)
-        .map_err(|err| encode_error(format!("BSON encoding failed: {err}")))?;
-    options.check_size(id, bytes.len())?;
     Ok(document)
 }
 

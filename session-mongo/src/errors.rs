@@ -2,7 +2,7 @@
 //! configuration caused them.
 
 use mongodb::error::{ErrorKind, WriteFailure};
-use session_core::Error;
+use session_core::{Error, SessionId};
 
 use crate::config::{EXPIRES_INDEX, TTL_INDEX};
 
@@ -64,6 +64,21 @@ pub(crate) fn backend_error(err: mongodb::error::Error) -> Error {
     } else {
         Error::permanent(BACKEND, err)
     }
+}
+
+/// A write's error as a store error: a value the server refuses to store (`BadValue`, code 2:
+/// FerretDB 1.x refuses arrays inside arrays) is an [`Error::Encode`] naming the session,
+/// since retrying can't help and the data is at fault; the rest as [`backend_error`].
+pub(crate) fn write_error(id: &SessionId, err: mongodb::error::Error) -> Error {
+    if let ErrorKind::Write(WriteFailure::WriteError(write)) = err.kind.as_ref()
+        && write.code == 2
+    {
+        return Error::Encode {
+            id: id.clone(),
+            reason: format!("the server refused the data: {}", write.message),
+        };
+    }
+    backend_error(err)
 }
 
 pub(crate) fn is_duplicate_key(err: &mongodb::error::Error) -> bool {

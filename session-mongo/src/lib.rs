@@ -65,9 +65,13 @@
 //! insert; a locked section runs in a task of its own, so a caller that times out or goes
 //! away never leaves its lock behind.
 //!
-//! `destroy_by_owner` deletes the owner's documents pass after pass until a pass finds
-//! none: a rename inserts its copy before deleting the original, so a session moved out of
-//! one pass's sight is found by the next. On FerretDB each pass's `find` reads one snapshot
+//! Neither `rename` nor `destroy_by_owner` is one atomic step here (session-core's trait
+//! docs allow it and say so). A rename inserts its copy before deleting the original, so
+//! while it runs the session can be read under both ids and a listing shows it twice
+//! (`cycle_id`'s new id is known to nobody until it returns, so for it only listings can
+//! tell). `destroy_by_owner` deletes the owner's documents pass after pass until a pass finds
+//! none, so it is complete (a session moved out of one pass's sight is found by the next),
+//! but it acts session by session: its count can split between concurrent calls. On FerretDB each pass's `find` reads one snapshot
 //! (SQLite), so no session of the owner escapes; on MongoDB a `find` is not a snapshot of
 //! the collection, and a session renamed at that very moment may survive (call it again).
 //!

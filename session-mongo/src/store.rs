@@ -507,6 +507,7 @@ mod tests {
             "{err}"
         );
         record.remove("big");
+        record.insert("blob", "x".repeat(100)).unwrap();
         let small = StoreOptions {
             max_payload_bytes: 100,
             ..StoreOptions::default()

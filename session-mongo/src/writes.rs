@@ -9,7 +9,7 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use session_core::{Error, MAX_ID_ATTEMPTS, Record, Rename, Result, SessionId};
 
 use crate::document::{is_live, live_and_decodable, looks_decodable, now_bson, version_of};
-use crate::errors::{backend_error, is_duplicate_key};
+use crate::errors::{backend_error, is_duplicate_key, write_error};
 use crate::store::{Found, MongoStore};
 
 /// How many list-and-revoke passes `destroy_by_owner` makes at most.
@@ -29,7 +29,7 @@ impl MongoStore {
         match self.collection.insert_one(document.clone()).await {
             Ok(_) => return Ok(true),
             Err(err) if is_duplicate_key(&err) => {}
-            Err(err) => return Err(backend_error(err)),
+            Err(err) => return Err(write_error(id, err)),
         }
         let owned = id.clone();
         let take_over = move |store: MongoStore| async move {
@@ -39,7 +39,7 @@ impl MongoStore {
             match store.collection.insert_one(document).await {
                 Ok(_) => Ok(true),
                 Err(err) if is_duplicate_key(&err) => Ok(false),
-                Err(err) => Err(backend_error(err)),
+                Err(err) => Err(write_error(&owned, err)),
             }
         };
         if wait {
@@ -100,22 +100,20 @@ impl MongoStore {
     pub(crate) async fn set_document(&self, record: &Record, document: Document) -> Result<u64> {
         let (id, caller) = (record.id().clone(), record.version());
         if self.locks.is_some() {
+            // The lock orders set against the other locked writers, not against `insert`'s
+            // unlocked first attempt: the write below is still conditional on what was read.
             return self
                 .locked(record.id().expose(), move |store| async move {
-                    let current = store.find_live(&id, Some(doc! { "version": 1 })).await?;
-                    let (version, document) = versioned(&id, caller, current.as_ref(), document)?;
-                    store
-                        .collection
-                        .replace_one(doc! { "_id": id.expose() }, document)
-                        .upsert(true)
-                        .await
-                        .map_err(backend_error)?;
-                    Ok(version)
+                    store.set_as_read(&id, caller, document).await
                 })
                 .await;
         }
-        // A compare-and-swap on what was read: replace the document as read, or insert where
-        // there was none; start over when another writer got there first.
+        self.set_as_read(&id, caller, document).await
+    }
+
+    /// A compare-and-swap on what was read: replace the document as read, or insert where
+    /// there was none; start over when another writer got there first.
+    async fn set_as_read(&self, id: &SessionId, caller: u64, document: Document) -> Result<u64> {
         for _ in 0..MAX_ID_ATTEMPTS {
             let current = self
                 .collection
@@ -124,25 +122,25 @@ impl MongoStore {
                 .await
                 .map_err(backend_error)?;
             let live = current.clone().filter(|d| is_live(d, now_bson()));
-            let (version, document) = versioned(&id, caller, live.as_ref(), document.clone())?;
+            let (version, document) = versioned(id, caller, live.as_ref(), document.clone())?;
             let written = match current {
                 Some(found) => {
                     let read = found.get("version").cloned().unwrap_or(Bson::Null);
                     let filter = doc! { "_id": id.expose(), "version": read };
                     let result = self.collection.replace_one(filter, document).await;
-                    result.map_err(backend_error)?.matched_count == 1
+                    result.map_err(|err| write_error(id, err))?.matched_count == 1
                 }
                 None => match self.collection.insert_one(document).await {
                     Ok(_) => true,
                     Err(err) if is_duplicate_key(&err) => false,
-                    Err(err) => return Err(backend_error(err)),
+                    Err(err) => return Err(write_error(id, err)),
                 },
             };
             if written {
                 return Ok(version);
             }
         }
-        Err(Error::Conflict { id })
+        Err(Error::Conflict { id: id.clone() })
     }
 
     /// `update`: compare-and-swap on the version, leaving a corrupt document as it is.
@@ -159,7 +157,7 @@ impl MongoStore {
                 .collection
                 .replace_one(filter, document)
                 .await
-                .map_err(backend_error)?;
+                .map_err(|err| write_error(id, err))?;
             return Ok(if result.matched_count == 1 {
                 Found::Written
             } else {
@@ -194,7 +192,7 @@ impl MongoStore {
                 .collection
                 .replace_one(doc! { "_id": id.expose(), "version": expected }, document)
                 .await
-                .map_err(backend_error)?;
+                .map_err(|err| write_error(&id, err))?;
             Ok(if result.matched_count == 1 {
                 Found::Written
             } else {
@@ -217,15 +215,19 @@ impl MongoStore {
             if !looks_decodable(&current) {
                 return Ok(Found::Corrupt);
             }
-            let expires_at = match current.get("deadline") {
-                Some(Bson::DateTime(deadline)) => (*deadline).min(wanted),
-                None | Some(Bson::Null) => wanted,
+            let (expires_at, deadline) = match current.get("deadline") {
+                Some(Bson::DateTime(deadline)) => {
+                    ((*deadline).min(wanted), Bson::DateTime(*deadline))
+                }
+                None | Some(Bson::Null) => (wanted, Bson::Null),
                 Some(_) => return Ok(Found::Corrupt),
             };
+            // The deadline read stays in the filter: `destroy` and `insert` don't take the
+            // lock, so another session may now live under this id, and the cap must be its.
             let set = doc! { "$set": { "expires_at": expires_at } };
             let result = store
                 .collection
-                .update_one(doc! { "_id": id.expose() }, set)
+                .update_one(doc! { "_id": id.expose(), "deadline": deadline }, set)
                 .await
                 .map_err(backend_error)?;
             Ok(if result.matched_count == 1 {
@@ -351,7 +353,13 @@ impl MongoStore {
     /// read by `_id`), since FerretDB's `deleteMany` deletes what matched when it looked,
     /// even if it was rewritten since; the read and the delete filter on `_id` alone, so
     /// only the one `find` scans. `skip_busy`: leave locked documents for later.
-    async fn delete_matching<M>(&self, filter: Document, matches: M, skip_busy: bool) -> Result<u64>
+    /// Returns how many it deleted and how many the `find` matched.
+    async fn delete_matching<M>(
+        &self,
+        filter: Document,
+        matches: M,
+        skip_busy: bool,
+    ) -> Result<(u64, u64)>
     where
         M: Fn(&Document, DateTime) -> bool + Clone + Send + Sync + 'static,
     {
@@ -361,7 +369,7 @@ impl MongoStore {
                 .delete_many(filter)
                 .await
                 .map_err(backend_error)?;
-            return Ok(result.deleted_count);
+            return Ok((result.deleted_count, result.deleted_count));
         }
         let ids: Vec<Document> = self
             .collection
@@ -373,6 +381,7 @@ impl MongoStore {
             .await
             .map_err(backend_error)?;
         let mut deleted = 0;
+        let matched = ids.len() as u64;
         for found in ids {
             let Ok(id) = found.get_str("_id") else {
                 continue;
@@ -388,13 +397,13 @@ impl MongoStore {
             };
             deleted += u64::from(done);
         }
-        Ok(deleted)
+        Ok((deleted, matched))
     }
 
     /// `delete_expired`: expired documents (locked ones are left for the next purge), then
     /// the leases of writers that crashed.
     pub(crate) async fn purge(&self) -> Result<u64> {
-        let removed = self
+        let (removed, _) = self
             .delete_matching(
                 doc! { "expires_at": { "$lte": now_bson() } },
                 |document, now| !is_live(document, now),
@@ -417,15 +426,15 @@ impl MongoStore {
                 is_live(document, now)
                     && matches!(document.get("owner"), Some(Bson::String(o)) if *o == name)
             };
-            let pass = self
+            let (deleted, found) = self
                 .delete_matching(
                     doc! { "owner": owner, "expires_at": { "$gt": now_bson() } },
                     owned_and_live,
                     false,
                 )
                 .await?;
-            removed += pass;
-            if pass == 0 {
+            removed += deleted;
+            if found == 0 {
                 break;
             }
         }

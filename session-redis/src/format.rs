@@ -199,11 +199,11 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
     out.extend_from_slice(br#"{"cookie":"#);
     out.extend_from_slice(default_cookie(record, &iso).as_bytes());
     let head = out.len();
-    for (key, value) in record.data() {
+    // The data's fields, spliced in at the top level: `{"a":1,"b":2}` without its braces.
+    let data = codec::data_json(record, options)?;
+    if data.len() > 2 {
         out.push(b',');
-        serde_json::to_writer(&mut out, key).map_err(|err| encode_err(record, err))?;
-        out.push(b':');
-        serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
+        out.extend_from_slice(&data[1..data.len() - 1]);
     }
     // The metadata object, its version first so `set` can find it: written by hand, since a
     // map's key order depends on serde_json's features.
@@ -230,7 +230,6 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
         serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
     }
     out.extend_from_slice(b"}}");
-    options.check_size(record.id(), out.len())?;
     Ok(Encoded {
         value: out.into(),
         version,

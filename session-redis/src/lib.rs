@@ -54,31 +54,45 @@
 //! - `{prefix}owner:{<owner>}`: a sorted set per owner, member = session id, score = expiry
 //!   in ms; the key itself expires with its latest member (`PEXPIREAT`).
 //!
-//! # Cluster design
+//! # How each call works, and what it guarantees
 //!
-//! Session keys are spread over all slots and an owner's index lives in its own slot, so no
-//! script touches more than one key, and the same code runs on every topology:
-//!
-//! - `get`, `set` (`SET PXAT`), `insert` (`SET NX PXAT`), `destroy` (`GETDEL`) are single
-//!   commands; `update` (compare-and-swap on the stored `version`) and `touch` (moves the
-//!   expiry, capped at the stored deadline, by rewriting only the JSON's `expires_at` on the
-//!   server: the data never crosses the wire) are single-key Lua scripts, so both are atomic.
-//! - The owner index is written **before** the session (insert, set, update, rename), so
-//!   it may point at a missing session but never misses a live one; listing skips entries
-//!   whose session is gone, expired or owned by someone else, and entries are pruned once
-//!   their expiry passes. `touch` raises the index score after moving the session's expiry;
-//!   if that second step fails the call returns the (retryable) error and the next touch
-//!   repairs it.
-//! - `rename` (and so `cycle_id`) is not atomic across slots. It reads the source, copies it
-//!   to the new key with `SET NX PXAT` (never overwriting a live target), then deletes the
-//!   source only if it still holds exactly the value copied (compare-and-delete). If the
-//!   source changed in between, the copy is deleted (again only if unchanged) and the move
-//!   starts over; if it was destroyed, the move reports `SourceMissing`. So an acknowledged
-//!   write is never lost and a destroyed session never comes back. A crash between the copy
-//!   and the delete leaves the session under both ids until it expires (never under none).
-//! - `destroy_by_owner` lists and compare-and-deletes until a pass finds nothing, so a
-//!   session that a concurrent `cycle_id` moved to an id not yet listed is still revoked.
+//! - `get` (`GET`), `insert` (`SET NX PXAT`) and `destroy` (`GETDEL`) are single commands;
+//!   `set` (one more than the larger of the stored and the caller's version), `update`
+//!   (compare-and-swap on the stored version) and `touch` (moves the expiry, capped at the
+//!   stored deadline, by rewriting only the JSON's `expires_at` on the server: the data never
+//!   crosses the wire) are single-key Lua scripts. All are atomic on every topology.
+//! - **The owner index** is written **before** the session by every write, touch and
+//!   rename, with a score at least the session's expiry, and entries leave only once their
+//!   score passes: so it may point at a missing session (listing skips those) but never
+//!   misses a live one. (An entry is never removed earlier: a writer indexes before it
+//!   writes, and removing an entry whose session looks missing could drop the entry of a
+//!   write still in flight.)
+//! - **On one server** (standalone or Sentinel), `rename` (so `cycle_id`), `list_by_owner`
+//!   and `destroy_by_owner` are each one script over every key involved (the index and the
+//!   sessions it lists, re-checked inside the script), so each is atomic: "log out
+//!   everywhere" sees every session of the owner as of one instant, including one being
+//!   renamed, and deletes it whatever its version (a session kept busy goes too).
+//! - **On a Redis Cluster** keys live on different nodes, so those three run one key at a
+//!   time. `rename` reads the source, copies it to the new key with `SET NX PXAT` (never
+//!   overwriting a live target), then deletes the source only if it still holds exactly the
+//!   value copied (compare-and-delete); if the source changed in between, the copy is
+//!   deleted (again only if unchanged) and the move starts over; if it was destroyed, the
+//!   move reports `SourceMissing`. So an acknowledged write is never lost and a destroyed
+//!   session never comes back; a crash between copy and delete leaves the session under both
+//!   ids until it expires, never under none. `destroy_by_owner` deletes, by owner and
+//!   whatever the version, every session the index lists, pass after pass until a pass
+//!   finds none. **Weaker than on one server:** a session that a concurrent `cycle_id` moves
+//!   at that very moment can escape a pass and survive under its new id, and a listing may
+//!   show the session under both ids or miss it while it moves. Call `destroy_by_owner`
+//!   again after such a race, or run one server (with Sentinel for failover) where that
+//!   matters.
 //! - `count` scans `{prefix}*` on every primary and counts session keys only.
+//!
+//! No command is ever sent twice by the client (fred's and redis-rs's automatic resends are
+//! off: a compare-and-swap sent again after a lost reply could apply twice); the store sends
+//! again only a command the server refused without running it (`MOVED`, `ASK`, `TRYAGAIN`,
+//! `CLUSTERDOWN`, `LOADING`, `READONLY`, `BUSY`...) or the client never sent, until the
+//! call's timeout.
 //!
 //! Every call runs under [`StoreOptions::timeout`](session_core::StoreOptions); client
 //! failures become retryable [`Error::Backend`](session_core::Error::Backend) errors

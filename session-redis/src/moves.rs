@@ -101,9 +101,6 @@ impl RedisStore {
             .await?
             .into_int()?;
         if removed == 1 {
-            if let Some(owner) = owner {
-                self.index_remove_best_effort(owner, from, at).await;
-            }
             return Ok(Some(Rename::Moved));
         }
         self.eval(

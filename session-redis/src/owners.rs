@@ -34,24 +34,6 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Index clean-up after the real change succeeded: removes a dead session's entry unless
-    /// a concurrent write raised it. A failure only leaves an entry that is skipped on
-    /// listing and pruned at its expiry, so it is logged, not returned.
-    pub(crate) async fn index_remove_best_effort(
-        &self,
-        owner: &str,
-        id: &SessionId,
-        expires_ms: i64,
-    ) {
-        let args = vec![arg(id.expose()), arg(expires_ms)];
-        if let Err(err) = self
-            .eval(ScriptId::IndexRemove, self.keys().owner(owner), args)
-            .await
-        {
-            tracing::debug!(session = %id.fingerprint(), %err, "owner index clean-up failed");
-        }
-    }
-
     /// The members of `owner`'s index whose score is still ahead (pruning the rest), as
     /// stored.
     async fn index_members(&self, owner: &str) -> Result<Vec<Bytes>> {
@@ -187,15 +169,19 @@ impl RedisStore {
     }
 
     /// A cluster's revocation: every session the index lists is deleted if the owner owns it
-    /// (whatever its version, so a busy session goes too), pass after pass until one finds
-    /// none left: a session a concurrent rename moved to an id not yet listed is indexed
-    /// under its new id before it moves, so the next pass finds it.
+    /// (whatever its version, so a busy session goes too), pass after pass while a pass
+    /// deletes something or the index gained members: a session a concurrent rename moves is
+    /// indexed under its new id before it moves, so a later pass finds it (unless the move
+    /// lands after the last pass looked: the weaker guarantee the crate docs state).
     async fn revoke_each(&self, owner: &str) -> Result<u64> {
         let mut removed = 0;
+        let mut seen: std::collections::HashSet<Bytes> = std::collections::HashSet::new();
         for _ in 0..REVOKE_PASSES {
             let members = self.index_members(owner).await?;
+            let mut joined = false;
             let mut found = 0;
             for member in &members {
+                joined |= seen.insert(member.clone());
                 let Ok(id) = SessionId::parse(&String::from_utf8_lossy(member)) else {
                     continue;
                 };
@@ -207,7 +193,7 @@ impl RedisStore {
                     .into_int()?;
             }
             removed += found.max(0) as u64;
-            if found == 0 {
+            if found == 0 && !joined {
                 break;
             }
         }

@@ -33,7 +33,6 @@ pub(crate) enum ScriptId {
     CompareAndDelete,
     IndexAdd,
     IndexList,
-    IndexRemove,
     ExpressRead,
     ExpressTake,
     ExpressUpdate,
@@ -46,14 +45,13 @@ pub(crate) enum ScriptId {
 }
 
 impl ScriptId {
-    pub(crate) const ALL: [ScriptId; 16] = [
+    pub(crate) const ALL: [ScriptId; 15] = [
         Self::Update,
         Self::Set,
         Self::Touch,
         Self::CompareAndDelete,
         Self::IndexAdd,
         Self::IndexList,
-        Self::IndexRemove,
         Self::ExpressRead,
         Self::ExpressTake,
         Self::ExpressUpdate,
@@ -77,7 +75,6 @@ impl ScriptId {
             Self::CompareAndDelete => lua!("compare_and_delete"),
             Self::IndexAdd => concat!(lua!("index_prelude"), lua!("index_add")),
             Self::IndexList => lua!("index_list"),
-            Self::IndexRemove => lua!("index_remove"),
             Self::ExpressRead => concat!(express!(), lua!("express_read")),
             Self::ExpressTake => concat!(express!(), lua!("express_take")),
             Self::ExpressUpdate => concat!(express!(), lua!("express_update")),

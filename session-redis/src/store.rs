@@ -436,17 +436,9 @@ impl RedisStore {
         Err(Error::Conflict { id: id.clone() })
     }
 
-    /// `destroy`: `GETDEL`, then the owner index entry (best effort).
+    /// `destroy`: `GETDEL` (the owner index entry leaves at its score, see `index_add`).
     async fn destroy_inner(&self, id: &SessionId) -> Result<()> {
-        let stored = self.take(id).await?;
-        if let Some(stored) = stored
-            && let Ok(record) = self.format().decode(id, &stored.value, stored.expiry)
-            && let Some(owner) = record.owner()
-        {
-            self.index_remove_best_effort(owner, id, pxat(record.expires_at()))
-                .await;
-        }
-        Ok(())
+        self.take(id).await.map(drop)
     }
 
     async fn count_inner(&self) -> Result<u64> {

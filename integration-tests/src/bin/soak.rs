@@ -1,8 +1,9 @@
 //! `soak`: the fault workload against dedicated servers that are killed and restarted
 //! periodically, on every network backend at once, bounded in time. Prints one summary
-//! line per store (operations, errors by kind, acknowledged writes lost, p99) and exits
-//! with status 1 if any acknowledged write was lost, a call overran its timeout, an error
-//! was not retryable, or an operation never resolved.
+//! line per store (operations, errors by kind, acknowledged writes lost, p99) and one for
+//! the linearizability check of its recorded history, and exits with status 1 if any
+//! acknowledged write was lost, a call overran its timeout, an error was not retryable, an
+//! operation never resolved, or the history is not linearizable.
 //!
 //! ```sh
 //! cargo run --release -p integration-tests --bin soak -- --seconds 600
@@ -68,7 +69,10 @@ async fn soak(target: Target, args: &Args) -> Result<(u32, Report), String> {
             .map_err(|e| e.to_string())??,
     ));
     let url = server.lock().unwrap().url();
-    let workload = Workload::default();
+    let workload = Workload {
+        recorded: Some(target.partitions()),
+        ..Workload::default()
+    };
     let options = StoreOptions {
         timeout: workload.timeout,
         ..StoreOptions::default()
@@ -141,6 +145,30 @@ async fn main() {
                 if !report.is_clean() {
                     eprintln!("{}", report.problems());
                     failed = true;
+                }
+                let name = format!("soak-{}", target.name());
+                match report.check_linearizability(&name, "soak") {
+                    Ok(verdict) => {
+                        println!(
+                            "soak {}: linearizability: histories=1 partitions={} ops={} \
+                             unknown={} anomalies={} timed_out={}",
+                            target.name(),
+                            verdict.partitions,
+                            verdict.ops,
+                            verdict.unknown,
+                            verdict.anomalies,
+                            verdict.timed_out
+                        );
+                        failed |=
+                            verdict.anomalies > 0 || verdict.timed_out > 0 || verdict.ops == 0;
+                    }
+                    Err(err) => {
+                        println!(
+                            "soak {}: linearizability check failed to run: {err}",
+                            target.name()
+                        );
+                        failed = true;
+                    }
                 }
             }
             Err(err) => {

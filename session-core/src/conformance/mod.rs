@@ -1,8 +1,8 @@
 //! The public conformance suite: proves a store means what the trait says.
 //!
 //! A store author implements [`Harness`] (how to build a fresh, empty store) and calls
-//! [`conformance_suite!`](crate::conformance_suite) once in a test file; every case becomes
-//! its own `#[test]`:
+//! [`conformance_suite!`](crate::conformance_suite) once per module in a test file; every
+//! case becomes its own `#[test]`:
 //!
 //! ```ignore
 //! // tests/conformance.rs of a crate with session-core's `conformance` feature in dev-deps
@@ -19,14 +19,29 @@
 //! session_core::conformance_suite!(MyHarness);
 //! ```
 //!
-//! Cases that need to write a corrupt record call [`Harness::write_corrupt`]; a harness
-//! that doesn't implement it has those cases skipped with a message. A skip (including
-//! [`Harness::available`] saying no server is there) fails the test when the `CI`
-//! environment variable is set.
+//! Each invocation defines one test function per case in the module it is written in, so a
+//! second invocation in the same file (another configuration) goes in a module of its own:
+//! `mod cluster { use super::*; session_core::conformance_suite!(ClusterHarness); }`.
+//!
+//! The [store author's guide](crate::guide) lists every case with the promise it checks
+//! and the realistic bugs (mutants) it catches; session-core's own tests run the suite
+//! against a reference store and every mutant of it.
+//!
+//! # Cases that could not run
+//!
+//! A case that needs something the harness can't give is *skipped* (no server:
+//! [`Harness::available`]; a hook not implemented: [`Harness::write_corrupt`],
+//! [`Harness::slow_store`]): it prints `SKIPPED` straight to the terminal (past the test
+//! harness's output capture, so it shows even when the test passes), appends a line to the
+//! file named by `SESSION_STORES_SKIP_LOG` when set (`scripts/test` prints a summary of it),
+//! and fails the test when the `CI` environment variable is set. A case that does not apply
+//! to a store by design (it keeps no bytes that could be corrupt, a weaker guarantee its
+//! docs state) passes with a `NOTE` printed the same way; that is never a failure.
 
 pub mod cases;
 
 use std::future::Future;
+use std::io::Write as _;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -39,7 +54,32 @@ use crate::store::SessionStore;
 #[derive(Debug, Clone)]
 pub struct Skip(pub String);
 
-/// How the suite gets stores to test.
+/// Why a case does not apply to a store by design (a note, never a failure).
+#[derive(Debug, Clone)]
+pub struct NotApplicable(pub String);
+
+/// How a case ends when it doesn't pass or fail: skipped, or not applicable.
+#[derive(Debug, Clone)]
+pub enum Unrun {
+    /// It could not run here (a failure under `CI`).
+    Skip(Skip),
+    /// It does not apply to this store (a note).
+    NotApplicable(NotApplicable),
+}
+
+impl From<Skip> for Unrun {
+    fn from(skip: Skip) -> Self {
+        Self::Skip(skip)
+    }
+}
+
+impl From<NotApplicable> for Unrun {
+    fn from(reason: NotApplicable) -> Self {
+        Self::NotApplicable(reason)
+    }
+}
+
+/// How a store builds on its server, for the suite.
 #[async_trait]
 pub trait Harness: Send + Sync + 'static {
     /// The store under test.
@@ -62,18 +102,54 @@ pub trait Harness: Send + Sync + 'static {
     /// A fresh store that sees no other test's sessions, configured with `options`.
     async fn store(&self, options: StoreOptions) -> Self::Store;
 
-    /// Writes, under `id`, a stored record that can't be decoded (the suite then expects
-    /// [`Error::Decode`](crate::Error::Decode)). The default says the hook is missing.
+    /// Writes, under `id`, a stored record that can't be decoded, live for at least an hour
+    /// (the suite then expects [`Error::Decode`](crate::Error::Decode) and that every method
+    /// leaves it alone). The default says the hook is missing (a skip); a store that keeps
+    /// no bytes that could be corrupt says so with [`Self::corrupt_records_impossible`].
     async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
         let _ = (store, id);
         Err(Skip(
             "this harness cannot write corrupt records (Harness::write_corrupt)".into(),
         ))
     }
+
+    /// `Some(why)` when the store cannot hold a record that fails to decode at all (it keeps
+    /// live objects, not encoded bytes): the corrupt-record cases then pass with that note.
+    fn corrupt_records_impossible(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// A fresh store configured with `options` whose server (or whose way to it) answers
+    /// every call later than `options.timeout`, for the case that checks calls end within
+    /// their timeout. The default says the hook is missing (a skip).
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        let _ = options;
+        Err(Unrun::Skip(Skip(
+            "this harness cannot make its server slow (Harness::slow_store)".into(),
+        )))
+    }
+
+    /// `Err(why)` when the deployment can't see or change several sessions as of one instant
+    /// (a Redis Cluster: sessions on different nodes), as its docs state: the cases that race
+    /// `destroy_by_owner` against moves then pass with that note.
+    fn spans_sessions_atomically(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    /// The id [`SessionStore::list_by_owner`] shows for the session the caller knows as
+    /// `id`. A store that keys records by something else, such as
+    /// [`HashedIds`](crate::HashedIds) (which lists stored, hashed ids), says so here; the
+    /// default is `id` itself.
+    fn listed_id(&self, id: &SessionId) -> SessionId {
+        id.clone()
+    }
 }
 
 /// A case body, borrowing the harness.
-pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Skip>> + Send + 'a>>;
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Unrun>> + Send + 'a>>;
+
+/// A case: its name and body.
+pub type Case<H> = (&'static str, for<'a> fn(&'a H) -> CaseFuture<'a>);
 
 /// Runs one case on a fresh multi-threaded runtime; used by
 /// [`conformance_suite!`](crate::conformance_suite).
@@ -89,27 +165,109 @@ pub fn run<H: Harness>(name: &str, harness: H, case: impl for<'a> FnOnce(&'a H) 
     let outcome = runtime.block_on(async {
         harness.available().await?;
         if let Err(reason) = harness.applies().await {
-            eprintln!("NOTE: conformance case {name} does not apply here: {reason}");
-            return Ok(());
+            return Err(Unrun::NotApplicable(NotApplicable(reason)));
         }
         case(&harness).await
     });
-    if let Err(Skip(reason)) = outcome {
-        skip(&format!("conformance case {name}"), &reason);
+    match outcome {
+        Ok(()) => {}
+        Err(Unrun::Skip(Skip(reason))) => skip(&format!("conformance case {name}"), &reason),
+        Err(Unrun::NotApplicable(NotApplicable(reason))) => {
+            note(&format!(
+                "conformance case {name} does not apply here: {reason}"
+            ));
+        }
     }
 }
 
-/// Reports that `what` could not run: a loud message, and a panic when the `CI`
-/// environment variable is set, where a skip counts as a failure. The one place that rule
-/// lives, for the suite and for any other test that needs a server.
+/// Reports that `what` could not run: a loud message (past the test harness's capture), a
+/// line in `$SESSION_STORES_SKIP_LOG`, and a panic when the `CI` environment variable is set,
+/// where a skip counts as a failure. The one place that rule lives, for the suite and for any
+/// other test that needs a server.
 pub fn skip(what: &str, reason: &str) {
-    eprintln!("SKIPPED {what}: {reason}");
+    shout(&format!("SKIPPED {what}: {reason}"));
     if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
         panic!("{what} was skipped, which fails under CI: {reason}");
     }
 }
 
-/// Expands to one `#[test]` per conformance case for the given [`Harness`] expression.
+/// Prints a note that must be seen even when the test passes (past the capture), and logs
+/// it like a skip.
+pub fn note(text: &str) {
+    shout(&format!("NOTE {text}"));
+}
+
+fn shout(line: &str) {
+    // `eprintln!` would be captured (and hidden) for a passing test; the raw handle is not.
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if let Some(log) = std::env::var_os("SESSION_STORES_SKIP_LOG") {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// Calls `$callback!($($args)*; case, case, ...)` with every case of the suite, in order:
+/// the one list of cases, for [`conformance_suite!`](crate::conformance_suite) and
+/// [`cases::all`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_conformance_cases {
+    ($callback:ident!($($args:tt)*)) => {
+        $crate::$callback! { $($args)*;
+            round_trip_keeps_every_kind_of_data,
+            insert_stores_every_field,
+            create_never_overwrites,
+            concurrent_inserts_of_one_id_have_one_winner,
+            count_follows_creates_destroys_and_expiry,
+            oversized_payloads_write_nothing,
+            payload_limit_measures_the_data_json,
+            destroy_is_idempotent,
+            expired_records_are_never_returned,
+            touch_extends_and_changes_nothing_else,
+            touch_may_shorten_and_a_past_time_ends_the_session,
+            touch_never_passes_the_deadline,
+            every_write_keeps_the_deadline,
+            delete_expired_purges_only_expired,
+            expired_ids_are_free,
+            update_is_compare_and_swap,
+            update_stores_every_field,
+            set_is_last_writer_wins,
+            set_never_reuses_a_version,
+            set_stores_every_field,
+            versions_stop_at_the_maximum,
+            cycle_id_keeps_data_and_kills_the_old_id,
+            rename_never_overwrites,
+            rename_keeps_every_field,
+            rename_onto_itself,
+            stale_update_after_destroy_resurrects_nothing,
+            stale_writes_after_cycle_id_resurrect_nothing,
+            concurrent_cycle_ids_move_once,
+            owner_listing_and_revocation,
+            owners_match_exactly,
+            destroy_by_owner_ends_busy_sessions,
+            destroy_by_owner_catches_sessions_being_moved,
+            owner_limit_ends_the_oldest_sessions,
+            hashed_ids_work_through_the_trait,
+            concurrent_increments_are_never_lost,
+            destroy_racing_writers_stays_destroyed,
+            corrupt_records_are_decode_errors,
+            corrupt_records_can_be_treated_as_missing,
+            corrupt_records_are_left_alone,
+            large_integers_round_trip_or_fail_loudly,
+            nested_arrays_round_trip_or_fail_loudly,
+            deep_data_reads_back_or_fails_to_encode,
+            calls_end_within_the_timeout,
+        }
+    };
+}
+
+/// Expands to one `#[test]` per conformance case for the given [`Harness`] expression, in
+/// the module it is written in (one invocation per module).
 ///
 /// ```ignore
 /// session_core::conformance_suite!(MyHarness::new());
@@ -117,30 +275,7 @@ pub fn skip(what: &str, reason: &str) {
 #[macro_export]
 macro_rules! conformance_suite {
     ($harness:expr) => {
-        $crate::__conformance_cases!($harness;
-            round_trip_keeps_every_kind_of_data,
-            create_never_overwrites,
-            expired_records_are_never_returned,
-            touch_extends_and_reports_missing,
-            touch_never_passes_the_deadline,
-            destroy_is_idempotent,
-            cycle_id_keeps_data_and_kills_the_old_id,
-            rename_never_overwrites,
-            update_is_compare_and_swap,
-            stale_update_after_destroy_resurrects_nothing,
-            stale_writes_after_cycle_id_resurrect_nothing,
-            set_is_last_writer_wins,
-            concurrent_increments_are_never_lost,
-            owner_listing_and_revocation,
-            delete_expired_purges_only_expired,
-            oversized_payloads_write_nothing,
-            count_follows_creates_and_destroys,
-            corrupt_records_are_decode_errors,
-            corrupt_records_can_be_treated_as_missing,
-            hashed_ids_work_through_the_trait,
-            large_integers_round_trip_or_fail_loudly,
-            owner_limit_ends_the_oldest_sessions,
-        );
+        $crate::__with_conformance_cases!(__conformance_cases!($harness));
     };
 }
 
@@ -156,5 +291,19 @@ macro_rules! __conformance_cases {
                 });
             }
         )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_case_list {
+    ($harness:ty; $($case:ident),* $(,)?) => {
+        vec![$(
+            (
+                stringify!($case),
+                (|harness| ::std::boxed::Box::pin($crate::conformance::cases::$case(harness)))
+                    as for<'a> fn(&'a $harness) -> $crate::conformance::CaseFuture<'a>,
+            ),
+        )*]
     };
 }

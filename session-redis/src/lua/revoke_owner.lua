@@ -12,5 +12,6 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 local removed = 0
 for i = 2, #KEYS do removed = removed + revoke_one(KEYS[i], ARGV[1], ARGV[4], now) end
-redis.call('DEL', KEYS[1])
+-- The index keeps its entries (each leaves at its score, the session's expiry): an entry of
+-- a write still in flight, indexed before its session, must not go.
 return removed
