@@ -7,6 +7,10 @@
 //! written value carries a unique token, so a read says which write it saw. After a number
 //! of calls the owner's partition is closed and the worker moves on to a new owner, which
 //! keeps each partition small enough to check quickly however long a run is.
+//!
+//! Some partitions are hot ([`Partitions::hot_rounds`]): their workers call only the newest
+//! id and don't pause between calls, so calls on one session overlap even on an in-process
+//! store whose calls take microseconds (a race inside one call needs that to show).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +38,9 @@ pub struct Partitions {
     /// When not (a Redis Cluster: a copy, then a delete), the target joins the calls only
     /// once the move returned, as with `cycle_id`'s fresh ids, which nobody knows earlier.
     pub moves_atomic: bool,
+    /// Of every `hot_rounds + 1` partitions a group of workers goes through, this many are
+    /// hot (0: none).
+    pub hot_rounds: usize,
 }
 
 impl Default for Partitions {
@@ -44,6 +51,7 @@ impl Default for Partitions {
             calls_per_partition: 120,
             owner_calls: true,
             moves_atomic: true,
+            hot_rounds: 1,
         }
     }
 }
@@ -53,6 +61,8 @@ struct Owner {
     name: String,
     /// Every id used in the partition, newest last.
     ids: std::sync::Mutex<Vec<SessionId>>,
+    /// Workers call only the newest id, without pausing.
+    hot: bool,
     /// A call on this owner's sessions had an unknown outcome: no more listings and
     /// revocations, which would observe every such call at once (each doubling the orders
     /// the checker must try).
@@ -63,11 +73,12 @@ struct Owner {
 }
 
 impl Owner {
-    fn new(round: usize, slot: usize) -> Self {
+    fn new(round: usize, slot: usize, hot: bool) -> Self {
         let tag = SessionId::generate();
         Self {
             name: format!("lin-{slot}-{round}-{}", &tag.expose()[..8]),
             ids: std::sync::Mutex::default(),
+            hot,
             tainted: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
@@ -103,7 +114,8 @@ impl Owner {
     /// One of the recent ids (the ones still worth calling).
     fn pick(&self) -> Option<SessionId> {
         let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let recent = &ids[ids.len().saturating_sub(8)..];
+        let window = if self.hot { 1 } else { 8 };
+        let recent = &ids[ids.len().saturating_sub(window)..];
         (!recent.is_empty()).then(|| recent[fastrand::usize(..recent.len())].clone())
     }
 }
@@ -125,7 +137,8 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut round = 0;
             while !stop.load(Ordering::Relaxed) {
-                let owner = Arc::new(Owner::new(round, slot));
+                let hot = round % (partitions.hot_rounds + 1) != 0;
+                let owner = Arc::new(Owner::new(round, slot, hot));
                 let workers: Vec<_> = (0..partitions.workers)
                     .map(|n| {
                         let worker = Worker {
@@ -182,6 +195,9 @@ impl Worker {
             // outcome multiplies the orders the checker must try).
             let pause = if self.unknown > unknown_before {
                 fastrand::u64(150..300)
+            } else if self.owner.hot {
+                tokio::task::yield_now().await;
+                continue;
             } else {
                 fastrand::u64(1..6)
             };
