@@ -102,8 +102,8 @@ pub trait SessionStore: Send + Sync + Debug {
     /// The live record under `id`, or `None` when missing or expired.
     async fn get(&self, id: &SessionId) -> Result<Option<Record>>;
 
-    /// Stores `record` at version 1 only if its id is free (no live record); atomic on the
-    /// server. Returns `false`, changing nothing, when the id is taken (also by a corrupt
+    /// Stores `record` at its version + 1 (1 for a new record) only if its id is free (no
+    /// live record; an expired one gives way); atomic on the server. Returns `false`, changing nothing, when the id is taken (also by a corrupt
     /// record). Prefer [`Self::create`].
     async fn insert(&self, record: &mut Record) -> Result<bool>;
 
@@ -161,9 +161,9 @@ pub trait SessionStore: Send + Sync + Debug {
     async fn count(&self) -> Result<u64>;
 
     /// How long one call may take ([`StoreOptions::timeout`](crate::StoreOptions)): the
-    /// provided methods that make several calls (`cycle_id`) keep to it in total. A store
-    /// built on [`StoreOptions`](crate::StoreOptions) returns its own; the default is the
-    /// options' default.
+    /// provided methods that make several calls (`cycle_id`) keep to it in total. Override
+    /// it: a store built on [`StoreOptions`](crate::StoreOptions) returns its own timeout;
+    /// the default returns the library's default timeout, not the one your store was given.
     fn timeout(&self) -> Duration {
         crate::StoreOptions::default().timeout
     }

@@ -24,7 +24,7 @@
 //! Unlike express-session's MemoryStore, it never grows without limit: it holds at most
 //! [`MemoryStoreBuilder::max_bytes`] of encoded session data (default 256 MiB), evicting
 //! the least valuable sessions (moka's TinyLFU) when full, which logs those users out.
-//! Each entry also expires on its own at its `expires_at`, so [`SessionStore::delete_expired`]
+//! Each entry also expires on its own at its `expires_at`, so [`SessionStore::delete_expired`](session_core::SessionStore::delete_expired)
 //! has nothing to do.
 //!
 //! Data is kept as its JSON encoding (about its JSON size in memory, not several times

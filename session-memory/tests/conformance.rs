@@ -31,3 +31,34 @@ impl Harness for Memory {
 }
 
 session_core::conformance_suite!(Memory);
+
+/// The same suite through [`CachedStore`](session_memory::CachedStore) in front of the memory
+/// store, so that `cargo mutants` on this crate judges the cache too.
+mod cached {
+    use super::*;
+    use session_memory::CachedStore;
+
+    struct Cached;
+
+    #[async_trait]
+    impl Harness for Cached {
+        type Store = CachedStore<MemoryStore>;
+
+        async fn store(&self, options: StoreOptions) -> Self::Store {
+            CachedStore::builder(Memory.store(options).await).build()
+        }
+
+        async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+            Memory.write_corrupt(store.inner(), id).await
+        }
+
+        async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+            Memory
+                .slow_store(options)
+                .await
+                .map(|s| CachedStore::builder(s).build())
+        }
+    }
+
+    session_core::conformance_suite!(Cached);
+}

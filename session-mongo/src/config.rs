@@ -1,4 +1,4 @@
-//! Where and how a [`MongoStore`](crate::MongoStore) keeps its sessions.
+//! Where and how a [`MongoStore`](crate::MongoStore)(crate::MongoStore) keeps its sessions.
 
 use std::time::Duration;
 
@@ -31,14 +31,14 @@ pub enum ExpiryMode {
     /// keeping expired documents forever.
     #[default]
     Native,
-    /// The store runs session-core's [`Pruner`], calling
-    /// [`delete_expired`](SessionStore::delete_expired) at this interval on the tokio runtime
+    /// The store runs session-core's [`Pruner`](session_core::Pruner), calling
+    /// [`delete_expired`](session_core::SessionStore::delete_expired) at this interval on the tokio runtime
     /// that created it, for as long as any clone of the store lives. For servers without TTL
     /// indexes, such as FerretDB.
     Interval(Duration),
     /// Nothing removes them automatically; call
-    /// [`delete_expired`](SessionStore::delete_expired) yourself (a cron job, a
-    /// [`Pruner`] of your own).
+    /// [`delete_expired`](session_core::SessionStore::delete_expired) yourself (a cron job, a
+    /// [`Pruner`](session_core::Pruner) of your own).
     Disabled,
 }
 
@@ -66,11 +66,11 @@ pub enum WriteGuard {
     Locks,
 }
 
-/// Where and how a [`MongoStore`] keeps its sessions.
+/// Where and how a [`MongoStore`](crate::MongoStore) keeps its sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MongoConfig {
     /// The database; `None`: the one named in the URL or client's default, else
-    /// [`DEFAULT_DATABASE`]. Ignored by [`MongoStore::from_database`].
+    /// [`DEFAULT_DATABASE`]. Ignored by [`MongoStore::from_database`](crate::MongoStore::from_database).
     pub database: Option<String>,
     /// The collection; `None`: [`DEFAULT_COLLECTION`].
     pub collection: Option<String>,

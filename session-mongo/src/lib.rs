@@ -1,4 +1,4 @@
-//! A [`SessionStore`] on MongoDB (and MongoDB-protocol servers such as FerretDB), built on the
+//! A [`SessionStore`](session_core::SessionStore) on MongoDB (and MongoDB-protocol servers such as FerretDB), built on the
 //! official `mongodb` driver.
 //!
 //! ```no_run
@@ -41,7 +41,7 @@
 //! | `format` | int32 | `session_core::codec::CURRENT_FORMAT` when written by this crate |
 //!
 //! JSON maps to BSON exactly: integers to Int64, floats to Double, and back to the same JSON.
-//! An integer above `i64::MAX` is an [`Error::Encode`] and nothing is written. Keys holding
+//! An integer above `i64::MAX` is an [`Error::Encode`](session_core::Error::Encode) and nothing is written. Keys holding
 //! `%`, `$`, `.` or NUL are stored percent-escaped (`%25`, `%24`, `%2E`, `%00`), since the
 //! server refuses or misreads such field names; all other keys are stored as they are.
 //!
