@@ -161,7 +161,7 @@ pub trait SessionStore: Send + Sync + Debug {
     async fn count(&self) -> Result<u64>;
 
     /// How long one call may take ([`StoreOptions::timeout`](crate::StoreOptions)): the
-    /// provided methods that make several calls (`cycle_id`) keep to it in total. Override
+    /// provided methods that make several calls (`cycle_id`, `limit_owner`) keep to it in total. Override
     /// it: a store built on [`StoreOptions`](crate::StoreOptions) returns its own timeout;
     /// the default returns the library's default timeout, not the one your store was given.
     fn timeout(&self) -> Duration {
@@ -200,8 +200,12 @@ pub trait SessionStore: Send + Sync + Debug {
     /// backend.
     ///
     /// It lists again until at most `keep` remain, so a session that a concurrent
-    /// `cycle_id` moved is ended under its new id. Two logins racing may both trim, ending
-    /// one more session than needed, never fewer.
+    /// `cycle_id` moved is ended under its new id. A store whose rename is two steps (copy,
+    /// then retire) lists a session being moved twice, under both ids with one creation
+    /// time: a surplus session created at the same instant as a kept one is left for the
+    /// next listing, at most half the [`timeout`](Self::timeout) long, so a rotation of the
+    /// newest session never costs it its place. Two logins racing may both trim, ending one
+    /// more session than needed, never fewer. The whole call keeps to the timeout.
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
         limit(self, owner, keep).await
     }
@@ -231,14 +235,10 @@ async fn cycle<S: SessionStore + ?Sized>(store: &S, id: &SessionId) -> Result<Op
     let mut leftovers: Vec<SessionId> = Vec::new();
     let mut attempts = 0;
     while attempts < MAX_ID_ATTEMPTS {
-        let renamed = if unknown.is_some() {
-            // Asking again after a lost reply: only within the call's time.
-            match tokio::time::timeout_at(deadline, store.rename(id, &fresh)).await {
-                Ok(renamed) => renamed,
-                Err(_) => break,
-            }
-        } else {
-            store.rename(id, &fresh).await
+        // Every attempt within the call's time: a store whose rename is several calls
+        // (a wrapper) would otherwise overrun it.
+        let Ok(renamed) = tokio::time::timeout_at(deadline, store.rename(id, &fresh)).await else {
+            return Err(unknown.unwrap_or_else(|| overran(store, "cycle_id")));
         };
         match renamed {
             Ok(Rename::Moved) => {
@@ -273,6 +273,26 @@ async fn cycle<S: SessionStore + ?Sized>(store: &S, id: &SessionId) -> Result<Op
     Err(unknown.unwrap_or(Error::Conflict { id: id.clone() }))
 }
 
+/// `call`, one step of `limit_owner`, if it ends by `deadline`.
+async fn by<S: SessionStore + ?Sized, T>(
+    deadline: tokio::time::Instant,
+    store: &S,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .unwrap_or_else(|_| Err(overran(store, "limit_owner")))
+}
+
+/// The error of a provided method that ran out of the store's timeout.
+fn overran<S: SessionStore + ?Sized>(store: &S, operation: &'static str) -> Error {
+    Error::Timeout {
+        backend: "store",
+        operation,
+        after: store.timeout(),
+    }
+}
+
 /// Best effort: a copy left under an id nobody knows holds no usable cookie, and expires.
 async fn remove_leftovers<S: SessionStore + ?Sized>(store: &S, leftovers: &[SessionId]) {
     for leftover in leftovers {
@@ -288,18 +308,42 @@ async fn remove_leftovers<S: SessionStore + ?Sized>(store: &S, leftovers: &[Sess
 
 /// [`SessionStore::limit_owner`]: list, end the oldest, list again until at most `keep`.
 async fn limit<S: SessionStore + ?Sized>(store: &S, owner: &str, keep: usize) -> Result<u64> {
+    let start = tokio::time::Instant::now();
+    let deadline = start + store.timeout();
+    // Waiting for a move to finish uses at most half the call's time.
+    let patience = start + store.timeout() / 2;
+    let mut pause = RESOLVE_PAUSE;
     let mut destroyed = 0;
-    for _ in 0..MAX_ID_ATTEMPTS {
-        let mut sessions = store.list_by_owner(owner).await?;
+    let mut rounds = 0;
+    while rounds < MAX_ID_ATTEMPTS {
+        let mut sessions = by(deadline, store, store.list_by_owner(owner)).await?;
         if sessions.len() <= keep {
             break;
         }
         sessions.sort_by(|a, b| {
             (b.created_at(), b.version(), b.id()).cmp(&(a.created_at(), a.version(), a.id()))
         });
-        for session in &sessions[keep..] {
-            store.destroy(session.id()).await?;
+        let (kept, surplus) = sessions.split_at(keep);
+        let patient = tokio::time::Instant::now() < patience;
+        let mut twins = false;
+        for session in surplus {
+            // A session that a rename is moving is listed twice (copy and original, one
+            // creation time). Ending one of the two ends it (a rename gives way to a
+            // destroy), so wait for the move to finish; a lasting "twin" is a distinct
+            // session created at the same instant, ended once patience runs out.
+            if patient && kept.iter().any(|k| k.created_at() == session.created_at()) {
+                twins = true;
+                continue;
+            }
+            by(deadline, store, store.destroy(session.id())).await?;
             destroyed += 1;
+        }
+        if twins {
+            let left = patience.saturating_duration_since(tokio::time::Instant::now());
+            tokio::time::sleep(pause.min(left)).await;
+            pause *= 2;
+        } else {
+            rounds += 1;
         }
     }
     Ok(destroyed)

@@ -72,6 +72,7 @@ enum Mutant {
     RevokeMissesMovedSessions,
     RevokeCountsNothing,
     LimitKeepsOldest,
+    LimitCountsTwins,
     // Purge.
     PurgeRemovesSoonExpiring,
     // Size.
@@ -203,6 +204,10 @@ const MUTANTS: &[(Mutant, &str)] = &[
     (
         Mutant::LimitKeepsOldest,
         "owner_limit_ends_the_oldest_sessions",
+    ),
+    (
+        Mutant::LimitCountsTwins,
+        "owner_limit_racing_cycle_id_keeps_the_newest",
     ),
     (
         Mutant::PurgeRemovesSoonExpiring,
@@ -615,6 +620,19 @@ impl SessionStore for Reference {
                 gap().await;
                 map = self.map.lock().await;
             }
+            if self.is(Mutant::LimitCountsTwins) {
+                // Two steps, as the trait allows: copy, then retire the source unless a
+                // destroy came first.
+                map.insert(to.clone(), source);
+                drop(map);
+                gap().await;
+                map = self.map.lock().await;
+                if map.remove(from).is_none() {
+                    map.remove(to);
+                    return Ok(Rename::SourceMissing);
+                }
+                return Ok(Rename::Moved);
+            }
             let mut moved = source;
             if self.is(Mutant::RenameDropsDeadline) {
                 moved.deadline = None;
@@ -713,11 +731,14 @@ impl SessionStore for Reference {
     }
 
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
-        if !self.is(Mutant::LimitKeepsOldest) {
+        if !self.is(Mutant::LimitKeepsOldest) && !self.is(Mutant::LimitCountsTwins) {
             return Provided(self).limit_owner(owner, keep).await;
         }
         let mut sessions = self.list_by_owner(owner).await?;
         sessions.sort_by_key(|s| s.created_at());
+        if self.is(Mutant::LimitCountsTwins) {
+            sessions.reverse(); // newest first, every listed record counted
+        }
         let mut destroyed = 0;
         for session in sessions.iter().skip(keep) {
             self.destroy(session.id()).await?;

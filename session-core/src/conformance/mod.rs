@@ -252,6 +252,7 @@ macro_rules! __with_conformance_cases {
             destroy_by_owner_ends_busy_sessions,
             destroy_by_owner_catches_sessions_being_moved,
             owner_limit_ends_the_oldest_sessions,
+            owner_limit_racing_cycle_id_keeps_the_newest,
             hashed_ids_work_through_the_trait,
             concurrent_increments_are_never_lost,
             destroy_racing_writers_stays_destroyed,

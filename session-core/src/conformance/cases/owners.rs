@@ -245,6 +245,41 @@ pub async fn owner_limit_ends_the_oldest_sessions<H: Harness>(h: &H) -> CaseResu
     Ok(())
 }
 
+/// `limit_owner(owner, 1)` racing a `cycle_id` of the owner's newest session keeps that
+/// session (under one id or the other) and ends the older one: a store whose rename is
+/// two steps lists the moving session twice, and must not count the twins as two.
+pub async fn owner_limit_racing_cycle_id_keeps_the_newest<H: Harness>(h: &H) -> CaseResult {
+    let store = Arc::new(fresh(h).await);
+    for round in 0..20 {
+        let owner = format!("frank{round}");
+        let mut older = Record::new(in_an_hour());
+        older.set_owner(Some(owner.clone()));
+        older.set_created_at(now() - time::Duration::minutes(1));
+        store.create(&mut older).await.unwrap();
+        let mut newest = Record::new(in_an_hour());
+        newest.set_owner(Some(owner.clone()));
+        newest.insert("device", "newest").unwrap();
+        store.create(&mut newest).await.unwrap();
+
+        let mover = {
+            let (store, id) = (Arc::clone(&store), newest.id().clone());
+            tokio::spawn(async move { store.cycle_id(&id).await })
+        };
+        // A head start of 0 to 3 ms: the limit lands before, during or after the move.
+        tokio::time::sleep(StdDuration::from_millis(round % 4)).await;
+        let ended = store.limit_owner(&owner, 1).await.unwrap();
+        let moved = mover.await.unwrap().unwrap();
+        let left = store.list_by_owner(&owner).await.unwrap();
+        assert!(
+            left.len() == 1
+                && left[0].get::<String>("device").unwrap().as_deref() == Some("newest"),
+            "round {round}: limit_owner(1) ended {ended} while cycle_id of the newest session \
+             returned {moved:?}; left: {left:?} (wanted the newest session alone)"
+        );
+    }
+    Ok(())
+}
+
 /// [`HashedIds`] over the store: the plain id works through the wrapper and is nowhere
 /// in the store.
 pub async fn hashed_ids_work_through_the_trait<H: Harness>(h: &H) -> CaseResult {
