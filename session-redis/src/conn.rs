@@ -205,6 +205,8 @@ pub(crate) enum Command {
     Pttl,
     /// `EXISTS key`.
     Exists,
+    /// `PEXPIREAT key at` (Unix ms): idempotent, so safe to re-send.
+    PexpireAt(i64),
 }
 
 impl Command {
@@ -224,6 +226,7 @@ impl Command {
             Self::GetDel => ("GETDEL", Vec::new()),
             Self::Pttl => ("PTTL", Vec::new()),
             Self::Exists => ("EXISTS", Vec::new()),
+            Self::PexpireAt(at) => ("PEXPIREAT", vec![at.to_string().into()]),
             Self::Set {
                 value,
                 only_if_absent,

@@ -139,6 +139,7 @@ impl Connection for FredConnection {
             Command::GetDel => client.getdel(key).await,
             Command::Pttl => client.pttl(key).await,
             Command::Exists => client.exists(key).await,
+            Command::PexpireAt(at) => client.pexpire_at(key, at, None).await,
             Command::Set {
                 value,
                 only_if_absent,

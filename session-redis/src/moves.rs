@@ -100,7 +100,12 @@ impl RedisStore {
             )
             .await?
             .into_int()?;
-        if removed == 1 {
+        if removed != 0 {
+            // `removed` is the source's expiry when it went: an express-session touch since
+            // the read changed only that, and the copy must not lose it.
+            if removed > 0 && removed != at {
+                self.carry_expiry(to, removed, owner).await?;
+            }
             return Ok(Some(Rename::Moved));
         }
         self.eval(
@@ -110,5 +115,17 @@ impl RedisStore {
         )
         .await?;
         Ok(None)
+    }
+
+    /// Gives the moved copy `to` the expiry its source had when it was deleted, indexing it
+    /// there first (an index entry never ends before its session).
+    async fn carry_expiry(&self, to: &SessionId, at: i64, owner: Option<&str>) -> Result<()> {
+        if let Some(owner) = owner {
+            self.index_add(owner, to, at).await?;
+        }
+        self.conn()
+            .command(Command::PexpireAt(at), &self.keys().session(to))
+            .await?;
+        Ok(())
     }
 }

@@ -20,7 +20,7 @@ macro_rules! native {
 
 macro_rules! express {
     () => {
-        lua!("express_prelude")
+        concat!(lua!("expiry_prelude"), lua!("express_prelude"))
     };
 }
 
@@ -71,8 +71,8 @@ impl ScriptId {
         match self {
             Self::Update => concat!(native!(), lua!("update")),
             Self::Set => concat!(native!(), lua!("version_prelude"), lua!("set")),
-            Self::Touch => lua!("touch"),
-            Self::CompareAndDelete => lua!("compare_and_delete"),
+            Self::Touch => concat!(native!(), lua!("touch")),
+            Self::CompareAndDelete => concat!(lua!("expiry_prelude"), lua!("compare_and_delete")),
             Self::IndexAdd => concat!(lua!("index_prelude"), lua!("index_add")),
             Self::IndexList => lua!("index_list"),
             Self::ExpressRead => concat!(express!(), lua!("express_read")),
@@ -80,7 +80,11 @@ impl ScriptId {
             Self::ExpressUpdate => concat!(express!(), lua!("express_update")),
             Self::ExpressSet => concat!(express!(), lua!("version_prelude"), lua!("express_set")),
             Self::ExpressTouch => concat!(express!(), lua!("express_touch")),
-            Self::Rename => concat!(lua!("index_prelude"), lua!("rename")),
+            Self::Rename => concat!(
+                lua!("expiry_prelude"),
+                lua!("index_prelude"),
+                lua!("rename")
+            ),
             Self::OwnerDelete => concat!(express!(), lua!("owner_prelude"), lua!("owner_delete")),
             Self::RevokeOwner => concat!(express!(), lua!("owner_prelude"), lua!("revoke_owner")),
             Self::ListOwner => concat!(express!(), lua!("list_owner")),

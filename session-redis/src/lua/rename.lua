@@ -9,5 +9,9 @@ if not raw then return 0 end
 if raw ~= ARGV[1] then return 2 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 3 end
 redis.call('RENAME', KEYS[1], KEYS[2])
-if KEYS[3] then index_add(KEYS[3], ARGV[2], ARGV[4], ARGV[5]) end
+-- Indexed at the key's own expiry, which RENAME kept: an express-session touch since the
+-- read moved only that, not the value.
+local at = expiry(KEYS[2])
+if at < 0 then at = ARGV[4] end
+if KEYS[3] then index_add(KEYS[3], ARGV[2], at, ARGV[5]) end
 return 1

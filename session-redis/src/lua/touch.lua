@@ -9,7 +9,7 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
 local ok, rec = pcall(cjson.decode, raw)
-if not ok or type(rec) ~= 'table' or type(rec.expires_at) ~= 'number' then return {-1} end
+if not ok or not readable(rec) then return {-1} end
 local now = tonumber(ARGV[2])
 if rec.expires_at <= now then return {0} end
 local owner = ''
