@@ -38,9 +38,11 @@
 //!
 //! Every expiry comparison uses the application's clock (`session_core::now`, passed to each
 //! statement), as on every other backend, so a session ends at the same instant whichever
-//! backend holds it; hosts sharing a table should keep their clocks in sync. Every call is
-//! one statement, atomic under READ COMMITTED because PostgreSQL re-checks a write's
-//! condition on the newest version of a row it waited for:
+//! backend holds it; hosts sharing a table should keep their clocks in sync. The clock is
+//! read once the pool has handed the call a connection, so a call that waited for one
+//! never judges a session by the time it started waiting. Every call is one statement,
+//! atomic under READ COMMITTED because PostgreSQL re-checks a write's condition on the
+//! newest version of a row it waited for:
 //!
 //! - `insert` and `set` are upserts (`set` stores one more than the larger of the stored
 //!   and the caller's version, so a version is never reused);
@@ -50,8 +52,9 @@
 //!   to its new id, which a copy-then-delete would have hidden from it;
 //! - `destroy_by_owner` is one `DELETE`, `list_by_owner` one `SELECT` (one snapshot).
 //!
-//! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, data
-//! not an object) as it is, as if the session were missing.
+//! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, a
+//! version out of range, data not an object, a timestamp out of range) as it is, as if the
+//! session were missing; `insert` reports its id taken, and `set` replaces it.
 
 mod error;
 mod schema;

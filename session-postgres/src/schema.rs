@@ -184,10 +184,40 @@ fn read_columns() -> String {
     "id, data::text AS data, expires_at, deadline, created_at, version, owner, format".to_owned()
 }
 
+/// The latest year a `timestamptz` holds (PostgreSQL's documented upper limit).
+const PG_MAX_YEAR: i32 = 294_276;
+
 /// What a conditional write (`update`, `touch`, `rename`) requires of the row besides being
-/// live, so it leaves a row that can't be decoded as it is: a known format, a version, and
-/// an object for data (what a hand edit or a foreign writer most often breaks).
-const DECODABLE: &str = "format = 1 AND version >= 0 AND json_typeof(data) = 'object'";
+/// live, so it leaves a row the store can't decode as it is, as if it were missing: every
+/// check of `decode_row` and `StoredRecord::into_record` that SQL makes cheaply. Those are
+/// the stored format (1, the only one the decoder reads), a version from 0 to
+/// `Record::MAX_VERSION`, data an object, and timestamps the `time` crate represents.
+/// Data the JSON parser refuses although PostgreSQL's `json` holds it (nested too deeply,
+/// a number out of `f64` range) still passes.
+fn decodable() -> String {
+    let max = session_core::Record::MAX_VERSION;
+    format!(
+        "format = 1 AND version BETWEEN 0 AND {max} AND json_typeof(data) = 'object' \
+         AND {} AND {} AND (deadline IS NULL OR {})",
+        readable_time("created_at"),
+        readable_time("expires_at"),
+        readable_time("deadline"),
+    )
+}
+
+/// The condition that `column` holds a time the decoder reads: finite (`infinity` and
+/// `-infinity` don't decode), and before the first instant the `time` crate can't hold.
+/// That instant depends on time's `large-dates` feature, which any crate of the build may
+/// turn on, so it is read from the crate as built; with the feature, every finite
+/// `timestamptz` fits.
+fn readable_time(column: &str) -> String {
+    let after_last = time::Date::MAX.year() + 1;
+    if after_last > PG_MAX_YEAR {
+        format!("isfinite({column})")
+    } else {
+        format!("isfinite({column}) AND {column} < '{after_last}-01-01 00:00:00+00'")
+    }
+}
 
 impl Statements {
     pub(crate) fn new(name: &TableName) -> Self {
@@ -201,6 +231,7 @@ impl Statements {
                        deadline = EXCLUDED.deadline, created_at = EXCLUDED.created_at, \
                        owner = EXCLUDED.owner, format = EXCLUDED.format";
         let max = session_core::Record::MAX_VERSION;
+        let decodable = decodable();
         Self {
             // $2 now.
             get: format!("SELECT {cols} FROM {t} WHERE id = $1 AND expires_at > $2"),
@@ -210,24 +241,26 @@ impl Statements {
                  WHERE s.expires_at <= $9"
             ),
             // One more than the larger of the live stored version and the caller's, never
-            // past the maximum (then nothing is written and no row returns).
+            // past the maximum (then nothing is written and no row returns). A stored version
+            // out of the decoder's range counts for nothing: the row is corrupt, and `set`
+            // replaces a corrupt record like an expired one.
             set: format!(
                 "INSERT INTO {t} AS s {all} VALUES {values} ON CONFLICT (id) DO UPDATE SET {replace}, \
-                 version = CASE WHEN s.expires_at > $9 \
+                 version = CASE WHEN s.expires_at > $9 AND s.version BETWEEN 0 AND {max} \
                    THEN GREATEST(s.version + 1, EXCLUDED.version) ELSE EXCLUDED.version END \
-                 WHERE s.expires_at <= $9 OR s.version < {max} \
+                 WHERE s.expires_at <= $9 OR s.version <> {max} \
                  RETURNING version"
             ),
             // $9 the version the caller read, $10 now.
             update: format!(
                 "UPDATE {t} SET data = $2::json, expires_at = $3, deadline = $4, \
                  created_at = $5, version = $6, owner = $7, format = $8 \
-                 WHERE id = $1 AND version = $9 AND expires_at > $10 AND {DECODABLE}"
+                 WHERE id = $1 AND version = $9 AND expires_at > $10 AND {decodable}"
             ),
             // $2 the wanted expiry, $3 now.
             touch: format!(
                 "UPDATE {t} SET expires_at = LEAST($2::timestamptz, COALESCE(deadline, $2::timestamptz)) \
-                 WHERE id = $1 AND expires_at > $3 AND {DECODABLE}"
+                 WHERE id = $1 AND expires_at > $3 AND {decodable}"
             ),
             destroy: format!("DELETE FROM {t} WHERE id = $1"),
             // $1 from, $2 to, $3 now. The row's key changes in place: one statement, atomic,
@@ -236,7 +269,7 @@ impl Statements {
             // would be invisible to that DELETE's snapshot). A live row under `to` makes it
             // fail with a unique violation: the target is taken.
             rename_move: format!(
-                "UPDATE {t} SET id = $2 WHERE id = $1 AND expires_at > $3 AND {DECODABLE}"
+                "UPDATE {t} SET id = $2 WHERE id = $1 AND expires_at > $3 AND {decodable}"
             ),
             // $1 to, $2 now: an expired row under the target gives way.
             rename_take_expired: format!("DELETE FROM {t} WHERE id = $1 AND expires_at <= $2"),
@@ -340,6 +373,22 @@ mod tests {
             assert!(index.len() <= MAX_IDENT_LEN, "{index}");
         }
         assert_ne!(long.expires_index(), other.expires_index());
+    }
+
+    #[test]
+    fn the_write_guard_refuses_what_the_decoder_refuses() {
+        let guard = decodable();
+        let max = session_core::Record::MAX_VERSION;
+        assert!(
+            guard.contains(&format!("version BETWEEN 0 AND {max}")),
+            "{guard}"
+        );
+        for column in ["created_at", "expires_at", "deadline"] {
+            assert!(guard.contains(&format!("isfinite({column})")), "{guard}");
+        }
+        // Without time's `large-dates` the decoder stops at the end of year 9999.
+        let bounded = guard.contains("created_at < '10000-01-01 00:00:00+00'");
+        assert_eq!(bounded, time::Date::MAX.year() == 9999, "{guard}");
     }
 
     #[test]

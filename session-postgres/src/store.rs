@@ -11,6 +11,7 @@ use session_core::{
     async_trait, codec, now, rename_onto_itself, to_millis,
 };
 use sqlx::error::ErrorKind as SqlErrorKind;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{Connection as _, PgPool, Postgres, Row, TypeInfo as _, ValueRef as _};
@@ -297,11 +298,12 @@ impl PostgresStore {
         loop {
             let (removed, last): (i64, Option<String>) = self
                 .timed("delete_expired", async {
+                    let (mut connection, now) = self.connection().await?;
                     sqlx::query_as(&self.inner.sql.purge_batch)
                         .bind(i64::from(batch))
                         .bind(after.as_deref())
-                        .bind(now())
-                        .fetch_one(&self.pool)
+                        .bind(now)
+                        .fetch_one(&mut *connection)
                         .await
                         .map_err(backend)
                 })
@@ -332,6 +334,19 @@ impl PostgresStore {
             .options
             .within_timeout(BACKEND, operation, call)
             .await
+    }
+
+    /// A connection from the pool, and the application's clock read once it is in hand: the
+    /// `now` to bind into a statement that judges liveness.
+    ///
+    /// Read before the pool hands out a connection, `now` would go stale while the call
+    /// waits for one (a busy pool): the statement would then count a session that expired
+    /// meanwhile, which other callers already saw gone, as live, and `update` or `touch`
+    /// would bring it back. Call it inside [`Self::timed`], so the wait counts against the
+    /// call's timeout.
+    async fn connection(&self) -> Result<(PoolConnection<Postgres>, OffsetDateTime)> {
+        let connection = self.pool.acquire().await.map_err(backend)?;
+        Ok((connection, now()))
     }
 
     /// Decodes rows, applying the corrupt-record policy to each.
@@ -441,8 +456,9 @@ fn pg_micros_to_unix_millis(micros: i64) -> i64 {
 fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
     let data_text: String = row.try_get("data").map_err(column)?;
-    let data: Data = serde_json::from_str(&data_text)
-        .map_err(|err| Error::decode(id, format!("data is not a JSON object: {err}")))?;
+    // As every backend reads JSON back: a lone UTF-16 surrogate (which PostgreSQL's `json`
+    // accepts) reads as U+FFFD rather than failing the record.
+    let data: Data = codec::parse_json(id, data_text.as_bytes())?;
     let version: i64 = row.try_get("version").map_err(column)?;
     let format: i32 = row.try_get("format").map_err(column)?;
     let owner: Option<String> = row.try_get("owner").map_err(column)?;
@@ -469,10 +485,11 @@ impl SessionStore for PostgresStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
         let row = self
             .timed("get", async {
+                let (mut connection, now) = self.connection().await?;
                 sqlx::query(&self.inner.sql.get)
                     .bind(id.expose())
-                    .bind(now())
-                    .fetch_optional(&self.pool)
+                    .bind(now)
+                    .fetch_optional(&mut *connection)
                     .await
                     .map_err(backend)
             })
@@ -487,10 +504,11 @@ impl SessionStore for PostgresStore {
         let params = WriteParams::of(record, &self.inner.options)?;
         let written = self
             .timed("insert", async {
+                let (mut connection, now) = self.connection().await?;
                 params
                     .bind(&self.inner.sql.insert)
-                    .bind(now())
-                    .execute(&self.pool)
+                    .bind(now)
+                    .execute(&mut *connection)
                     .await
                     .map(|done| done.rows_affected() == 1)
                     .map_err(|err| write(record.id(), err))
@@ -507,10 +525,11 @@ impl SessionStore for PostgresStore {
         let params = WriteParams::of(record, &self.inner.options)?;
         let stored = self
             .timed("set", async {
+                let (mut connection, now) = self.connection().await?;
                 params
                     .bind(&self.inner.sql.set)
-                    .bind(now())
-                    .fetch_optional(&self.pool)
+                    .bind(now)
+                    .fetch_optional(&mut *connection)
                     .await
                     .map_err(|err| write(record.id(), err))
             })
@@ -531,11 +550,12 @@ impl SessionStore for PostgresStore {
         let expected = params.version - 1;
         let updated = self
             .timed("update", async {
+                let (mut connection, now) = self.connection().await?;
                 params
                     .bind(&self.inner.sql.update)
                     .bind(expected)
-                    .bind(now())
-                    .execute(&self.pool)
+                    .bind(now)
+                    .execute(&mut *connection)
                     .await
                     .map(|done| done.rows_affected() == 1)
                     .map_err(|err| write(record.id(), err))
@@ -554,11 +574,12 @@ impl SessionStore for PostgresStore {
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
         let expires_at = to_millis(expires_at);
         self.timed("touch", async {
+            let (mut connection, now) = self.connection().await?;
             sqlx::query(&self.inner.sql.touch)
                 .bind(id.expose())
                 .bind(expires_at)
-                .bind(now())
-                .execute(&self.pool)
+                .bind(now)
+                .execute(&mut *connection)
                 .await
                 .map(|done| done.rows_affected() == 1)
                 .map_err(backend)
@@ -584,13 +605,15 @@ impl SessionStore for PostgresStore {
         }
         self.timed("rename", async {
             // One UPDATE of the key (see `Statements::rename_move`); a live row under `to`
-            // makes it fail with a unique violation, an expired one gives way first.
+            // makes it fail with a unique violation, an expired one gives way first. All run
+            // on the one connection, each with the clock read just before it.
+            let (mut connection, mut at) = self.connection().await?;
             for _ in 0..2 {
                 let moved = sqlx::query(&self.inner.sql.rename_move)
                     .bind(from.expose())
                     .bind(to.expose())
-                    .bind(now())
-                    .execute(&self.pool)
+                    .bind(at)
+                    .execute(&mut *connection)
                     .await;
                 match moved {
                     Ok(done) if done.rows_affected() == 1 => return Ok(Rename::Moved),
@@ -602,13 +625,14 @@ impl SessionStore for PostgresStore {
                 let freed = sqlx::query(&self.inner.sql.rename_take_expired)
                     .bind(to.expose())
                     .bind(now())
-                    .execute(&self.pool)
+                    .execute(&mut *connection)
                     .await
                     .map_err(backend)?
                     .rows_affected();
                 if freed == 0 {
                     return Ok(Rename::TargetTaken);
                 }
+                at = now();
             }
             Ok(Rename::TargetTaken)
         })
@@ -622,10 +646,11 @@ impl SessionStore for PostgresStore {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
         let rows = self
             .timed("list_by_owner", async {
+                let (mut connection, now) = self.connection().await?;
                 sqlx::query(&self.inner.sql.list_by_owner)
                     .bind(owner)
-                    .bind(now())
-                    .fetch_all(&self.pool)
+                    .bind(now)
+                    .fetch_all(&mut *connection)
                     .await
                     .map_err(backend)
             })
@@ -636,10 +661,11 @@ impl SessionStore for PostgresStore {
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
         let removed: i64 = self
             .timed("destroy_by_owner", async {
+                let (mut connection, now) = self.connection().await?;
                 sqlx::query_scalar(&self.inner.sql.destroy_by_owner)
                     .bind(owner)
-                    .bind(now())
-                    .fetch_one(&self.pool)
+                    .bind(now)
+                    .fetch_one(&mut *connection)
                     .await
                     .map_err(backend)
             })
@@ -650,9 +676,10 @@ impl SessionStore for PostgresStore {
     async fn count(&self) -> Result<u64> {
         let count: i64 = self
             .timed("count", async {
+                let (mut connection, now) = self.connection().await?;
                 sqlx::query_scalar(&self.inner.sql.count)
-                    .bind(now())
-                    .fetch_one(&self.pool)
+                    .bind(now)
+                    .fetch_one(&mut *connection)
                     .await
                     .map_err(backend)
             })
