@@ -58,11 +58,13 @@ pub enum WriteGuard {
     Auto,
     /// Single guarded writes; only for servers whose filtered writes are atomic (MongoDB).
     Server,
-    /// Per-session lease locks around every write to an existing session (`set`, `update`,
-    /// `touch`, `destroy`, `rename`, the purges); under the lock the store reads by `_id`,
-    /// checks version and expiry itself and writes by `_id` alone. Leases last twice the
-    /// options' timeout and are judged by the application's clock, so instances sharing a
-    /// collection need roughly synchronised clocks.
+    /// Per-session lease locks around every write to an existing session but `destroy`
+    /// (`set`, `update`, `touch`, `rename`, the purges), and a per-owner one that
+    /// `destroy_by_owner` holds and a rename of an owned session takes while it moves it;
+    /// under the lock the store reads by `_id` and checks version and expiry itself (see the
+    /// crate docs for the filters its writes keep). Leases last twice the options' timeout
+    /// and are judged by the application's clock, so instances sharing a collection need
+    /// roughly synchronised clocks.
     Locks,
 }
 

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `null`, `true`/`false`, string | Null, Boolean, String | the same |
 //! | integer in `i64` range | Int64 | the same integer |
-//! | integer above `i64::MAX` | — ([`Error::Encode`], nothing written) | — |
+//! | integer above `i64::MAX` | — ([`Error::Encode`](session_core::Error::Encode), nothing written) | — |
 //! | float | Double | the same `f64` (`3.0` stays a float) |
 //! | array, object | Array, embedded Document | the same |
 //!

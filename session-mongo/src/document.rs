@@ -46,20 +46,41 @@ pub(crate) fn now_bson() -> DateTime {
     DateTime::from_millis(unix_millis(session_core::now()))
 }
 
-/// The filter for the live document under `id`. The id is only ever a string value, never a
-/// document, so nothing in it can act as a query operator (and [`SessionId`] holds no `$`).
-pub(crate) fn live(id: &SessionId, now: DateTime) -> Document {
-    doc! { "_id": id.expose(), "expires_at": { "$gt": now } }
+/// The filter for the live document under `id` that [`looks_decodable`], for the
+/// conditional writes that must leave a corrupt record as it is: every check [`decode`]
+/// makes but the data's contents, in the server's terms (numbers of the integer types
+/// only, dates in the range a record can hold, the owner a string or absent).
+///
+/// The id is only ever a string value, never a document, so nothing in it can act as a
+/// query operator (and [`SessionId`] holds no `$`).
+pub(crate) fn live_and_decodable(id: &SessionId, now: DateTime) -> Document {
+    let (earliest, latest) = date_range();
+    let integer = vec![Bson::from("int"), Bson::from("long")];
+    let date = doc! { "$gte": earliest, "$lte": latest };
+    doc! {
+        "_id": id.expose(),
+        "expires_at": { "$gt": now, "$lte": latest },
+        "format": { "$eq": 1, "$type": integer.clone() },
+        // At most Record::MAX_VERSION (2^53 - 1): fits an Int64.
+        "version": { "$gte": 0, "$lte": Record::MAX_VERSION as i64, "$type": integer },
+        "created_at": date.clone(),
+        "data": { "$type": "object" },
+        "$and": [
+            { "$or": [{ "owner": null }, { "owner": { "$type": "string" } }] },
+            { "$or": [{ "deadline": null }, { "deadline": date }] },
+        ],
+    }
 }
 
-/// [`live`], and only a document that [`looks_decodable`] (as a filter), for the conditional
-/// writes that must leave a corrupt record as it is.
-pub(crate) fn live_and_decodable(id: &SessionId, now: DateTime) -> Document {
-    let mut filter = live(id, now);
-    filter.insert("format", 1);
-    filter.insert("version", doc! { "$gte": 0 });
-    filter.insert("data", doc! { "$type": "object" });
-    filter
+/// The earliest and latest dates a record can hold (what [`session_core::from_unix_millis`]
+/// accepts), as BSON dates.
+fn date_range() -> (DateTime, DateTime) {
+    let earliest = time::PrimitiveDateTime::MIN.assume_utc();
+    let latest = time::PrimitiveDateTime::MAX.assume_utc();
+    (
+        DateTime::from_millis(unix_millis(earliest)),
+        DateTime::from_millis(unix_millis(latest)),
+    )
 }
 
 /// Whether `document`'s `expires_at` is a date after `now` (the live filter, checked here).
@@ -67,24 +88,27 @@ pub(crate) fn is_live(document: &Document, now: DateTime) -> bool {
     matches!(document.get("expires_at"), Some(Bson::DateTime(at)) if *at > now)
 }
 
-/// The stored version, when the document has a usable one.
+/// The stored version, when the document has a usable one (an integer from 0 to
+/// [`Record::MAX_VERSION`], as [`decode`] wants it).
 pub(crate) fn version_of(document: &Document) -> Option<i64> {
-    match document.get("version") {
-        Some(Bson::Int64(version)) if *version >= 0 => Some(*version),
-        Some(Bson::Int32(version)) if *version >= 0 => Some(i64::from(*version)),
-        _ => None,
-    }
+    let version = match document.get("version") {
+        Some(Bson::Int64(version)) => *version,
+        Some(Bson::Int32(version)) => i64::from(*version),
+        _ => return None,
+    };
+    u64::try_from(version)
+        .is_ok_and(|v| v <= Record::MAX_VERSION)
+        .then_some(version)
 }
 
-/// The cheap part of [`decode`]'s checks, for writes that must leave a record that doesn't
-/// decode as it is without decoding the data: format 1, a version, data an embedded
-/// document (what a hand edit or a foreign writer most often breaks).
-pub(crate) fn looks_decodable(document: &Document) -> bool {
-    matches!(
-        document.get("format"),
-        Some(Bson::Int32(1)) | Some(Bson::Int64(1))
-    ) && version_of(document).is_some()
-        && matches!(document.get("data"), Some(Bson::Document(_)))
+/// Whether [`decode`] would accept `document` as the record under `id`, judged on every
+/// field but the data's contents (which only has to be an embedded document): the checks
+/// are `decode`'s own, so the two never disagree on them. For the writes that must leave a
+/// record that doesn't decode as it is without decoding its data.
+pub(crate) fn looks_decodable(id: &SessionId, document: &Document) -> bool {
+    fields(id, document)
+        .and_then(|(stored, _)| stored.into_record(id))
+        .is_ok()
 }
 
 /// Decodes a stored session document (as [`MongoStore`](crate::MongoStore) writes it) into a
@@ -95,9 +119,22 @@ pub fn decode_document(id: &SessionId, document: Document) -> Result<Record> {
 }
 
 /// A stored document as a record, or [`Error::Decode`] naming `id`.
-pub(crate) fn decode(id: &SessionId, mut document: Document) -> Result<Record> {
+pub(crate) fn decode(id: &SessionId, document: Document) -> Result<Record> {
+    let (mut stored, data) = fields(id, &document)?;
+    let data = convert::data_from_bson(data).map_err(|reason| Error::decode(id, reason))?;
+    stored.data = Cow::Owned(data);
+    stored.into_record(id)
+}
+
+/// The stored fields of `document` with empty data, and its data (checked to be an
+/// embedded document, not decoded), or [`Error::Decode`] naming `id`. What it accepts
+/// [`StoredRecord::into_record`] may still refuse (format, version and time ranges).
+fn fields<'d>(
+    id: &SessionId,
+    document: &'d Document,
+) -> Result<(StoredRecord<'static>, &'d Document)> {
     let bad = |reason: String| Error::decode(id, reason);
-    let date = |document: &Document, field: &str| -> Result<Option<i64>> {
+    let date = |field: &str| -> Result<Option<i64>> {
         match document.get(field) {
             None | Some(Bson::Null) => Ok(None),
             Some(Bson::DateTime(at)) => Ok(Some(at.timestamp_millis())),
@@ -125,12 +162,12 @@ pub(crate) fn decode(id: &SessionId, mut document: Document) -> Result<Record> {
         .map_err(|_| bad("field `format` is negative or too large".into()))?;
     let version = u64::try_from(integer("version")?)
         .map_err(|_| bad("field `version` is negative".into()))?;
-    let expires_at = required(date(&document, "expires_at")?, "expires_at")?;
-    let created_at = required(date(&document, "created_at")?, "created_at")?;
-    let deadline = date(&document, "deadline")?;
-    let owner = match document.remove("owner") {
+    let expires_at = required(date("expires_at")?, "expires_at")?;
+    let created_at = required(date("created_at")?, "created_at")?;
+    let deadline = date("deadline")?;
+    let owner = match document.get("owner") {
         None | Some(Bson::Null) => None,
-        Some(Bson::String(owner)) => Some(Cow::Owned(owner)),
+        Some(Bson::String(owner)) => Some(Cow::Owned(owner.clone())),
         Some(other) => {
             return Err(bad(format!(
                 "field `owner` is a BSON {:?}, expected a string",
@@ -139,7 +176,7 @@ pub(crate) fn decode(id: &SessionId, mut document: Document) -> Result<Record> {
         }
     };
     let data = match document.get("data") {
-        Some(Bson::Document(data)) => convert::data_from_bson(data).map_err(bad)?,
+        Some(Bson::Document(data)) => data,
         None => return Err(bad("field `data` is missing".into())),
         Some(other) => {
             return Err(bad(format!(
@@ -148,14 +185,14 @@ pub(crate) fn decode(id: &SessionId, mut document: Document) -> Result<Record> {
             )));
         }
     };
-    StoredRecord {
+    let stored = StoredRecord {
         format,
         version,
         created_at,
         expires_at,
         deadline,
         owner,
-        data: Cow::Owned(data),
-    }
-    .into_record(id)
+        data: Cow::Owned(session_core::Data::new()),
+    };
+    Ok((stored, data))
 }

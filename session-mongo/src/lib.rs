@@ -52,6 +52,13 @@
 //! its id is free for a new session. The mode only decides who removes expired documents;
 //! see [`ExpiryMode`].
 //!
+//! A conditional write carries that check in its filter, with `now` taken right before the
+//! write is sent, so a session that expires while a call runs (between its read and its
+//! write, on FerretDB) is not written back. There is no server clock to judge by (FerretDB
+//! 1.x has no `$$NOW`): a write that takes longer to reach the server (waiting for a pooled
+//! connection, in the network) than the session had left can still land just after its
+//! expiry.
+//!
 //! # Without transactions
 //!
 //! On MongoDB every operation is a single-document write guarded by its filter, except
@@ -69,11 +76,18 @@
 //! docs allow it and say so). A rename inserts its copy before deleting the original, so
 //! while it runs the session can be read under both ids and a listing shows it twice
 //! (`cycle_id`'s new id is known to nobody until it returns, so for it only listings can
-//! tell). `destroy_by_owner` deletes the owner's documents pass after pass until a pass finds
-//! none, so it is complete (a session moved out of one pass's sight is found by the next),
-//! but it acts session by session: its count can split between concurrent calls. On FerretDB each pass's `find` reads one snapshot
-//! (SQLite), so no session of the owner escapes; on MongoDB a `find` is not a snapshot of
-//! the collection, and a session renamed at that very moment may survive (call it again).
+//! tell). `destroy_by_owner` deletes the owner's documents pass after pass until a pass
+//! finds none, session by session: its count can split between concurrent calls.
+//!
+//! With lease locks (FerretDB), `destroy_by_owner` also holds a lock of the owner
+//! throughout, and a rename of a session that has an owner holds that owner's lock while it
+//! moves it (taken after the session's own, without waiting; when busy, the rename waits
+//! for it first and then takes the session's). So no session of the owner moves while a
+//! revocation runs, and none is half moved: it removes every session of the owner that
+//! lives throughout the call, one being moved or kept busy included, and counts each
+//! once. Renames of one owner's sessions take turns. Without locks ([`WriteGuard::Server`],
+//! MongoDB's default) each pass is one `deleteMany`, which is not a snapshot of the
+//! collection: a session renamed at that very moment may survive (call it again).
 //!
 //! The store never sends a write twice; the driver's retryable writes do only where the
 //! server applies a retried write once (see [`MongoStore::connect`]).
@@ -82,14 +96,20 @@
 //!
 //! FerretDB 1.x hands a filter to its storage backend only when it is exactly
 //! `{_id: <string>}`; any other filter (even `{_id, expires_at}`) makes it read and decode
-//! every document of the collection. So in [`WriteGuard::Locks`] mode every per-request call
-//! uses that filter alone: holding the session's lock, the store reads the document by
-//! `_id`, checks version, expiry and deadline here, and writes with `{_id}` (the lock keeps
-//! the document from changing in between, since every write to an existing session,
-//! `destroy` included, takes it). Only the collection-wide calls (`delete_expired`,
-//! `list_by_owner`, `destroy_by_owner`, `count`) filter on other fields, once per call.
-//! One exception: `update`'s replace keeps `{_id, version}`, because a replace delayed in
-//! the network past its lease must fail rather than overwrite a later acknowledged update.
+//! every document of the collection. So in [`WriteGuard::Locks`] mode the store reads by
+//! that filter alone: holding the session's lock, it reads the document by `_id` and checks
+//! version, expiry, deadline and shape here. Reads, `destroy`, and the deletes of `rename`
+//! (the original), `insert` and the purges (an expired document) use `{_id}` alone (the
+//! lock keeps the document from changing in between, since every write to an existing
+//! session but `destroy` takes it). The writes that must not act on a document other than
+//! the one read keep a filter on it, at the price of a scan: `update`'s replace filters on
+//! `{_id, version}` (a replace delayed in the network past its lease must fail rather than
+//! overwrite a later acknowledged update), `touch` on `{_id, deadline}` (after a `destroy`
+//! and an `insert`, which take no lock, another session may live under the id), `set` on
+//! the version and expiry it read; and each on `expires_at > now` when it found the
+//! session live (one that expired since the read stays gone).
+//! The collection-wide calls (`delete_expired`, `list_by_owner`, `destroy_by_owner`,
+//! `count`) filter on other fields, once per call (per pass).
 //!
 //! On MongoDB that `{_id}` query is an index lookup. On FerretDB's SQLite backend (1.24)
 //! it is still a scan of the table inside SQLite, since the query's expression

@@ -471,7 +471,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::document::{encode, live};
+    use crate::document::{encode, live_and_decodable};
     use serde_json::json;
 
     fn sample() -> Record {
@@ -527,30 +527,81 @@ mod tests {
             "version": 1_i64, "format": 1,
         };
         assert!(decode(&id, good.clone()).is_ok());
-        assert!(document::looks_decodable(&good));
+        assert!(document::looks_decodable(&id, &good));
+        let max = Record::MAX_VERSION as i64;
+        let beyond = mongodb::bson::DateTime::from_millis(i64::MAX);
         for (field, value) in [
             ("data", Bson::String("garbage".into())),
             ("format", Bson::Int32(99)),
+            ("format", Bson::Int64(0)),
+            ("format", Bson::Double(1.0)),
             ("expires_at", Bson::String("tomorrow".into())),
+            ("expires_at", Bson::DateTime(beyond)),
+            ("created_at", Bson::Int64(0)),
+            ("created_at", Bson::DateTime(beyond)),
             ("version", Bson::Int64(-1)),
+            ("version", Bson::Int64(max + 1)),
+            ("version", Bson::Double(1.0)),
             ("owner", Bson::Int32(3)),
+            ("owner", Bson::Document(doc! {})),
             ("deadline", Bson::Boolean(true)),
+            ("deadline", Bson::DateTime(beyond)),
         ] {
             let mut bad = good.clone();
-            bad.insert(field, value);
+            bad.insert(field, value.clone());
+            assert!(
+                !document::looks_decodable(&id, &bad),
+                "{field}: {value:?} looks decodable"
+            );
             let err = decode(&id, bad).unwrap_err();
             assert!(matches!(&err, Error::Decode { .. }), "{field}: {err}");
             assert_eq!(err.session_id(), Some(&id));
         }
-        let mut missing = good;
-        missing.remove("created_at");
-        assert!(decode(&id, missing).is_err());
+        for missing in ["data", "format", "version", "expires_at", "created_at"] {
+            let mut bad = good.clone();
+            bad.remove(missing);
+            assert!(!document::looks_decodable(&id, &bad), "{missing}");
+            assert!(decode(&id, bad).is_err(), "{missing}");
+        }
+        // What the decoder accepts, so does the check.
+        for (field, value) in [
+            ("version", Bson::Int64(max)),
+            ("version", Bson::Int32(0)),
+            ("format", Bson::Int64(1)),
+            ("owner", Bson::Null),
+            ("owner", Bson::String("user-7".into())),
+            ("deadline", Bson::Null),
+            ("deadline", Bson::DateTime(now)),
+        ] {
+            let mut fine = good.clone();
+            fine.insert(field, value.clone());
+            assert!(document::looks_decodable(&id, &fine), "{field}: {value:?}");
+            assert!(decode(&id, fine).is_ok(), "{field}: {value:?}");
+        }
+        // Only the data's contents are left to the decoder.
+        let mut deep = good;
+        deep.insert("data", doc! { "bad%escape": 1 });
+        assert!(document::looks_decodable(&id, &deep));
+        assert!(decode(&id, deep).is_err());
+    }
+
+    #[test]
+    fn the_date_range_is_the_decoders() {
+        let id = SessionId::generate();
+        let filter = live_and_decodable(&id, now_bson());
+        let created = filter.get_document("created_at").unwrap();
+        let earliest = created.get_datetime("$gte").unwrap().timestamp_millis();
+        let latest = created.get_datetime("$lte").unwrap().timestamp_millis();
+        assert!(session_core::from_unix_millis(earliest).is_some());
+        assert!(session_core::from_unix_millis(earliest - 1).is_none());
+        assert!(session_core::from_unix_millis(latest).is_some());
+        assert!(session_core::from_unix_millis(latest + 1).is_none());
     }
 
     #[test]
     fn filters_hold_the_id_as_a_plain_string() {
         let id = SessionId::generate();
-        let filter = live(&id, now_bson());
+        let filter = live_and_decodable(&id, now_bson());
         assert_eq!(
             filter.get("_id"),
             Some(&Bson::String(id.expose().to_owned()))

@@ -1,6 +1,7 @@
 //! The writes behind the `SessionStore` methods, in both modes: on MongoDB one guarded write
 //! each (filtered writes are atomic there); on FerretDB ([`WriteGuard::Locks`]) a read by
-//! `_id`, a check here and a write by `_id`, under the session's lock.
+//! `_id`, a check here and a write filtered on `_id` (and on what must not have changed
+//! since the read), under the session's lock.
 //!
 //! [`WriteGuard::Locks`]: crate::WriteGuard::Locks
 
@@ -126,7 +127,18 @@ impl MongoStore {
             let written = match current {
                 Some(found) => {
                     let read = found.get("version").cloned().unwrap_or(Bson::Null);
-                    let filter = doc! { "_id": id.expose(), "version": read };
+                    let mut filter = doc! { "_id": id.expose(), "version": { "$eq": read } };
+                    // The version is based on what was read, live or not, and the replace
+                    // must find it so: a session read live that expired since (by a `now`
+                    // taken right before the write is sent) is written at the caller's
+                    // version + 1 in the next round; one read expired (or corrupt) is only
+                    // replaced as it was, never a session a concurrent insert started there.
+                    let expiry = match (live.is_some(), found.get("expires_at")) {
+                        (true, _) => Bson::Document(doc! { "$gt": now_bson() }),
+                        (false, Some(at)) => Bson::Document(doc! { "$eq": at.clone() }),
+                        (false, None) => Bson::Document(doc! { "$exists": false }),
+                    };
+                    filter.insert("expires_at", expiry);
                     let result = self.collection.replace_one(filter, document).await;
                     result.map_err(|err| write_error(id, err))?.matched_count == 1
                 }
@@ -178,7 +190,7 @@ impl MongoStore {
             let Some(current) = store.find_live(&id, None).await? else {
                 return Ok(Found::Missing);
             };
-            if !looks_decodable(&current) {
+            if !looks_decodable(&id, &current) {
                 return Ok(Found::Corrupt);
             }
             if version_of(&current) != Some(expected) {
@@ -187,10 +199,17 @@ impl MongoStore {
             // The version stays in the filter, though it costs FerretDB a scan: a replace
             // that overran its lock can still reach the server after another writer moved
             // on, and then it must match nothing instead of overwriting an acknowledged
-            // update.
+            // update. So does liveness, by a `now` taken right before the write is sent:
+            // the session may have expired since the read (a slow network, a busy server),
+            // and an update never brings back a session others have seen gone.
+            let filter = doc! {
+                "_id": id.expose(),
+                "version": expected,
+                "expires_at": { "$gt": now_bson() },
+            };
             let result = store
                 .collection
-                .replace_one(doc! { "_id": id.expose(), "version": expected }, document)
+                .replace_one(filter, document)
                 .await
                 .map_err(|err| write_error(&id, err))?;
             Ok(if result.matched_count == 1 {
@@ -212,7 +231,7 @@ impl MongoStore {
             let Some(current) = store.find_live(&id, None).await? else {
                 return Ok(Found::Missing);
             };
-            if !looks_decodable(&current) {
+            if !looks_decodable(&id, &current) {
                 return Ok(Found::Corrupt);
             }
             let (expires_at, deadline) = match current.get("deadline") {
@@ -224,10 +243,17 @@ impl MongoStore {
             };
             // The deadline read stays in the filter: `destroy` and `insert` don't take the
             // lock, so another session may now live under this id, and the cap must be its.
+            // So does liveness, by a `now` taken right before the write is sent: a session
+            // that expired since the read (a slow network, a busy server) stays gone.
             let set = doc! { "$set": { "expires_at": expires_at } };
+            let filter = doc! {
+                "_id": id.expose(),
+                "deadline": deadline,
+                "expires_at": { "$gt": now_bson() },
+            };
             let result = store
                 .collection
-                .update_one(doc! { "_id": id.expose(), "deadline": deadline }, set)
+                .update_one(filter, set)
                 .await
                 .map_err(backend_error)?;
             Ok(if result.matched_count == 1 {
@@ -265,7 +291,7 @@ impl MongoStore {
             let Some(found) = self.find_live(id, None).await? else {
                 return Ok(Found::Missing);
             };
-            if !looks_decodable(&found) {
+            if !looks_decodable(id, &found) {
                 return Ok(Found::Corrupt);
             }
             let deadline = match found.get("deadline") {
@@ -290,36 +316,80 @@ impl MongoStore {
     }
 
     /// `rename`: attempts under `from`'s lock until one is not disturbed by a write to
-    /// `from`.
+    /// `from`. With locks, the move of an owned session also holds its owner's lock (see
+    /// [`owner_lock`]): taken without waiting while `from`'s is held, else the next attempt
+    /// waits for the owner's lock first and then takes `from`'s, always in that order.
     pub(crate) async fn rename_document(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        let mut owner_held: Option<String> = None;
         for _ in 0..MAX_ID_ATTEMPTS {
-            let (f, t) = (from.clone(), to.clone());
-            let attempt = self
-                .locked(from.expose(), move |store| async move {
-                    store.try_rename(&f, &t).await
-                })
-                .await?;
-            if let Some(outcome) = attempt {
-                return Ok(outcome);
+            let (f, t, held) = (from.clone(), to.clone(), owner_held.clone());
+            let attempt = move |store: MongoStore| async move {
+                store.try_rename(&f, &t, held.as_deref()).await
+            };
+            let attempt = match &owner_held {
+                None => self.locked(from.expose(), attempt).await?,
+                Some(owner) => {
+                    let source = from.expose().to_owned();
+                    self.locked(&owner_lock(owner), move |store| async move {
+                        store.locked(&source, attempt).await
+                    })
+                    .await?
+                }
+            };
+            match attempt {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Changed => {}
+                Attempt::OwnerBusy(owner) => owner_held = Some(owner),
             }
         }
         Err(Error::Conflict { id: from.clone() })
     }
 
-    /// One attempt of [`Self::rename_document`], holding `from`'s lock when locking; `None`:
-    /// the source changed meanwhile.
-    async fn try_rename(&self, from: &SessionId, to: &SessionId) -> Result<Option<Rename>> {
+    /// One attempt of [`Self::rename_document`], holding `from`'s lock when locking (and
+    /// the lock of `owner_held`, when named).
+    async fn try_rename(
+        &self,
+        from: &SessionId,
+        to: &SessionId,
+        owner_held: Option<&str>,
+    ) -> Result<Attempt> {
         let Some(original) = self.find_live(from, None).await? else {
-            return Ok(Some(Rename::SourceMissing));
+            return Ok(Attempt::Done(Rename::SourceMissing));
         };
-        if !looks_decodable(&original) {
-            return self.corrupt(from, Rename::SourceMissing).map(Some);
+        if !looks_decodable(from, &original) {
+            return self.corrupt(from, Rename::SourceMissing).map(Attempt::Done);
         }
+        // With locks, no session of an owner moves while `destroy_by_owner` holds the
+        // owner's lock. Not waiting for it here, holding `from`'s: a revocation holding it
+        // may be waiting for `from`'s.
+        let owner = match original.get("owner") {
+            Some(Bson::String(owner)) if self.locks.is_some() && owner_held != Some(owner) => {
+                owner.clone()
+            }
+            _ => return self.move_document(from, to, original).await,
+        };
+        let (f, t) = (from.clone(), to.clone());
+        let moved = self
+            .try_locked(&owner_lock(&owner), move |store| async move {
+                store.move_document(&f, &t, original).await
+            })
+            .await?;
+        Ok(moved.unwrap_or(Attempt::OwnerBusy(owner)))
+    }
+
+    /// Moves `original`, the live document under `from` as read under the locks of
+    /// [`Self::try_rename`], to `to`: inserts the copy, then deletes the original.
+    async fn move_document(
+        &self,
+        from: &SessionId,
+        to: &SessionId,
+        original: Document,
+    ) -> Result<Attempt> {
         let mut copy = original.clone();
         copy.insert("_id", to.expose());
         // Don't wait for `to`'s lock while holding `from`'s: a busy target counts as taken.
         if !self.insert_document(to, copy.clone(), false).await? {
-            return Ok(Some(Rename::TargetTaken));
+            return Ok(Attempt::Done(Rename::TargetTaken));
         }
         // The original goes only if it is exactly as copied: any write acknowledged since
         // the read (update, set, touch) or a destroy makes this match nothing. With locks,
@@ -336,7 +406,7 @@ impl MongoStore {
             .await
             .map_err(backend_error)?;
         if removed.deleted_count == 1 {
-            return Ok(Some(Rename::Moved));
+            return Ok(Attempt::Done(Rename::Moved));
         }
         // Take the copy back (only ours, as copied) and let the caller read again: the
         // acknowledged write stays under `from`, a destroyed session stays destroyed. (With
@@ -345,7 +415,7 @@ impl MongoStore {
             .delete_one(copy)
             .await
             .map_err(backend_error)?;
-        Ok(None)
+        Ok(Attempt::Changed)
     }
 
     /// Deletes the documents matching `filter`. With locks, each one under its own lock and
@@ -415,10 +485,31 @@ impl MongoStore {
     }
 
     /// `destroy_by_owner`: every live document of `owner` (whatever its version, so a busy
-    /// session goes too), pass after pass until one finds none left: a rename inserts its
-    /// copy before it deletes the original, so a session a concurrent rename moved out of a
-    /// pass's sight is found by the next.
+    /// session goes too), pass after pass until one finds none left.
+    ///
+    /// With locks, it holds the owner's lock ([`owner_lock`]) throughout, and so does every
+    /// rename of one of the owner's sessions while it moves it: no session of the owner is
+    /// half moved (copy and original) or moves while the passes run, so the first finds
+    /// every session of the owner that lives throughout the call, each under one id, and
+    /// deletes it under its own lock. The count is then the number of sessions ended.
+    ///
+    /// Without locks (MongoDB), each pass is one `deleteMany`; a rename inserts its copy
+    /// before it deletes the original, so a session moved out of one pass's sight is
+    /// usually found by the next (a `deleteMany` is not a snapshot there: see the crate
+    /// docs).
     pub(crate) async fn revoke(&self, owner: &str) -> Result<u64> {
+        if self.locks.is_none() {
+            return self.revoke_passes(owner).await;
+        }
+        let name = owner.to_owned();
+        self.locked(&owner_lock(owner), move |store| async move {
+            store.revoke_passes(&name).await
+        })
+        .await
+    }
+
+    /// The passes of [`Self::revoke`].
+    async fn revoke_passes(&self, owner: &str) -> Result<u64> {
         let mut removed = 0;
         for _ in 0..REVOKE_PASSES {
             let name = owner.to_owned();
@@ -440,6 +531,23 @@ impl MongoStore {
         }
         Ok(removed)
     }
+}
+
+/// What one attempt of a rename came to.
+enum Attempt {
+    /// The rename's outcome.
+    Done(Rename),
+    /// The source changed (or went) between the read and the move: read it again.
+    Changed,
+    /// The source's owner's lock was busy: try again, taking it first.
+    OwnerBusy(String),
+}
+
+/// The key of the lease lock of `owner`'s sessions as a whole, which `destroy_by_owner`
+/// holds throughout and a rename of one of them holds while it moves it (with locks). A
+/// session id never holds a `:`, so it is never a session's key.
+fn owner_lock(owner: &str) -> String {
+    format!("owner:{owner}")
 }
 
 /// The version a `set` stores (one more than the larger of the live stored version and the
