@@ -346,7 +346,63 @@ mod tests {
         let mut record = Record::new(now() + Duration::hours(1));
         record.insert("token", "hunter2").unwrap();
         store.create(&mut record).await.unwrap();
-        assert!(!format!("{store:?}").contains("hunter2"));
+        store.cache.run_pending_tasks();
+        let shown = format!("{store:?}");
+        assert!(
+            shown.starts_with("MemoryStore") && shown.contains("entries: 1"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn the_builder_keeps_its_settings() {
+        assert_eq!(MemoryStore::builder().max_bytes, 256 * 1024 * 1024);
+        let timeout = std::time::Duration::from_millis(1234);
+        let store = MemoryStore::builder()
+            .options(StoreOptions {
+                timeout,
+                ..StoreOptions::default()
+            })
+            .build();
+        assert_eq!(store.timeout(), timeout);
+    }
+
+    /// What the capacity counts: the data's JSON plus a fixed overhead per entry.
+    #[tokio::test]
+    async fn an_entry_weighs_its_data_and_the_overhead() {
+        let store = MemoryStore::new();
+        let mut record = Record::new(now() + Duration::hours(1));
+        record.insert("blob", "x".repeat(1_000)).unwrap();
+        store.create(&mut record).await.unwrap();
+        store.cache.run_pending_tasks();
+        let data = codec::data_json(&record, &StoreOptions::default()).unwrap();
+        assert_eq!(
+            store.cache.weighted_size(),
+            (data.len() + ENTRY_OVERHEAD) as u64
+        );
+    }
+
+    /// Expired sessions free their memory by themselves (no `delete_expired` needed),
+    /// whether they were created short-lived or shortened by a later write.
+    #[tokio::test]
+    async fn expired_entries_leave_the_cache() {
+        let store = MemoryStore::new();
+        let mut short = Record::new(now() + Duration::milliseconds(50));
+        store.create(&mut short).await.unwrap();
+        let mut shortened = Record::new(now() + Duration::hours(1));
+        store.create(&mut shortened).await.unwrap();
+        shortened.set_expires_at(now() + Duration::milliseconds(50));
+        store.update(&mut shortened).await.unwrap();
+        store.cache.run_pending_tasks();
+        assert_eq!(store.cache.entry_count(), 2);
+        // moka's timer wheel turns at about one-second ticks.
+        let started = std::time::Instant::now();
+        while store.cache.entry_count() > 0 && started.elapsed().as_secs() < 5 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            store.cache.run_pending_tasks();
+        }
+        assert_eq!(store.cache.entry_count(), 0, "expired sessions still held");
     }
 
     /// Defect: `destroy` bypassed moka's per-key lock, so an `update` or `touch` that had
