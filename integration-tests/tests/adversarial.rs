@@ -705,3 +705,219 @@ async fn mongo_limit_owner_racing_cycle_id_ends_every_session() {
         left.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// limit_owner: a session being moved is counted twice when both its copies are kept
+
+/// MongoDB (FerretDB): `limit_owner(owner, 2)` racing a `cycle_id` of the owner's newest
+/// session ends the owner's second-newest session, leaving one.
+///
+/// A Mongo rename inserts its copy before deleting the original, so a listing shows the
+/// moving session twice (same creation time and version). The provided `limit_owner`
+/// (session-core/src/store.rs, `limit`) sorts newest first and splits at `keep`; its twin
+/// check only spares *surplus* sessions created at the same instant as a kept one. When both
+/// copies of the moving session fall inside the kept part (here: the newest session, keep
+/// 2), they fill two places and the older, distinct session is destroyed at once. Once the
+/// move finishes, one session is left. Promise broken: `limit_owner` "keeps the `keep`
+/// newest live sessions ... counts a session being moved once" (trait docs: "a rotation of
+/// the newest session never costs it its place"; "ending one more session than needed,
+/// never fewer" is only about two racing logins). Deterministic (150 ms delay on the
+/// mover's connection; the test polls until the copy shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mongo_limit_owner_keep_two_counts_a_moving_session_twice() {
+    const D: u64 = 150;
+    let collection = namespace("mg_limit2");
+    let (mover, _proxy) = slow_mongo(&collection, ms(D)).await;
+    let direct = mongo_at(&url(Backend::Mongo), &collection, long_timeout()).await;
+
+    let owner = "grace";
+    let mut oldest = Record::new(now() + Duration::minutes(10));
+    oldest.set_owner(Some(owner.into()));
+    direct.create(&mut oldest).await.unwrap();
+    tokio::time::sleep(ms(10)).await;
+    let mut newest = Record::new(now() + Duration::minutes(10));
+    newest.set_owner(Some(owner.into()));
+    direct.create(&mut newest).await.unwrap();
+    let moving = newest.id().clone();
+
+    let cycle = tokio::spawn(async move { mover.cycle_id(&moving).await });
+    // Poll until the copy shows (the newest session listed twice), then trim to two.
+    let mut ended = None;
+    for _ in 0..400 {
+        if direct.list_by_owner(owner).await.unwrap().len() == 3 {
+            ended = Some(direct.limit_owner(owner, 2).await.unwrap());
+            break;
+        }
+        tokio::time::sleep(ms(5)).await;
+    }
+    let moved = cycle.await.unwrap();
+    let left = direct.list_by_owner(owner).await.unwrap();
+    assert!(ended.is_some(), "never saw the move in progress");
+    assert_eq!(
+        left.len(),
+        2,
+        "limit_owner({owner:?}, 2) ended {ended:?} sessions while cycle_id of the newest one \
+         returned {moved:?}; the owner had 2 sessions and now has {} (the oldest still \
+         there: {})",
+        left.len(),
+        left.iter().any(|r| r.id() == oldest.id())
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Corrupt data inside a record whose metadata is sound
+
+/// MongoDB (FerretDB): `touch`, `update` and `rename` act on a document whose data the
+/// decoder refuses.
+///
+/// `looks_decodable` (session-mongo/src/document.rs), the check of the locked writes,
+/// leaves "the data's contents to the decoder" (its own unit test says so), so a document
+/// whose data has a key with a malformed percent escape (`bad%escape`, which the decoder
+/// refuses: `get` returns `Error::Decode`) is re-timed by `touch` (`true`), overwritten by
+/// a stale `update` and moved by `cycle_id`. Promise broken ("Corrupt records"). Deterministic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mongo_acts_on_a_document_whose_data_does_not_decode() {
+    use session_mongo::mongodb::bson::doc;
+    let store = mongo_at(
+        &url(Backend::Mongo),
+        &namespace("mg_corrupt_data"),
+        long_timeout(),
+    )
+    .await;
+    let mut session = Record::new(now() + Duration::hours(1));
+    session.insert("n", 1).unwrap();
+    store.create(&mut session).await.unwrap();
+    store
+        .collection()
+        .update_one(
+            doc! { "_id": session.id().expose() },
+            doc! { "$set": { "data": { "n": 1_i64, "bad%escape": 1_i64 } } },
+        )
+        .await
+        .unwrap();
+    let mut violations = corrupt_record_violations(&store, session.id()).await;
+    let mut stale = session.clone(); // a request that read it before it went bad
+    stale.insert("x", 1).unwrap();
+    match store.update(&mut stale).await {
+        Err(session_core::Error::Decode { .. } | session_core::Error::Conflict { .. }) => {}
+        other => violations.push(format!("update over the corrupt record returned {other:?}")),
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// cycle_id: the check after a lost reply is not bounded by the call's deadline
+
+/// A Redis store behind a server that loses the reply to the first `rename` (the move
+/// happens, the caller gets a retryable error, as a dropped connection gives) and answers
+/// each `rename` after `slow_rename` and each `get` after `slow_get`, both within the
+/// store's timeout. Every other call is forwarded.
+#[derive(Debug)]
+struct LostReplySlowGet {
+    inner: RedisStore,
+    renames: std::sync::atomic::AtomicU64,
+    slow_get: StdDuration,
+    slow_rename: StdDuration,
+    timeout: StdDuration,
+}
+
+#[session_core::async_trait]
+impl SessionStore for LostReplySlowGet {
+    async fn get(&self, id: &SessionId) -> session_core::Result<Option<Record>> {
+        tokio::time::sleep(self.slow_get).await;
+        self.inner.get(id).await
+    }
+    async fn insert(&self, record: &mut Record) -> session_core::Result<bool> {
+        self.inner.insert(record).await
+    }
+    async fn set(&self, record: &mut Record) -> session_core::Result<()> {
+        self.inner.set(record).await
+    }
+    async fn update(&self, record: &mut Record) -> session_core::Result<()> {
+        self.inner.update(record).await
+    }
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: time::OffsetDateTime,
+    ) -> session_core::Result<bool> {
+        self.inner.touch(id, expires_at).await
+    }
+    async fn destroy(&self, id: &SessionId) -> session_core::Result<()> {
+        self.inner.destroy(id).await
+    }
+    async fn rename(
+        &self,
+        from: &SessionId,
+        to: &SessionId,
+    ) -> session_core::Result<session_core::Rename> {
+        tokio::time::sleep(self.slow_rename).await;
+        let outcome = self.inner.rename(from, to).await?;
+        if self
+            .renames
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            return Err(session_core::Error::transient(
+                "redis",
+                "connection reset (reply lost)",
+            ));
+        }
+        Ok(outcome)
+    }
+    async fn delete_expired(&self) -> session_core::Result<u64> {
+        self.inner.delete_expired().await
+    }
+    async fn list_by_owner(&self, owner: &str) -> session_core::Result<Vec<Record>> {
+        self.inner.list_by_owner(owner).await
+    }
+    async fn destroy_by_owner(&self, owner: &str) -> session_core::Result<u64> {
+        self.inner.destroy_by_owner(owner).await
+    }
+    async fn count(&self) -> session_core::Result<u64> {
+        self.inner.count().await
+    }
+    fn timeout(&self) -> StdDuration {
+        self.timeout
+    }
+}
+
+/// `cycle_id` (the trait's provided method) runs past the store's timeout after a lost
+/// reply.
+///
+/// `cycle` (session-core/src/store.rs) bounds each `rename` attempt by the call's deadline,
+/// but when the retried rename reports `SourceMissing` after an unknown attempt it calls
+/// `store.get(&fresh)` (store.rs:250) with no deadline, and `remove_leftovers` likewise.
+/// Here each call is answered within the 1 s timeout (rename 0.45 s, get 0.9 s): the first
+/// rename moves the session and loses its reply; the retry 20 ms later (ending at ~0.92 s,
+/// inside the deadline) finds the source gone; the check `get` then takes 0.9 s more, so
+/// the whole `cycle_id` takes ~1.8 s and succeeds. Promise broken: "Every
+/// call ends within `StoreOptions::timeout`"; `cycle_id` "keeps to it in total" / "which
+/// bounds the whole call". Deterministic (the lost reply and the slow server are a wrapper
+/// around a real Redis store; no timing race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cycle_id_overruns_the_timeout_checking_after_a_lost_reply() {
+    let inner = RedisStore::builder()
+        .url(url(Backend::Redis))
+        .prefix(format!("{}:", namespace("cycle_to")))
+        .connect()
+        .await
+        .unwrap();
+    let timeout = StdDuration::from_secs(1);
+    let mut session = Record::new(now() + Duration::minutes(10));
+    inner.create(&mut session).await.unwrap();
+    let store = LostReplySlowGet {
+        inner,
+        renames: Default::default(),
+        slow_get: ms(900),
+        slow_rename: ms(450),
+        timeout,
+    };
+    let started = std::time::Instant::now();
+    let result = store.cycle_id(session.id()).await;
+    let took = started.elapsed();
+    assert!(
+        took <= timeout + ms(200),
+        "cycle_id took {took:?} with a timeout of {timeout:?} (returned {result:?})"
+    );
+}

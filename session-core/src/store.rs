@@ -242,16 +242,20 @@ async fn cycle<S: SessionStore + ?Sized>(store: &S, id: &SessionId) -> Result<Op
         };
         match renamed {
             Ok(Rename::Moved) => {
-                remove_leftovers(store, &leftovers).await;
+                remove_leftovers(store, &leftovers, deadline).await;
                 return Ok(Some(fresh));
             }
             Ok(Rename::SourceMissing) => {
                 // An earlier attempt may have moved it before its reply was lost.
-                if unknown.is_some() && store.get(&fresh).await?.is_some() {
-                    remove_leftovers(store, &leftovers).await;
+                if unknown.is_some()
+                    && by(deadline, store, "cycle_id", store.get(&fresh))
+                        .await?
+                        .is_some()
+                {
+                    remove_leftovers(store, &leftovers, deadline).await;
                     return Ok(Some(fresh));
                 }
-                remove_leftovers(store, &leftovers).await;
+                remove_leftovers(store, &leftovers, deadline).await;
                 return Ok(None);
             }
             Ok(Rename::TargetTaken) => {
@@ -273,15 +277,16 @@ async fn cycle<S: SessionStore + ?Sized>(store: &S, id: &SessionId) -> Result<Op
     Err(unknown.unwrap_or(Error::Conflict { id: id.clone() }))
 }
 
-/// `call`, one step of `limit_owner`, if it ends by `deadline`.
+/// `call`, one step of the provided method `operation`, if it ends by `deadline`.
 async fn by<S: SessionStore + ?Sized, T>(
     deadline: tokio::time::Instant,
     store: &S,
+    operation: &'static str,
     call: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     tokio::time::timeout_at(deadline, call)
         .await
-        .unwrap_or_else(|_| Err(overran(store, "limit_owner")))
+        .unwrap_or_else(|_| Err(overran(store, operation)))
 }
 
 /// The error of a provided method that ran out of the store's timeout.
@@ -294,9 +299,13 @@ fn overran<S: SessionStore + ?Sized>(store: &S, operation: &'static str) -> Erro
 }
 
 /// Best effort: a copy left under an id nobody knows holds no usable cookie, and expires.
-async fn remove_leftovers<S: SessionStore + ?Sized>(store: &S, leftovers: &[SessionId]) {
+async fn remove_leftovers<S: SessionStore + ?Sized>(
+    store: &S,
+    leftovers: &[SessionId],
+    deadline: tokio::time::Instant,
+) {
     for leftover in leftovers {
-        if let Err(err) = store.destroy(leftover).await {
+        if let Err(err) = by(deadline, store, "cycle_id", store.destroy(leftover)).await {
             tracing::warn!(
                 session = %leftover.fingerprint(),
                 error = %err,
@@ -316,27 +325,30 @@ async fn limit<S: SessionStore + ?Sized>(store: &S, owner: &str, keep: usize) ->
     let mut destroyed = 0;
     let mut rounds = 0;
     while rounds < MAX_ID_ATTEMPTS {
-        let mut sessions = by(deadline, store, store.list_by_owner(owner)).await?;
+        let mut sessions = by(deadline, store, "limit_owner", store.list_by_owner(owner)).await?;
         if sessions.len() <= keep {
             break;
         }
         sessions.sort_by(|a, b| {
             (b.created_at(), b.version(), b.id()).cmp(&(a.created_at(), a.version(), a.id()))
         });
-        let (kept, surplus) = sessions.split_at(keep);
+        // A session that a rename is moving is listed twice (copy and original, one
+        // creation time). Ending one of the two ends it (a rename gives way to a destroy),
+        // and counting both would cost another session its place, so a session created at
+        // the same instant as a kept one waits for the move to finish; a lasting "twin" is
+        // a distinct session created at the same instant, ended once patience runs out.
         let patient = tokio::time::Instant::now() < patience;
+        let mut kept: Vec<OffsetDateTime> = Vec::with_capacity(keep);
         let mut twins = false;
-        for session in surplus {
-            // A session that a rename is moving is listed twice (copy and original, one
-            // creation time). Ending one of the two ends it (a rename gives way to a
-            // destroy), so wait for the move to finish; a lasting "twin" is a distinct
-            // session created at the same instant, ended once patience runs out.
-            if patient && kept.iter().any(|k| k.created_at() == session.created_at()) {
+        for session in &sessions {
+            if patient && kept.contains(&session.created_at()) {
                 twins = true;
-                continue;
+            } else if kept.len() < keep {
+                kept.push(session.created_at());
+            } else {
+                by(deadline, store, "limit_owner", store.destroy(session.id())).await?;
+                destroyed += 1;
             }
-            by(deadline, store, store.destroy(session.id())).await?;
-            destroyed += 1;
         }
         if twins {
             let left = patience.saturating_duration_since(tokio::time::Instant::now());

@@ -101,14 +101,13 @@ pub(crate) fn version_of(document: &Document) -> Option<i64> {
         .then_some(version)
 }
 
-/// Whether [`decode`] would accept `document` as the record under `id`, judged on every
-/// field but the data's contents (which only has to be an embedded document): the checks
-/// are `decode`'s own, so the two never disagree on them. For the writes that must leave a
-/// record that doesn't decode as it is without decoding its data.
+/// Whether [`decode`] would accept `document` as the record under `id`: its own checks,
+/// data included, without building the record. For the writes (with locks) that must leave
+/// a record that doesn't decode as it is.
 pub(crate) fn looks_decodable(id: &SessionId, document: &Document) -> bool {
-    fields(id, document)
-        .and_then(|(stored, _)| stored.into_record(id))
-        .is_ok()
+    fields(id, document).is_ok_and(|(stored, data)| {
+        convert::data_from_bson(data).is_ok() && stored.into_record(id).is_ok()
+    })
 }
 
 /// Decodes a stored session document (as [`MongoStore`](crate::MongoStore) writes it) into a

@@ -54,7 +54,11 @@
 //!
 //! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, a
 //! version out of range, data not an object, a timestamp out of range) as it is, as if the
-//! session were missing; `insert` reports its id taken, and `set` replaces it.
+//! session were missing; `insert` reports its id taken, and `set` replaces it. What SQL
+//! can't judge cheaply, damage inside the data (a number beyond `f64`'s range, which
+//! PostgreSQL's `json` accepts, or nesting deeper than the decoder reads), shows only on
+//! reading: such a row is an [`Error::Decode`](session_core::Error::Decode) for `get`, but
+//! the writes treat it as the session it claims to be.
 
 mod error;
 mod schema;

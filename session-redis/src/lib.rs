@@ -87,6 +87,14 @@
 //!   again after such a race, or run one server (with Sentinel for failover) where that
 //!   matters.
 //! - `count` scans `{prefix}*` on every primary and counts session keys only.
+//! - **Corrupt records**: the scripts refuse what the decoder refuses in the metadata
+//!   (format, version, times, owner, data an object), so `update`, `touch` and `rename`
+//!   leave such a value as it is. Damage inside the data (a number beyond `f64`'s range)
+//!   is not looked for on the server, where a full decode of every value would cost each
+//!   write ~30 µs of Redis's one thread: `get` reports it, the writes don't.
+//! - A move on a Cluster in the express-session format carries over a `touch` (an expiry
+//!   change only) that lands while it copies: the compare-and-delete returns the source's
+//!   expiry, which the copy then gets.
 //!
 //! No command is ever sent twice by the client (fred's and redis-rs's automatic resends are
 //! off: a compare-and-swap sent again after a lost reply could apply twice); the store sends

@@ -245,17 +245,23 @@ pub async fn owner_limit_ends_the_oldest_sessions<H: Harness>(h: &H) -> CaseResu
     Ok(())
 }
 
-/// `limit_owner(owner, 1)` racing a `cycle_id` of the owner's newest session keeps that
-/// session (under one id or the other) and ends the older one: a store whose rename is
-/// two steps lists the moving session twice, and must not count the twins as two.
+/// `limit_owner(owner, keep)` racing a `cycle_id` of the owner's newest session keeps that
+/// session (under one id or the other) and the next newest, and ends the rest: a store
+/// whose rename is two steps lists the moving session twice, and must not count the twins
+/// as two (whether they fall among the kept or the surplus).
 pub async fn owner_limit_racing_cycle_id_keeps_the_newest<H: Harness>(h: &H) -> CaseResult {
     let store = Arc::new(fresh(h).await);
-    for round in 0..20 {
+    for round in 0..20_u64 {
         let owner = format!("frank{round}");
-        let mut older = Record::new(in_an_hour());
-        older.set_owner(Some(owner.clone()));
-        older.set_created_at(now() - time::Duration::minutes(1));
-        store.create(&mut older).await.unwrap();
+        let keep = 1 + (round % 2) as usize;
+        // `keep` older sessions (one of them to keep) at distinct, earlier creation times.
+        for age in 1..=keep {
+            let mut older = Record::new(in_an_hour());
+            older.set_owner(Some(owner.clone()));
+            older.insert("device", format!("older{age}")).unwrap();
+            older.set_created_at(now() - time::Duration::minutes(age as i64));
+            store.create(&mut older).await.unwrap();
+        }
         let mut newest = Record::new(in_an_hour());
         newest.set_owner(Some(owner.clone()));
         newest.insert("device", "newest").unwrap();
@@ -267,14 +273,24 @@ pub async fn owner_limit_racing_cycle_id_keeps_the_newest<H: Harness>(h: &H) -> 
         };
         // A head start of 0 to 3 ms: the limit lands before, during or after the move.
         tokio::time::sleep(StdDuration::from_millis(round % 4)).await;
-        let ended = store.limit_owner(&owner, 1).await.unwrap();
+        let ended = store.limit_owner(&owner, keep).await.unwrap();
         let moved = mover.await.unwrap().unwrap();
-        let left = store.list_by_owner(&owner).await.unwrap();
-        assert!(
-            left.len() == 1
-                && left[0].get::<String>("device").unwrap().as_deref() == Some("newest"),
-            "round {round}: limit_owner(1) ended {ended} while cycle_id of the newest session \
-             returned {moved:?}; left: {left:?} (wanted the newest session alone)"
+        let mut left: Vec<String> = store
+            .list_by_owner(&owner)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String>("device").unwrap().unwrap_or_default())
+            .collect();
+        left.sort();
+        let wanted: Vec<String> = match keep {
+            1 => vec!["newest".into()],
+            _ => vec!["newest".into(), "older1".into()],
+        };
+        assert_eq!(
+            left, wanted,
+            "round {round}: limit_owner({keep}) ended {ended} while cycle_id of the newest \
+             session returned {moved:?}"
         );
     }
     Ok(())
