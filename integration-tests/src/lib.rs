@@ -141,6 +141,26 @@ pub fn mongo_suite_options(options: session_core::StoreOptions) -> session_core:
     session_core::StoreOptions { timeout, ..options }
 }
 
+/// `database`, the MongoDB database a test binary keeps its collections in, emptied on the
+/// first call of each test process (best effort, within 10 s): every store of a test gets
+/// a collection of its own, and FerretDB on SQLite slows down with every collection it
+/// holds (a run on a database grown over a day of runs took twice as long and missed
+/// short deadlines). Call it before the process's first store on `database`.
+pub async fn mongo_test_database(url: &str, database: &'static str) -> &'static str {
+    static EMPTIED: tokio::sync::Mutex<Vec<&'static str>> =
+        tokio::sync::Mutex::const_new(Vec::new());
+    let mut emptied = EMPTIED.lock().await;
+    if !emptied.contains(&database) {
+        let drop = async {
+            let client = session_mongo::mongodb::Client::with_uri_str(url).await?;
+            client.database(database).drop().await
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drop).await;
+        emptied.push(database);
+    }
+    database
+}
+
 /// Fresh stores of every backend, for the cross-crate scenarios (demo, adapters).
 pub mod backends {
     use std::future::Future;

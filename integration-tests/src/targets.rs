@@ -94,7 +94,7 @@ impl Target {
             }
             Self::Mongo => {
                 let config = session_mongo::MongoConfig {
-                    database: Some("stress".into()),
+                    database: Some(crate::mongo_test_database(url, "stress").await.into()),
                     collection: Some(namespace),
                     expiry: session_mongo::ExpiryMode::Disabled,
                     options,

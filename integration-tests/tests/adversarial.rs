@@ -45,7 +45,11 @@ async fn postgres(table: &str, max_connections: u32) -> PostgresStore {
 
 async fn mongo_at(url: &str, collection: &str, options: StoreOptions) -> MongoStore {
     let config = MongoConfig {
-        database: Some("adversarial".into()),
+        database: Some(
+            integration_tests::mongo_test_database(url, "adversarial")
+                .await
+                .into(),
+        ),
         collection: Some(collection.into()),
         expiry: ExpiryMode::Disabled,
         options,

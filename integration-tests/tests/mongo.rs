@@ -48,7 +48,11 @@ async fn connect(
     options: StoreOptions,
 ) -> session_core::Result<MongoStore> {
     let config = MongoConfig {
-        database: Some(TEST_DATABASE.into()),
+        database: Some(
+            integration_tests::mongo_test_database(url, TEST_DATABASE)
+                .await
+                .into(),
+        ),
         collection: Some(unique_collection()),
         expiry,
         options,

@@ -333,7 +333,11 @@ impl InnerBackend for Mongo {
 /// Interval expiry: works on every MongoDB-protocol server (FerretDB has no TTL index).
 async fn mongo_at(url: &str, options: StoreOptions) -> MongoStore {
     let config = MongoConfig {
-        database: Some("session_encrypted_tests".into()),
+        database: Some(
+            integration_tests::mongo_test_database(url, "session_encrypted_tests")
+                .await
+                .into(),
+        ),
         collection: Some(format!("sessions_{}", SessionId::generate().expose())),
         expiry: ExpiryMode::Interval(StdDuration::from_secs(30)),
         options,
