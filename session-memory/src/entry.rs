@@ -43,6 +43,7 @@ impl Entry {
     }
 
     /// An entry holding `data` as it is, for tests that plant corrupt records.
+    #[cfg(feature = "test-util")]
     pub(crate) fn raw(data: &str, expires_at: OffsetDateTime) -> Self {
         Self {
             data: data.into(),
