@@ -662,6 +662,49 @@ async fn redis_touch_and_update_act_on_a_corrupt_record() {
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
+/// An owner with an older and a newest session on FerretDB; `limit_owner(owner, keep)`
+/// called while a slowed-down `cycle_id` moves the newest one, once the listing shows it
+/// twice. Returns what `limit_owner` ended (`None`: the move was never seen), what
+/// `cycle_id` returned, the owner's sessions afterwards, and the older session's id.
+async fn mongo_limit_during_a_move(
+    tag: &str,
+    owner: &str,
+    keep: usize,
+) -> (
+    Option<u64>,
+    session_core::Result<Option<SessionId>>,
+    Vec<Record>,
+    SessionId,
+) {
+    const D: u64 = 150;
+    let collection = namespace(tag);
+    let (mover, _proxy) = slow_mongo(&collection, ms(D)).await;
+    let direct = mongo_at(&url(Backend::Mongo), &collection, long_timeout()).await;
+
+    let mut oldest = Record::new(now() + Duration::minutes(10));
+    oldest.set_owner(Some(owner.into()));
+    direct.create(&mut oldest).await.unwrap();
+    tokio::time::sleep(ms(10)).await;
+    let mut newest = Record::new(now() + Duration::minutes(10));
+    newest.set_owner(Some(owner.into()));
+    direct.create(&mut newest).await.unwrap();
+    let moving = newest.id().clone();
+
+    let cycle = tokio::spawn(async move { mover.cycle_id(&moving).await });
+    // Poll until the copy shows (the newest session listed twice), then trim.
+    let mut ended = None;
+    for _ in 0..400 {
+        if direct.list_by_owner(owner).await.unwrap().len() == 3 {
+            ended = Some(direct.limit_owner(owner, keep).await.unwrap());
+            break;
+        }
+        tokio::time::sleep(ms(5)).await;
+    }
+    let moved = cycle.await.unwrap();
+    let left = direct.list_by_owner(owner).await.unwrap();
+    (ended, moved, left, oldest.id().clone())
+}
+
 /// MongoDB (FerretDB): `limit_owner(owner, 1)` racing a `cycle_id` of the owner's newest
 /// session leaves the owner with *no* session.
 ///
@@ -673,33 +716,8 @@ async fn redis_touch_and_update_act_on_a_corrupt_record() {
 /// fewer". Deterministic (150 ms delay on the mover's connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mongo_limit_owner_racing_cycle_id_ends_every_session() {
-    const D: u64 = 150;
-    let collection = namespace("mg_limit");
-    let (mover, _proxy) = slow_mongo(&collection, ms(D)).await;
-    let direct = mongo_at(&url(Backend::Mongo), &collection, long_timeout()).await;
-
+    let (ended, moved, left, _) = mongo_limit_during_a_move("mg_limit", "frank", 1).await;
     let owner = "frank";
-    let mut oldest = Record::new(now() + Duration::minutes(10));
-    oldest.set_owner(Some(owner.into()));
-    direct.create(&mut oldest).await.unwrap();
-    tokio::time::sleep(ms(10)).await;
-    let mut newest = Record::new(now() + Duration::minutes(10));
-    newest.set_owner(Some(owner.into()));
-    direct.create(&mut newest).await.unwrap();
-    let moving = newest.id().clone();
-
-    let cycle = tokio::spawn(async move { mover.cycle_id(&moving).await });
-    // Poll until the copy shows (the session listed twice), then trim to one.
-    let mut ended = None;
-    for _ in 0..400 {
-        if direct.list_by_owner(owner).await.unwrap().len() == 3 {
-            ended = Some(direct.limit_owner(owner, 1).await.unwrap());
-            break;
-        }
-        tokio::time::sleep(ms(5)).await;
-    }
-    let moved = cycle.await.unwrap();
-    let left = direct.list_by_owner(owner).await.unwrap();
     assert!(ended.is_some(), "never saw the move in progress");
     assert_eq!(
         left.len(),
@@ -729,33 +747,8 @@ async fn mongo_limit_owner_racing_cycle_id_ends_every_session() {
 /// mover's connection; the test polls until the copy shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mongo_limit_owner_keep_two_counts_a_moving_session_twice() {
-    const D: u64 = 150;
-    let collection = namespace("mg_limit2");
-    let (mover, _proxy) = slow_mongo(&collection, ms(D)).await;
-    let direct = mongo_at(&url(Backend::Mongo), &collection, long_timeout()).await;
-
+    let (ended, moved, left, oldest) = mongo_limit_during_a_move("mg_limit2", "grace", 2).await;
     let owner = "grace";
-    let mut oldest = Record::new(now() + Duration::minutes(10));
-    oldest.set_owner(Some(owner.into()));
-    direct.create(&mut oldest).await.unwrap();
-    tokio::time::sleep(ms(10)).await;
-    let mut newest = Record::new(now() + Duration::minutes(10));
-    newest.set_owner(Some(owner.into()));
-    direct.create(&mut newest).await.unwrap();
-    let moving = newest.id().clone();
-
-    let cycle = tokio::spawn(async move { mover.cycle_id(&moving).await });
-    // Poll until the copy shows (the newest session listed twice), then trim to two.
-    let mut ended = None;
-    for _ in 0..400 {
-        if direct.list_by_owner(owner).await.unwrap().len() == 3 {
-            ended = Some(direct.limit_owner(owner, 2).await.unwrap());
-            break;
-        }
-        tokio::time::sleep(ms(5)).await;
-    }
-    let moved = cycle.await.unwrap();
-    let left = direct.list_by_owner(owner).await.unwrap();
     assert!(ended.is_some(), "never saw the move in progress");
     assert_eq!(
         left.len(),
@@ -764,7 +757,7 @@ async fn mongo_limit_owner_keep_two_counts_a_moving_session_twice() {
          returned {moved:?}; the owner had 2 sessions and now has {} (the oldest still \
          there: {})",
         left.len(),
-        left.iter().any(|r| r.id() == oldest.id())
+        left.iter().any(|r| r.id() == &oldest)
     );
 }
 
