@@ -30,10 +30,18 @@ pub enum Backend {
     Postgres,
     /// A MongoDB-protocol server (FerretDB or MongoDB).
     Mongo,
+    /// A MySQL or MariaDB server (no container fallback: set the variable).
+    Mysql,
 }
 
 impl Backend {
-    const ALL: [Backend; 4] = [Self::Redis, Self::RedisCluster, Self::Postgres, Self::Mongo];
+    const ALL: [Backend; 5] = [
+        Self::Redis,
+        Self::RedisCluster,
+        Self::Postgres,
+        Self::Mongo,
+        Self::Mysql,
+    ];
 
     /// The environment variable holding the server's URL.
     pub fn env_var(self) -> &'static str {
@@ -42,6 +50,7 @@ impl Backend {
             Self::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_URL",
             Self::Postgres => "SESSION_STORES_POSTGRES_URL",
             Self::Mongo => "SESSION_STORES_MONGO_URL",
+            Self::Mysql => "SESSION_STORES_MYSQL_URL",
         }
     }
 
@@ -52,7 +61,8 @@ impl Backend {
 
 /// The URL of a server for `backend`, found once per test binary.
 pub fn server_url(backend: Backend) -> Result<String, Skip> {
-    static FOUND: [OnceLock<Result<String, Skip>>; 4] = [
+    static FOUND: [OnceLock<Result<String, Skip>>; 5] = [
+        OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
@@ -104,8 +114,8 @@ mod containers {
             Backend::Mongo => run(Mongo::default(), 27017, |port| {
                 format!("mongodb://127.0.0.1:{port}")
             }),
-            Backend::RedisCluster => Err(Skip(format!(
-                "no Redis Cluster: there is no container fallback, set {}",
+            Backend::RedisCluster | Backend::Mysql => Err(Skip(format!(
+                "no {backend:?} server: there is no container fallback, set {}",
                 backend.env_var()
             ))),
         }
