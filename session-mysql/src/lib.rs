@@ -1,0 +1,1 @@
+//! A MySQL/MariaDB [`SessionStore`](session_core::SessionStore) on sqlx (work in progress).

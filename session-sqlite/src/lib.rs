@@ -1,0 +1,1 @@
+//! A SQLite [`SessionStore`](session_core::SessionStore) on sqlx (work in progress).
