@@ -219,7 +219,9 @@ impl Command {
         }
     }
 
-    /// The command's name and its arguments after the key, as sent on the wire.
+    /// The command's name and its arguments after the key, as sent on the wire (fred has a
+    /// typed call per command instead).
+    #[cfg(any(feature = "redis", test))]
     pub(crate) fn into_parts(self) -> (&'static str, Vec<Bytes>) {
         match self {
             Self::Get => ("GET", Vec::new()),
