@@ -26,9 +26,10 @@
 //!
 //! # Schema
 //!
-//! [`MysqlStore::migration_sql`] shows it: an InnoDB table, `id` `VARCHAR(128)` primary
-//! key and `owner` `VARCHAR(768)` in `utf8mb4` with the binary collation (so ids and owners
-//! compare byte for byte: case matters), `data LONGTEXT` (the JSON text as written: MySQL's
+//! [`MysqlStore::migration_sql`] shows it: an InnoDB table, `id VARBINARY(128)` primary
+//! key and `owner VARBINARY(3072)` (so ids and owners compare byte for byte: case and
+//! trailing spaces matter, which `utf8mb4_bin`, a PAD SPACE collation, would ignore),
+//! `data LONGTEXT` in `utf8mb4` (the JSON text as written: MySQL's
 //! `JSON` type would turn the float `1e18` into an integer and reorder keys, and MariaDB's
 //! `JSON_VALID` check stops at 32 levels of nesting), `expires_at`, `deadline`,
 //! `created_at` as `BIGINT` Unix milliseconds (exact, the clock's own precision, free of

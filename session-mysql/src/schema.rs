@@ -9,9 +9,9 @@ pub const DEFAULT_TABLE: &str = "sessions";
 /// truncation, but checking here makes it a [`Error::Config`] before any I/O).
 const MAX_IDENT_LEN: usize = 64;
 
-/// The longest owner the `owner` column holds, in characters: 768 utf8mb4 characters are
-/// 3,072 bytes, InnoDB's limit for one index key.
-pub(crate) const MAX_OWNER_CHARS: usize = 768;
+/// The longest owner the `owner` column holds, in bytes of UTF-8: InnoDB's limit for one
+/// index key.
+pub(crate) const MAX_OWNER_BYTES: usize = 3072;
 
 /// A validated, backquoted table name, in the connection's database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,11 @@ pub const OWNER_INDEX: &str = "owner_idx";
 
 /// The idempotent migration creating `name`'s table with its indexes, as one statement.
 ///
-/// - `id` and `owner` are `utf8mb4` with the binary collation, so they compare byte for
-///   byte: `Abc` and `abc` are two sessions (the default collations fold case and accents).
+/// - `id` and `owner` are `VARBINARY`, so they compare byte for byte: `Abc` and `abc` are
+///   two sessions, and so are `4` and `4 `. (The default collations fold case and accents,
+///   and `utf8mb4_bin` is a PAD SPACE collation that ignores trailing spaces; the NO PAD
+///   binary collations are named differently on MySQL and MariaDB.) The store writes UTF-8
+///   there and refuses to read anything else.
 /// - `data` is `LONGTEXT` (utf8mb4, binary): the JSON text exactly as written. MySQL's
 ///   `JSON` type reorders keys and rewrites numbers (`1e18` reads back as `1000000000000000000`),
 ///   and MariaDB's `JSON` is a `LONGTEXT` whose `JSON_VALID` check refuses data nested
@@ -73,13 +76,13 @@ pub const OWNER_INDEX: &str = "owner_idx";
 pub fn migration_sql(name: &TableName) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
-    id         VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    id         VARBINARY(128) NOT NULL,
     data       LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     expires_at BIGINT NOT NULL,
     deadline   BIGINT NULL,
     created_at BIGINT NOT NULL,
     version    BIGINT NOT NULL,
-    owner      VARCHAR({MAX_OWNER_CHARS}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+    owner      VARBINARY({MAX_OWNER_BYTES}) NULL,
     format     INT NOT NULL,
     PRIMARY KEY (id),
     KEY {EXPIRES_INDEX} (expires_at),
@@ -297,7 +300,7 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("ENGINE=InnoDB"));
-        assert_eq!(sql.matches("utf8mb4_bin").count(), 4, "{sql}");
+        assert_eq!(sql.matches("VARBINARY").count(), 2, "{sql}");
         assert!(!sql.contains(';'), "one statement: {sql}");
     }
 

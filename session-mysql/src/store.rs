@@ -17,7 +17,7 @@ use sqlx::{Connection as _, Executor as _, MySql, MySqlPool, Row};
 
 use crate::error::{BACKEND, DUPLICATE_KEY, backend, number, write};
 use crate::schema::{
-    DEFAULT_TABLE, EXPIRES_INDEX, MAX_OWNER_CHARS, OWNER_INDEX, Statements, TableName,
+    DEFAULT_TABLE, EXPIRES_INDEX, MAX_OWNER_BYTES, OWNER_INDEX, Statements, TableName,
     migration_sql,
 };
 
@@ -468,10 +468,10 @@ impl<'a> WriteParams<'a> {
         // At most Record::MAX_VERSION (2^53 - 1), checked by the codec: fits a BIGINT.
         let version = codec::check_writable(record)? as i64;
         let owner = record.owner();
-        if owner.is_some_and(|owner| owner.chars().count() > MAX_OWNER_CHARS) {
+        if owner.is_some_and(|owner| owner.len() > MAX_OWNER_BYTES) {
             return Err(Error::Encode {
                 id: record.id().clone(),
-                reason: format!("the owner is longer than {MAX_OWNER_CHARS} characters"),
+                reason: format!("the owner is longer than {MAX_OWNER_BYTES} bytes"),
             });
         }
         Ok(Self {
@@ -501,8 +501,8 @@ impl<'a> WriteParams<'a> {
 
 /// A row of [`Statements::get`]'s columns as a record, or [`Error::Decode`] naming `id`.
 ///
-/// Text columns are read as bytes: sqlx refuses to read a column with a binary collation
-/// (`utf8mb4_bin`) as a string.
+/// Text columns are read as bytes: `id` and `owner` are `VARBINARY`, and sqlx refuses to
+/// read a column with a binary collation (`data`'s `utf8mb4_bin`) as a string.
 fn decode_row(id: &SessionId, row: &MySqlRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
     let data: &[u8] = row.try_get("data").map_err(column)?;
@@ -798,9 +798,9 @@ mod tests {
     #[test]
     fn long_owners_are_refused_before_any_io() {
         let mut record = Record::new(now() + time::Duration::hours(1));
-        record.set_owner(Some("ö".repeat(MAX_OWNER_CHARS)));
+        record.set_owner(Some("ö".repeat(MAX_OWNER_BYTES / 2)));
         assert!(WriteParams::of(&record, &StoreOptions::default()).is_ok());
-        record.set_owner(Some("ö".repeat(MAX_OWNER_CHARS + 1)));
+        record.set_owner(Some(format!("{}x", "ö".repeat(MAX_OWNER_BYTES / 2))));
         let err = WriteParams::of(&record, &StoreOptions::default())
             .err()
             .unwrap();
