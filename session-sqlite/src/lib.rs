@@ -75,7 +75,8 @@
 //! version out of range, data not a JSON object, a time out of range) as it is, as if the
 //! session were missing; `insert` reports its id taken, and `set` replaces it. What SQL
 //! doesn't judge, damage inside valid JSON (a number beyond `f64`'s range, nesting deeper
-//! than the decoder reads), shows only on reading: such a row is an
+//! than the decoder reads, bytes that aren't UTF-8, which SQLite never checks), shows only
+//! on reading: such a row is an
 //! [`Error::Decode`](session_core::Error::Decode) for `get`, but the writes treat it as the
 //! session it claims to be.
 
