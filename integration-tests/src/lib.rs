@@ -7,6 +7,7 @@
 //!
 //! `scripts/test` starts local servers with `scripts/services` and sets the variables.
 
+use session_core::SessionId;
 use std::sync::{Mutex, OnceLock};
 
 pub mod history;
@@ -171,6 +172,30 @@ pub async fn mongo_test_database(url: &str, database: &'static str) -> &'static 
     database
 }
 
+/// A `sqlite://` URL of a new database file in the temp dir, `<purpose>-<random>.db` in a
+/// directory of this project's test files. The first call of a process deletes files there
+/// older than a day, so runs don't pile them up (a test of another process still running is
+/// younger than that).
+pub fn sqlite_test_url(purpose: &str) -> String {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    let dir = std::env::temp_dir().join("session-stores-sqlite");
+    SWEPT.get_or_init(|| {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > day));
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+    std::fs::create_dir_all(&dir).expect("creating the SQLite test directory in the temp dir");
+    let name = SessionId::generate().expose()[..12].replace(['-', '_'], "x");
+    format!("sqlite://{}/{purpose}-{name}.db", dir.display())
+}
+
 /// Fresh stores of every backend, for the cross-crate scenarios (demo, adapters).
 pub mod backends {
     use std::future::Future;
@@ -193,6 +218,8 @@ pub mod backends {
         ("redis", redis),
         ("postgres", postgres),
         ("mongo", mongo),
+        ("sqlite", sqlite),
+        ("mysql", mysql),
     ];
 
     /// A name no other store in this run or an earlier one uses.
@@ -248,6 +275,31 @@ pub mod backends {
             let store = session_mongo::MongoStore::connect(&url, config)
                 .await
                 .expect("a MongoDB server was given but the store could not connect");
+            Ok(Arc::new(store) as Arc<dyn SessionStore>)
+        })
+    }
+
+    fn sqlite() -> StoreFuture {
+        Box::pin(async {
+            let store = session_sqlite::SqliteStore::builder()
+                .connect(&super::sqlite_test_url("scenarios"))
+                .await
+                .expect("opening a SQLite file in the temp dir");
+            store.migrate().await.expect("migrating the sessions table");
+            Ok(Arc::new(store) as Arc<dyn SessionStore>)
+        })
+    }
+
+    fn mysql() -> StoreFuture {
+        Box::pin(async {
+            let url = server_url(Backend::Mysql)?;
+            let store = session_mysql::MysqlStore::builder()
+                .table(namespace())
+                .max_connections(4)
+                .connect(&url)
+                .await
+                .expect("a MySQL server was given but the store could not connect");
+            store.migrate().await.expect("migrating the sessions table");
             Ok(Arc::new(store) as Arc<dyn SessionStore>)
         })
     }

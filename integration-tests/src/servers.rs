@@ -1,5 +1,5 @@
 //! Dedicated servers that a test (or the soak run) may kill and start again: a
-//! `redis-server`, a throwaway PostgreSQL cluster and a FerretDB process, each on its own
+//! `redis-server`, a throwaway PostgreSQL cluster, a MariaDB server and a FerretDB process, each on its own
 //! free port and data directory, removed on drop. The shared servers of `scripts/services`
 //! are never killed.
 //!
@@ -381,4 +381,108 @@ fn pg_bindir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop()
+}
+
+/// A throwaway MariaDB server (`mariadb-install-db`, then `mariadbd` in the foreground) on a
+/// free port, with a `sessions`/`sessions` account on database `sessions`; removed on drop.
+/// Run as root, it runs as the `mysql` system user (Debian's mariadb-server creates it;
+/// `SESSION_STORES_MYSQL_OS_USER` to choose another).
+#[derive(Debug)]
+pub struct MariadbServer {
+    process: Process,
+    user: Option<String>,
+}
+
+impl MariadbServer {
+    /// Creates the data directory and starts the server.
+    pub fn start() -> Result<Self, String> {
+        let process = Process::new("mariadb")?;
+        let user = if run_output(Command::new("id").arg("-u"))?.trim() == "0" {
+            let user =
+                std::env::var("SESSION_STORES_MYSQL_OS_USER").unwrap_or_else(|_| "mysql".into());
+            run_output(Command::new("chown").arg(&user).arg(&process.dir))
+                .map_err(|e| format!("no system user {user:?} to run MariaDB as: {e}"))?;
+            Some(user)
+        } else {
+            None
+        };
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", process.dir.join("data").display()))
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db");
+        if let Some(user) = &user {
+            install.arg(format!("--user={user}"));
+        }
+        run_output(install.current_dir(&process.dir))
+            .map_err(|e| format!("mariadb-install-db (is mariadb-server installed?): {e}"))?;
+        let mut server = Self { process, user };
+        server.restart()?;
+        server.admin(
+            "CREATE USER 'sessions'@'127.0.0.1' IDENTIFIED BY 'sessions'; \
+             GRANT ALL PRIVILEGES ON *.* TO 'sessions'@'127.0.0.1'; \
+             CREATE DATABASE sessions CHARACTER SET utf8mb4;",
+        )?;
+        Ok(server)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.process.dir.join("mariadbd.sock")
+    }
+
+    /// Runs SQL as the server's root account over its socket (no password: only this
+    /// machine's users who can reach the scratch directory can).
+    fn admin(&self, sql: &str) -> Result<(), String> {
+        run_output(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", self.socket().display()))
+                .args(["-u", "root", "-e", sql]),
+        )
+        .map(drop)
+    }
+}
+
+impl DedicatedServer for MariadbServer {
+    fn url(&self) -> String {
+        format!(
+            "mysql://sessions:sessions@127.0.0.1:{}/sessions",
+            self.process.port
+        )
+    }
+
+    /// SIGKILL: no clean shutdown, InnoDB recovers from its redo log on start.
+    fn kill(&mut self) -> Result<(), String> {
+        self.process.kill();
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        let dir = &self.process.dir;
+        let mut command = Command::new(
+            ["/usr/sbin/mariadbd", "/usr/bin/mariadbd"]
+                .into_iter()
+                .find(|p| Path::new(p).is_file())
+                .unwrap_or("mariadbd"),
+        );
+        command
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+            .arg(format!("--port={}", self.process.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=16M",
+            ]);
+        if let Some(user) = &self.user {
+            command.arg(format!("--user={user}"));
+        }
+        command.current_dir(dir);
+        self.process.spawn(command)
+    }
 }

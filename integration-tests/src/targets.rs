@@ -19,11 +19,19 @@ pub enum Target {
     Postgres,
     /// session-mongo (FerretDB here, or MongoDB).
     Mongo,
+    /// session-mysql (MariaDB here, or MySQL).
+    Mysql,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 4] = [Self::RedisFred, Self::RedisRs, Self::Postgres, Self::Mongo];
+    pub const ALL: [Target; 5] = [
+        Self::RedisFred,
+        Self::RedisRs,
+        Self::Postgres,
+        Self::Mongo,
+        Self::Mysql,
+    ];
 
     /// The backend whose server it talks to.
     pub fn backend(self) -> Backend {
@@ -31,6 +39,7 @@ impl Target {
             Self::RedisFred | Self::RedisRs => Backend::Redis,
             Self::Postgres => Backend::Postgres,
             Self::Mongo => Backend::Mongo,
+            Self::Mysql => Backend::Mysql,
         }
     }
 
@@ -53,6 +62,7 @@ impl Target {
             Self::RedisRs => "redis-rs",
             Self::Postgres => "postgres",
             Self::Mongo => "mongo",
+            Self::Mysql => "mysql",
         }
     }
 
@@ -84,6 +94,16 @@ impl Target {
             Self::Postgres => {
                 let store = session_postgres::PostgresStore::builder()
                     .schema("stress")
+                    .table(namespace)
+                    .options(options)
+                    .max_connections(8)
+                    .connect(url)
+                    .await?;
+                store.migrate().await?;
+                Arc::new(store)
+            }
+            Self::Mysql => {
+                let store = session_mysql::MysqlStore::builder()
                     .table(namespace)
                     .options(options)
                     .max_connections(8)

@@ -287,8 +287,17 @@ async fn the_store_setting_picks_each_backend() {
             .await
             .is_err()
     );
-    let mut settings = vec!["memory".to_owned()];
-    for backend in [Backend::Redis, Backend::Postgres, Backend::Mongo] {
+    let mut settings = vec![
+        "memory".to_owned(),
+        "sqlite::memory:".to_owned(),
+        integration_tests::sqlite_test_url("demo"),
+    ];
+    for backend in [
+        Backend::Redis,
+        Backend::Postgres,
+        Backend::Mongo,
+        Backend::Mysql,
+    ] {
         match server_url(backend) {
             Ok(url) => settings.push(url),
             Err(skip) => {

@@ -146,4 +146,5 @@ fault_tests! {
     redis_rs => Target::RedisRs,
     postgres => Target::Postgres,
     mongo => Target::Mongo,
+    mysql => Target::Mysql,
 }

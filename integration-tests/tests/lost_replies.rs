@@ -63,12 +63,12 @@ fn update_request(marker: &str) -> Vec<&[u8]> {
 }
 
 /// The request of a rename (from `cycle_id`) that removes the old id: the script that moves
-/// it (Redis), the `UPDATE` of its key (PostgreSQL), the delete of the original (FerretDB).
+/// it (Redis), the `UPDATE` of its key (PostgreSQL, MySQL), the delete of the original (FerretDB).
 fn rename_request(target: Target, from: &SessionId) -> Vec<&[u8]> {
     let id = from.expose().as_bytes();
     match target {
         Target::RedisFred | Target::RedisRs => vec![b"EVALSHA", id],
-        Target::Postgres => vec![id],
+        Target::Postgres | Target::Mysql => vec![id],
         Target::Mongo => vec![b"delete\0", id],
     }
 }
@@ -181,4 +181,5 @@ lost_reply_tests! {
     redis_rs => Target::RedisRs,
     postgres => Target::Postgres,
     mongo => Target::Mongo,
+    mysql => Target::Mysql,
 }

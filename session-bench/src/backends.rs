@@ -41,6 +41,10 @@ pub enum Backend {
     Postgres,
     /// MongoDB, or a MongoDB-protocol server such as FerretDB.
     Mongo,
+    /// SQLite (a file; no server).
+    Sqlite,
+    /// MySQL or MariaDB.
+    Mysql,
 }
 
 impl fmt::Display for Backend {
@@ -50,6 +54,8 @@ impl fmt::Display for Backend {
             Self::Redis => "redis",
             Self::Postgres => "postgres",
             Self::Mongo => "mongo",
+            Self::Sqlite => "sqlite",
+            Self::Mysql => "mysql",
         })
     }
 }
@@ -63,6 +69,10 @@ pub struct Urls {
     pub postgres: Option<String>,
     /// MongoDB.
     pub mongo: Option<String>,
+    /// SQLite (`sqlite://file`).
+    pub sqlite: Option<String>,
+    /// MySQL/MariaDB.
+    pub mysql: Option<String>,
 }
 
 impl Urls {
@@ -76,6 +86,8 @@ impl Urls {
                 "SESSION_STORES_POSTGRES_URL / --postgres-url",
             ),
             Backend::Mongo => (&self.mongo, "SESSION_STORES_MONGO_URL / --mongo-url"),
+            Backend::Sqlite => (&self.sqlite, "--sqlite-url"),
+            Backend::Mysql => (&self.mysql, "SESSION_STORES_MYSQL_URL / --mysql-url"),
         };
         url.as_deref()
             .map(Some)
@@ -95,6 +107,8 @@ pub async fn jobs(
         Backend::Redis => redis(url).await,
         Backend::Postgres => postgres(url).await,
         Backend::Mongo => mongo(url).await,
+        Backend::Sqlite => sqlite(url).await,
+        Backend::Mysql => mysql(url).await,
     }
 }
 
@@ -106,6 +120,8 @@ pub async fn teardown(backend: Backend, url: Option<&str>) -> Result<()> {
         Backend::Memory | Backend::Redis => Ok(()),
         Backend::Postgres => drop_tables(&pg_pool(url).await?).await,
         Backend::Mongo => Ok(mongo_database(url).await?.drop().await?),
+        Backend::Sqlite => drop_sql_tables(&sqlite_pool(url).await?).await,
+        Backend::Mysql => drop_sql_tables(&mysql_pool(url).await?).await,
     }
 }
 
@@ -248,5 +264,101 @@ async fn mongo(url: &str) -> Result<Vec<Box<dyn Job>>> {
         job_dropped_at_teardown(Ours::new(ours, "session-mongo", "mongo")),
         job_dropped_at_teardown(Ours::new(cached, "CachedStore<session-mongo>", "mongo")),
         job_dropped_at_teardown(MongoKv::create(database.collection("bench_raw")).await?),
+    ])
+}
+
+/// The tables the SQLite and MySQL targets use.
+const SQL_TABLES: [&str; 4] = ["bench_sessions", "bench_cached", "bench_raw", "bench_tower"];
+
+async fn drop_sql_tables<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Result<()>
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    // One by one: SQLite drops one table per statement.
+    for table in SQL_TABLES {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every SQLite target gets a pool like this one, so all run with the same settings: the
+/// store's default connection count, WAL (readers don't wait for the writer), a busy
+/// timeout instead of failing at once.
+async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options = <SqliteConnectOptions as std::str::FromStr>::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(5));
+    Ok(SqlitePoolOptions::new()
+        .max_connections(session_sqlite::DEFAULT_MAX_CONNECTIONS)
+        .connect_with(options)
+        .await?)
+}
+
+async fn sqlite_store(url: &str, table: &str) -> Result<session_sqlite::SqliteStore> {
+    let store = session_sqlite::SqliteStore::builder()
+        .table(table)
+        .build(sqlite_pool(url).await?)?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn sqlite(url: &str) -> Result<Vec<Box<dyn Job>>> {
+    drop_sql_tables(&sqlite_pool(url).await?).await?;
+    let ours = sqlite_store(url, SQL_TABLES[0]).await?;
+    let cached = CachedStore::builder(sqlite_store(url, SQL_TABLES[1]).await?).build();
+    let tower = tower_sessions_sqlx_store::SqliteStore::new(sqlite_pool(url).await?)
+        .with_table_name(SQL_TABLES[3])
+        .map_err(anyhow::Error::msg)?;
+    tower.migrate().await?;
+    Ok(vec![
+        job(Ours::new(ours, "session-sqlite", "sqlite")),
+        job(Ours::new(cached, "CachedStore<session-sqlite>", "sqlite")),
+        job(crate::raw_sql::sqlite(sqlite_pool(url).await?, SQL_TABLES[2]).await?),
+        job(Tower14::new(
+            tower,
+            "tower-sessions-sqlx-store (sqlite)",
+            "sqlite",
+        )),
+    ])
+}
+
+/// Every MySQL target gets a pool like this one (the store's default size).
+async fn mysql_pool(url: &str) -> Result<sqlx::MySqlPool> {
+    Ok(sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(session_mysql::DEFAULT_MAX_CONNECTIONS)
+        .connect(url)
+        .await?)
+}
+
+async fn mysql_store(url: &str, table: &str) -> Result<session_mysql::MysqlStore> {
+    let store = session_mysql::MysqlStore::builder()
+        .table(table)
+        .build(mysql_pool(url).await?)?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn mysql(url: &str) -> Result<Vec<Box<dyn Job>>> {
+    drop_sql_tables(&mysql_pool(url).await?).await?;
+    let ours = mysql_store(url, SQL_TABLES[0]).await?;
+    let cached = CachedStore::builder(mysql_store(url, SQL_TABLES[1]).await?).build();
+    let tower = tower_sessions_sqlx_store::MySqlStore::new(mysql_pool(url).await?)
+        .with_table_name(SQL_TABLES[3])
+        .map_err(anyhow::Error::msg)?;
+    tower.migrate().await?;
+    Ok(vec![
+        job(Ours::new(ours, "session-mysql", "mysql")),
+        job(Ours::new(cached, "CachedStore<session-mysql>", "mysql")),
+        job(crate::raw_sql::mysql(mysql_pool(url).await?, SQL_TABLES[2]).await?),
+        job(Tower14::new(
+            tower,
+            "tower-sessions-sqlx-store (mysql)",
+            "mysql",
+        )),
     ])
 }

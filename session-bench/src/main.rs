@@ -18,6 +18,7 @@ mod backends;
 mod footprint;
 mod peers;
 mod raw;
+mod raw_sql;
 mod report;
 mod runner;
 mod stats;
@@ -112,6 +113,15 @@ struct Args {
     /// MongoDB URL.
     #[arg(long, env = "SESSION_STORES_MONGO_URL")]
     mongo_url: Option<String>,
+
+    /// SQLite URL (default: `session-bench.db` in the temp dir; its tables are dropped
+    /// before and after a run).
+    #[arg(long)]
+    sqlite_url: Option<String>,
+
+    /// MySQL/MariaDB URL.
+    #[arg(long, env = "SESSION_STORES_MYSQL_URL")]
+    mysql_url: Option<String>,
 }
 
 impl Args {
@@ -143,6 +153,8 @@ impl Args {
                 Backend::Redis,
                 Backend::Postgres,
                 Backend::Mongo,
+                Backend::Sqlite,
+                Backend::Mysql,
             ]
         } else {
             self.backends.clone()
@@ -154,6 +166,11 @@ impl Args {
             redis: self.redis_url.clone(),
             postgres: self.postgres_url.clone(),
             mongo: self.mongo_url.clone(),
+            sqlite: Some(self.sqlite_url.clone().unwrap_or_else(|| {
+                let file = std::env::temp_dir().join("session-bench.db");
+                format!("sqlite://{}", file.display())
+            })),
+            mysql: self.mysql_url.clone(),
         }
     }
 

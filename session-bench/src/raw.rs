@@ -6,6 +6,8 @@
 //! - PostgreSQL via sqlx: `SELECT data` by primary key (and `expires_at > now()`) and
 //!   `INSERT ... ON CONFLICT (id) DO UPDATE` on `(id text primary key, data jsonb,
 //!   expires_at timestamptz)`;
+//! - SQLite and MySQL/MariaDB via sqlx: the same on `(id, data text, expires_at bigint)`
+//!   (`raw_sql`);
 //! - MongoDB via the official driver: `find_one` by `_id` and `replace_one` with upsert of
 //!   `{_id, data, expires_at}` (a new session: `insert_one`, as the stores do; on FerretDB an
 //!   upsert reads the whole collection, which made `create` quadratic).
@@ -42,7 +44,7 @@ fn missing() -> anyhow::Error {
 
 /// A key-value backend: the whole raw baseline is get, put and delete of JSON.
 #[async_trait]
-trait Kv: Send + Sync + 'static {
+pub(crate) trait Kv: Send + Sync + 'static {
     /// The raw target's name and backend.
     fn info(&self) -> Info;
     /// The session's data, or `None` when missing.
@@ -59,6 +61,13 @@ trait Kv: Send + Sync + 'static {
 
 /// A raw baseline over one [`Kv`] backend.
 pub struct Raw<K>(K);
+
+impl<K> Raw<K> {
+    /// The raw target over `kv`.
+    pub(crate) fn new(kv: K) -> Self {
+        Self(kv)
+    }
+}
 
 /// The ttl a read-modify-write writes back: the workload's one hour, as created.
 const RMW_TTL: Duration = Duration::hours(1);

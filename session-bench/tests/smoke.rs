@@ -11,6 +11,7 @@ fn smoke_run_completes_on_every_backend() {
         "SESSION_STORES_REDIS_URL",
         "SESSION_STORES_POSTGRES_URL",
         "SESSION_STORES_MONGO_URL",
+        "SESSION_STORES_MYSQL_URL",
     ]
     .into_iter()
     .filter(|var| std::env::var_os(var).is_none())

@@ -31,7 +31,8 @@ use session_core::{Expiry, Record, SessionId, SessionStore, modify};
 
 /// The store a setting names: `memory` (or nothing) for the in-process store, or a
 /// `redis://` (also `rediss://`, `redis+cluster://`, comma-separated nodes),
-/// `postgres://` or `mongodb://` URL. PostgreSQL gets its table created; MongoDB uses the
+/// `postgres://`, `mysql://` (also `mariadb://`), `sqlite://path/to/file.db` (or
+/// `sqlite::memory:`) or `mongodb://` URL. The SQL databases get their table created; MongoDB uses the
 /// interval expiry mode, which works on MongoDB and on MongoDB-protocol servers without TTL
 /// indexes alike.
 pub async fn store_from_setting(
@@ -39,7 +40,7 @@ pub async fn store_from_setting(
 ) -> session_core::Result<Arc<dyn SessionStore>> {
     let setting = setting.map(str::trim).unwrap_or_default();
     let scheme = setting
-        .split_once("://")
+        .split_once(':')
         .map_or(setting, |(scheme, _)| scheme);
     Ok(match scheme {
         "" | "memory" => Arc::new(session_memory::MemoryStore::new()),
@@ -48,6 +49,20 @@ pub async fn store_from_setting(
         }
         "postgres" | "postgresql" => {
             let store = session_postgres::PostgresStore::builder()
+                .connect(setting)
+                .await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
+        "mysql" | "mariadb" => {
+            let store = session_mysql::MysqlStore::builder()
+                .connect(&setting.replacen("mariadb:", "mysql:", 1))
+                .await?;
+            store.migrate().await?;
+            Arc::new(store)
+        }
+        "sqlite" => {
+            let store = session_sqlite::SqliteStore::builder()
                 .connect(setting)
                 .await?;
             store.migrate().await?;
@@ -62,8 +77,8 @@ pub async fn store_from_setting(
         }
         _ => {
             return Err(session_core::Error::Config(format!(
-                "SESSION_DEMO_STORE is {scheme:?}: expected memory, or a redis://, postgres:// \
-                 or mongodb:// URL"
+                "SESSION_DEMO_STORE is {scheme:?}: expected memory, or a redis://, postgres://, \
+                 mysql://, sqlite:// or mongodb:// URL"
             )));
         }
     })

@@ -1,7 +1,7 @@
 //! Runs the demo on 127.0.0.1:3000 (`SESSION_DEMO_ADDR` to change).
 //!
-//! `SESSION_DEMO_STORE`: `memory` (default) or a `redis://`, `postgres://` or `mongodb://`
-//! URL (see [`session_demo::store_from_setting`]).
+//! `SESSION_DEMO_STORE`: `memory` (default) or a `redis://`, `postgres://`, `mysql://`,
+//! `sqlite://` or `mongodb://` URL (see [`session_demo::store_from_setting`]).
 //!
 //! `SESSION_DEMO_SECRET`: at least 64 bytes signing the cookie; without it a random key is
 //! used and every restart logs everybody out.

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use integration_tests::servers::{DedicatedServer, FerretServer, PostgresServer, RedisServer};
+use integration_tests::servers::{
+    DedicatedServer, FerretServer, MariadbServer, PostgresServer, RedisServer,
+};
 use integration_tests::targets::Target;
 use integration_tests::workload::{Report, Workload};
 use session_core::StoreOptions;
@@ -34,11 +36,12 @@ struct Args {
     /// Seconds a crashed server stays down before it restarts.
     #[arg(long, default_value_t = 1.0)]
     down: f64,
-    /// Stores to run (all at once), comma-separated: redis-fred, redis-rs, postgres, mongo.
+    /// Stores to run (all at once), comma-separated: redis-fred, redis-rs, postgres, mongo,
+    /// mysql.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "redis-fred,redis-rs,postgres,mongo"
+        default_value = "redis-fred,redis-rs,postgres,mongo,mysql"
     )]
     stores: Vec<String>,
 }
@@ -50,6 +53,7 @@ fn start_server(target: Target) -> Result<Box<dyn DedicatedServer>, String> {
         Target::RedisFred | Target::RedisRs => Box::new(RedisServer::start()?),
         Target::Postgres => Box::new(PostgresServer::start()?),
         Target::Mongo => Box::new(FerretServer::start()?),
+        Target::Mysql => Box::new(MariadbServer::start()?),
     })
 }
 
