@@ -432,6 +432,13 @@ async fn numbers_and_strings_round_trip_exactly() {
     }
     let listed = store.list_by_owner("owner 'quoted' \u{0} é").await.unwrap();
     assert_eq!(listed, vec![record.clone()]);
+    // Text that looks like a number stays text (no column converts it).
+    let mut numeric = Record::new(in_an_hour());
+    numeric.set_owner(Some("00120".into()));
+    store.create(&mut numeric).await.unwrap();
+    let listed = store.list_by_owner("00120").await.unwrap();
+    assert_eq!(listed, vec![numeric.clone()]);
+    assert!(store.list_by_owner("120").await.unwrap().is_empty());
 
     // 2,000 pseudo-random finite doubles (every exponent range) come back bit for bit.
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -990,6 +997,48 @@ async fn a_locked_database_gives_retryable_errors_then_the_store_works() {
     assert!(store.insert(&mut fresh).await.unwrap());
     assert_eq!(store.count().await.unwrap(), 2);
     holder.close().await.unwrap();
+}
+
+/// A write that waited for another connection's lock judges liveness by the time it got
+/// the lock: a session that expired while it waited stays gone (no resurrection by a stale
+/// clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_waited_for_the_lock_sees_the_time_it_got_it() {
+    let dir = TempDir::new();
+    let url = dir.fresh_url();
+    let store = store_at(&url, StoreOptions::default(), |b| b).await;
+    for operation in ["update", "touch", "rename"] {
+        let mut record = Record::new(now() + time::Duration::milliseconds(300));
+        store.create(&mut record).await.unwrap();
+        let mut holder = lock_database(&url).await;
+        let task = {
+            let (store, mut record) = (store.clone(), record.clone());
+            tokio::spawn(async move {
+                record.set_expires_at(in_an_hour());
+                match operation {
+                    "update" => store.update(&mut record).await.is_ok(),
+                    "touch" => store.touch(record.id(), in_an_hour()).await.unwrap(),
+                    _ => {
+                        let to = SessionId::generate();
+                        store.rename(record.id(), &to).await.unwrap() == Rename::Moved
+                    }
+                }
+            })
+        };
+        // The call is waiting for the lock while the session expires.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        assert!(
+            !task.await.unwrap(),
+            "{operation} revived a session that expired while it waited"
+        );
+        assert!(
+            store.get(record.id()).await.unwrap().is_none(),
+            "{operation}"
+        );
+        assert_eq!(store.count().await.unwrap(), 0, "{operation}");
+        holder.close().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
