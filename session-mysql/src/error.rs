@@ -35,6 +35,21 @@ pub(crate) fn write(id: &SessionId, err: sqlx::Error) -> Error {
     backend(err)
 }
 
+/// InnoDB's error for a deadlock's victim (`ER_LOCK_DEADLOCK`): the statement was rolled
+/// back whole.
+const DEADLOCK: u16 = 1213;
+
+/// Whether `err` (from [`backend`] or [`write`]) is a deadlock's victim.
+pub(crate) fn is_deadlock(err: &Error) -> bool {
+    match err {
+        Error::Backend { source, .. } => source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(number)
+            .is_some_and(|number| number == DEADLOCK),
+        _ => false,
+    }
+}
+
 /// The server's error number, when the error is one the server sent.
 pub(crate) fn number(err: &sqlx::Error) -> Option<u16> {
     mysql_error(err).map(MySqlDatabaseError::number)
@@ -77,7 +92,7 @@ fn transient_error(sqlstate: Option<&str>, number: u16) -> bool {
     sqlstate.is_some_and(|code| code.starts_with("08") || code == "40001")
         || matches!(
             number,
-            1040 | 1053 | 1203 | 1205 | 1213 | 1290 | 1317 | 1836 | 1927 | 1969 | 3024
+            1040 | 1053 | 1203 | 1205 | DEADLOCK | 1290 | 1317 | 1836 | 1927 | 1969 | 3024
         )
         || (1158..=1161).contains(&number)
 }
@@ -112,6 +127,12 @@ mod tests {
         ] {
             assert!(!transient_error(Some(state), number), "{number}");
         }
+    }
+
+    #[test]
+    fn only_deadlocks_are_deadlocks() {
+        assert!(!is_deadlock(&backend(sqlx::Error::PoolTimedOut)));
+        assert!(!is_deadlock(&Error::transient(BACKEND, "1213")));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Connection as _, Executor as _, MySql, MySqlPool, Row};
 
-use crate::error::{BACKEND, DUPLICATE_KEY, backend, number, write};
+use crate::error::{BACKEND, DUPLICATE_KEY, backend, is_deadlock, number, write};
 use crate::schema::{
     DEFAULT_TABLE, EXPIRES_INDEX, MAX_OWNER_BYTES, OWNER_INDEX, Statements, TableName,
     migration_sql,
@@ -310,7 +310,7 @@ impl MysqlStore {
         let mut stats = PurgeStats::default();
         loop {
             let removed = self
-                .timed("delete_expired", async {
+                .retried("delete_expired", move || async move {
                     let (mut connection, now) = self.connection().await?;
                     sqlx::query(&self.inner.sql.purge_batch)
                         .bind(now)
@@ -334,6 +334,30 @@ impl MysqlStore {
     #[doc(hidden)]
     pub fn statement_sql(&self, name: &str) -> Option<&str> {
         self.inner.sql.by_name(name)
+    }
+
+    /// [`Self::timed`] for a call made of autocommitted statements, run again (within the
+    /// same timeout) when InnoDB chose it as a deadlock's victim: the server rolled the
+    /// statement back whole, so its outcome is known (nothing) and sending it again can't
+    /// apply anything twice. Earlier statements of the call only removed expired rows,
+    /// and each statement re-judges the row as it finds it. Any other error, a lost reply
+    /// above all, is returned as it is.
+    async fn retried<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.timed(operation, async {
+            loop {
+                match call().await {
+                    Err(err) if is_deadlock(&err) => {
+                        tracing::debug!(operation, "deadlock victim; running the call again");
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
     }
 
     async fn timed<T>(
@@ -532,7 +556,7 @@ fn decode_row(id: &SessionId, row: &MySqlRow) -> Result<Record> {
 impl SessionStore for MysqlStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
         let row = self
-            .timed("get", async {
+            .retried("get", move || async move {
                 let (mut connection, now) = self.connection().await?;
                 sqlx::query(&self.inner.sql.get)
                     .bind(id.expose())
@@ -549,9 +573,10 @@ impl SessionStore for MysqlStore {
     }
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
-        let params = WriteParams::of(record, &self.inner.options)?;
+        let params = &WriteParams::of(record, &self.inner.options)?;
+        let id = record.id();
         let written = self
-            .timed("insert", async {
+            .retried("insert", move || async move {
                 // The INSERT, and when the id is taken by an expired row, that row's removal
                 // and one more INSERT. A duplicate-key error is the server's answer that
                 // nothing was written, so sending the INSERT again can't write twice.
@@ -564,7 +589,7 @@ impl SessionStore for MysqlStore {
                     {
                         Ok(_) => return Ok(true),
                         Err(err) if number(&err) == Some(DUPLICATE_KEY) => {}
-                        Err(err) => return Err(write(record.id(), err)),
+                        Err(err) => return Err(write(id, err)),
                     }
                     if attempt == 1 {
                         break;
@@ -590,12 +615,12 @@ impl SessionStore for MysqlStore {
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
-        let params = WriteParams::of(record, &self.inner.options)?;
+        let params = &WriteParams::of(record, &self.inner.options)?;
+        let id = record.id();
         let version = self
-            .timed("set", async {
+            .retried("set", move || async move {
                 let (mut connection, now) = self.connection().await?;
-                self.set_on(&mut connection, &params, now, record.id())
-                    .await
+                self.set_on(&mut connection, params, now, id).await
             })
             .await?;
         record.set_version(version);
@@ -603,10 +628,11 @@ impl SessionStore for MysqlStore {
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
-        let params = WriteParams::of(record, &self.inner.options)?;
+        let params = &WriteParams::of(record, &self.inner.options)?;
         let expected = params.version - 1;
+        let id = record.id();
         let updated = self
-            .timed("update", async {
+            .retried("update", move || async move {
                 let (mut connection, now) = self.connection().await?;
                 sqlx::query(&self.inner.sql.update)
                     .bind(&params.data)
@@ -622,7 +648,7 @@ impl SessionStore for MysqlStore {
                     .execute(&mut *connection)
                     .await
                     .map(|done| done.rows_affected() == 1)
-                    .map_err(|err| write(record.id(), err))
+                    .map_err(|err| write(id, err))
             })
             .await?;
         if !updated {
@@ -636,7 +662,7 @@ impl SessionStore for MysqlStore {
 
     async fn touch(&self, id: &SessionId, expires_at: time::OffsetDateTime) -> Result<bool> {
         let expires_at = unix_millis(to_millis(expires_at));
-        self.timed("touch", async {
+        self.retried("touch", move || async move {
             let (mut connection, now) = self.connection().await?;
             sqlx::query(&self.inner.sql.touch)
                 .bind(expires_at)
@@ -652,7 +678,7 @@ impl SessionStore for MysqlStore {
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
-        self.timed("destroy", async {
+        self.retried("destroy", move || async move {
             sqlx::query(&self.inner.sql.destroy)
                 .bind(id.expose())
                 .execute(&self.pool)
@@ -667,7 +693,7 @@ impl SessionStore for MysqlStore {
         if from == to {
             return rename_onto_itself(self, from).await;
         }
-        self.timed("rename", async {
+        self.retried("rename", move || async move {
             // One UPDATE of the key (see `Statements::rename_move`); a live row under `to`
             // makes it fail with a duplicate key, an expired one gives way first. All run
             // on the one connection, each with the clock read just before it.
@@ -708,7 +734,7 @@ impl SessionStore for MysqlStore {
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
         let rows = self
-            .timed("list_by_owner", async {
+            .retried("list_by_owner", move || async move {
                 let (mut connection, now) = self.connection().await?;
                 sqlx::query(&self.inner.sql.list_by_owner)
                     .bind(owner)
@@ -722,7 +748,7 @@ impl SessionStore for MysqlStore {
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        self.timed("destroy_by_owner", async {
+        self.retried("destroy_by_owner", move || async move {
             let (mut connection, now) = self.connection().await?;
             sqlx::query(&self.inner.sql.destroy_by_owner)
                 .bind(owner)
@@ -737,7 +763,7 @@ impl SessionStore for MysqlStore {
 
     async fn count(&self) -> Result<u64> {
         let count: i64 = self
-            .timed("count", async {
+            .retried("count", move || async move {
                 let (mut connection, now) = self.connection().await?;
                 sqlx::query_scalar(&self.inner.sql.count)
                     .bind(now)

@@ -1,0 +1,1363 @@
+//! session-mysql on a real server (MariaDB or MySQL): the conformance suite, also through
+//! `CachedStore` and `EncryptedStore`; fault tests (a server killed and restarted, an
+//! exhausted pool, corrupt rows, oversized payloads, bad names); `EXPLAIN` proofs that every
+//! lookup uses an index; exact round trips; races with one winner.
+//!
+//! The server comes from `SESSION_STORES_MYSQL_URL` (see `integration_tests::server_url`).
+//! The restart test starts a throwaway MariaDB of its own (`mariadb-install-db`,
+//! `mariadbd`) on a free port.
+
+#![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use integration_tests::proxy::slow_store;
+use integration_tests::{Backend, Skip, server_url};
+use serde_json::json;
+use session_core::conformance::{Harness, Unrun};
+use session_core::{
+    CorruptPolicy, Error, Record, SessionId, SessionStore, StoreOptions, async_trait, now,
+    unix_millis,
+};
+use session_encrypted::{EncryptedStore, EncryptionKey};
+use session_memory::CachedStore;
+use session_mysql::sqlx::{self, Row};
+use session_mysql::{MySqlPool, MysqlStore, MysqlStoreBuilder};
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+/// Fresh tables in the URL's database, one per store.
+struct MysqlHarness;
+
+#[async_trait]
+impl Harness for MysqlHarness {
+    type Store = MysqlStore;
+
+    async fn available(&self) -> Result<(), Skip> {
+        server_url(Backend::Mysql).map(drop)
+    }
+
+    async fn store(&self, options: StoreOptions) -> MysqlStore {
+        fresh_store(options, |b| b).await
+    }
+
+    async fn write_corrupt(&self, store: &MysqlStore, id: &SessionId) -> Result<(), Skip> {
+        // Valid JSON, but not an object: only the decoding can notice.
+        raw_row(store, id, "[1,2]", in_an_hour_millis(), 1, 1).await;
+        Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<MysqlStore, Unrun> {
+        slow_mysql(options).await
+    }
+}
+
+session_core::conformance_suite!(MysqlHarness);
+
+async fn slow_mysql(options: StoreOptions) -> Result<MysqlStore, Unrun> {
+    let url = server_url(Backend::Mysql).map_err(Unrun::Skip)?;
+    let timeout = options.timeout;
+    Ok(slow_store(&url, timeout, |url| async move {
+        let store = fresh_store_at(&url, options, |b| b.max_connections(2)).await;
+        // Connected and migrated while the proxy is still fast.
+        store.count().await.unwrap();
+        store
+    })
+    .await)
+}
+
+/// The two-tier cache over MySQL (kept here rather than in wrappers.rs, which covers the
+/// older backends).
+struct CachedMysql;
+
+#[async_trait]
+impl Harness for CachedMysql {
+    type Store = CachedStore<MysqlStore>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        server_url(Backend::Mysql).map(drop)
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        CachedStore::builder(fresh_store(options, |b| b).await).build()
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        MysqlHarness.write_corrupt(store.inner(), id).await
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        Ok(CachedStore::builder(slow_mysql(options).await?).build())
+    }
+}
+
+mod cached {
+    use super::*;
+    session_core::conformance_suite!(CachedMysql);
+}
+
+/// `EncryptedStore` over MySQL, with wrappers.rs's keys and room for the sealed form.
+struct EncryptedMysql;
+
+impl EncryptedMysql {
+    fn keys() -> Vec<EncryptionKey> {
+        vec![
+            EncryptionKey::from_bytes(&[0x11; 32]).unwrap(),
+            EncryptionKey::from_bytes(&[0x22; 32]).unwrap(),
+        ]
+    }
+
+    /// The inner store's options (room for the sealed form, about 4/3 of the data) and the
+    /// wrapper's own limit on the data.
+    fn inner_options(options: StoreOptions) -> (StoreOptions, usize) {
+        let limit = options.max_payload_bytes;
+        let inner = StoreOptions {
+            max_payload_bytes: limit.saturating_mul(2).saturating_add(1024),
+            ..options
+        };
+        (inner, limit)
+    }
+
+    fn wrap(inner: MysqlStore, limit: usize) -> EncryptedStore<MysqlStore> {
+        EncryptedStore::new(inner, Self::keys())
+            .unwrap()
+            .max_payload_bytes(limit)
+    }
+}
+
+#[async_trait]
+impl Harness for EncryptedMysql {
+    type Store = EncryptedStore<MysqlStore>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        server_url(Backend::Mysql).map(drop)
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        let (inner, limit) = Self::inner_options(options);
+        Self::wrap(fresh_store(inner, |b| b).await, limit)
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        MysqlHarness.write_corrupt(store.inner(), id).await
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        let (inner, limit) = Self::inner_options(options);
+        Ok(Self::wrap(slow_mysql(inner).await?, limit))
+    }
+}
+
+mod encrypted {
+    use super::*;
+    session_core::conformance_suite!(EncryptedMysql);
+}
+
+fn url() -> Option<String> {
+    match server_url(Backend::Mysql) {
+        Ok(url) => Some(url),
+        Err(Skip(reason)) => {
+            session_core::conformance::skip("a MySQL test", &reason);
+            None
+        }
+    }
+}
+
+/// The prefix of every table this binary creates: `ms<pid>_`.
+fn table_prefix() -> String {
+    format!("ms{}_", std::process::id())
+}
+
+/// A table name no other store in this run uses: `ms<pid>_<n>`.
+fn unique_table() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}{}", table_prefix(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Drops the tables earlier runs left in the test database (once per binary).
+async fn clean_database_once(pool: &MySqlPool) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let mine = format!("{}%", table_prefix().replace('_', "\\_"));
+        let old: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT CAST(table_name AS BINARY) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name LIKE 'ms%' AND table_name NOT LIKE ?",
+        )
+        .bind(&mine)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        for table in old {
+            let table = String::from_utf8(table).unwrap();
+            // Names come from information_schema and are quoted; test tables only.
+            let drop = format!("DROP TABLE IF EXISTS `{}`", table.replace('`', "``"));
+            sqlx::query(&drop).execute(pool).await.ok();
+        }
+    })
+    .await;
+}
+
+async fn fresh_store(
+    options: StoreOptions,
+    configure: impl FnOnce(MysqlStoreBuilder) -> MysqlStoreBuilder,
+) -> MysqlStore {
+    let url = server_url(Backend::Mysql).unwrap();
+    fresh_store_at(&url, options, configure).await
+}
+
+/// [`fresh_store`] on the server at `url`.
+async fn fresh_store_at(
+    url: &str,
+    options: StoreOptions,
+    configure: impl FnOnce(MysqlStoreBuilder) -> MysqlStoreBuilder,
+) -> MysqlStore {
+    let builder = MysqlStore::builder().table(unique_table()).options(options);
+    let store = configure(builder).connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    clean_database_once(store.pool()).await;
+    store
+}
+
+/// Writes a row by hand, bypassing every check of the store.
+async fn raw_row(
+    store: &MysqlStore,
+    id: &SessionId,
+    data: &str,
+    expires_at: i64,
+    version: i64,
+    format: i32,
+) {
+    let sql = format!(
+        "INSERT INTO {} (id, data, expires_at, created_at, version, owner, format) \
+         VALUES (?, ?, ?, ?, ?, 'corrupt-owner', ?)",
+        store.table()
+    );
+    sqlx::query(&sql)
+        .bind(id.expose())
+        .bind(data)
+        .bind(expires_at)
+        .bind(unix_millis(now()))
+        .bind(version)
+        .bind(format)
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+async fn rows_in(store: &MysqlStore) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {}", store.table());
+    sqlx::query_scalar(&sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+fn in_an_hour() -> time::OffsetDateTime {
+    now() + time::Duration::hours(1)
+}
+
+fn in_an_hour_millis() -> i64 {
+    unix_millis(in_an_hour())
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema, names, migration
+
+#[tokio::test]
+async fn bad_names_and_urls_are_config_errors() {
+    let pool = MySqlPool::connect_lazy("mysql://nobody@127.0.0.1:1/none").unwrap();
+    for table in [
+        "Sessions",
+        "sessions; drop table users",
+        "1sessions",
+        "",
+        "a`b",
+        "db.sessions",
+        &"x".repeat(65),
+    ] {
+        let built = MysqlStore::builder().table(table).build(pool.clone());
+        assert!(
+            matches!(built, Err(Error::Config(_))),
+            "{table:?} was accepted"
+        );
+    }
+    for url in ["not a url", "postgres://a@b/c", "mysql://a@b:port/c"] {
+        let lazy = MysqlStore::builder().connect_lazy(url);
+        assert!(matches!(lazy, Err(Error::Config(_))), "{url}: {lazy:?}");
+    }
+    let ok = MysqlStore::builder().table("_s1").build(pool).unwrap();
+    assert_eq!(ok.table(), "`_s1`");
+    // No password in Debug output.
+    let store = MysqlStore::builder()
+        .connect_lazy("mysql://app:hunter2@127.0.0.1:1/app")
+        .unwrap();
+    assert!(!format!("{store:?}").contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_is_idempotent_and_concurrent_safe() {
+    let Some(url) = url() else { return };
+    let table = unique_table();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = MysqlStore::builder()
+            .table(&table)
+            .connect_lazy(&url)
+            .unwrap();
+        tasks.push(tokio::spawn(async move { store.migrate().await }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let store = MysqlStore::builder()
+        .table(&table)
+        .connect(&url)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let mut record = Record::new(in_an_hour());
+    store.create(&mut record).await.unwrap();
+    assert!(store.get(record.id()).await.unwrap().is_some());
+    // Applying the printed SQL by hand is a no-op too.
+    sqlx::raw_sql(&store.migration_sql())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+    // The migration lock is free again: the migrations closed their connections.
+    let free: Option<i64> = sqlx::query_scalar("SELECT IS_FREE_LOCK('session_mysql.migrate')")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(free, Some(1));
+}
+
+#[tokio::test]
+async fn a_held_migration_lock_makes_migrate_wait_then_fail_retryably() {
+    let Some(url) = url() else { return };
+    let store = MysqlStore::builder()
+        .table(unique_table())
+        .options(StoreOptions {
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut holder = store.pool().acquire().await.unwrap();
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('session_mysql.migrate', 0)")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let started = Instant::now();
+    let err = store.migrate().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+    )
+    .bind(store.table_name())
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(exists, 0, "migrated without the lock");
+    drop(holder.detach());
+    store.migrate().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Data fidelity
+
+#[tokio::test]
+async fn numbers_and_strings_round_trip_exactly() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let numbers = json!([
+        i64::MIN,
+        i64::MAX,
+        u64::MAX,
+        9_007_199_254_740_993_u64,
+        -9_007_199_254_740_993_i64,
+        3.25,
+        -1.5e300,
+        1e-300,
+        1.0,
+        0.1,
+        5e-324,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        -0.0,
+        123456.789e3,
+        1e18
+    ]);
+    let mut record = Record::new(in_an_hour());
+    record.insert("numbers", &numbers).unwrap();
+    record
+        .insert("text", "Zoë 🦀 \"quoted\" \\ \n\t \u{7f} \u{1F600} \u{0} 𝄞")
+        .unwrap();
+    // Keys in an order no sorting gives.
+    record.insert("zeta", 1).unwrap();
+    record.insert("alpha", 2).unwrap();
+    store.create(&mut record).await.unwrap();
+    let back = store.get(record.id()).await.unwrap().unwrap();
+    assert_eq!(back, record);
+    let as_values: Vec<serde_json::Value> = back.get("numbers").unwrap().unwrap();
+    for (got, want) in as_values.iter().zip(numbers.as_array().unwrap()) {
+        assert_eq!(got, want, "{want} came back as {got}");
+        assert_eq!(got.is_u64(), want.is_u64(), "{want}");
+        assert_eq!(got.is_i64(), want.is_i64(), "{want}");
+        assert_eq!(got.is_f64(), want.is_f64(), "{want}");
+    }
+    // The stored text is byte for byte what serde_json wrote: key order, and 1e18 as the
+    // float `1e+18` (MySQL's JSON type would store the integer 1000000000000000000).
+    let sql = format!("SELECT data FROM {} WHERE id = ?", store.table());
+    let stored: Vec<u8> = sqlx::query_scalar(&sql)
+        .bind(record.id().expose())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, serde_json::to_vec(record.data()).unwrap());
+    let text = String::from_utf8(stored).unwrap();
+    assert!(
+        text.contains("1e+18") && !text.contains("1000000000000000000"),
+        "1e18 was rewritten: {text}"
+    );
+
+    // 2,000 pseudo-random finite doubles (every exponent range) come back bit for bit.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let floats: Vec<f64> = std::iter::repeat_with(|| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        f64::from_bits(state)
+    })
+    .filter(|f| f.is_finite() && *f != 0.0)
+    .take(2000)
+    .collect();
+    let mut many = Record::new(in_an_hour());
+    many.insert("floats", &floats).unwrap();
+    store.create(&mut many).await.unwrap();
+    let back: Vec<f64> = store
+        .get(many.id())
+        .await
+        .unwrap()
+        .unwrap()
+        .get("floats")
+        .unwrap()
+        .unwrap();
+    for (got, want) in back.iter().zip(&floats) {
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "{want:e} came back as {got:e}"
+        );
+    }
+    // Owners with 4-byte characters round trip, and the longest allowed one fits.
+    let mut owned = Record::new(in_an_hour());
+    owned.set_owner(Some("🦀".repeat(768)));
+    store.create(&mut owned).await.unwrap();
+    assert_eq!(store.get(owned.id()).await.unwrap().unwrap(), owned);
+    assert_eq!(store.count().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn ids_and_owners_compare_byte_exactly() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let lower = SessionId::parse("abcdefghijklmnopqrstuvwxyz").unwrap();
+    let upper = SessionId::parse("ABCDEFGHIJKLMNOPQRSTUVWXYZ").unwrap();
+    let mut a = Record::with_id(lower.clone(), in_an_hour());
+    a.set_owner(Some("user".into()));
+    let mut b = Record::with_id(upper.clone(), in_an_hour());
+    b.set_owner(Some("USER".into()));
+    assert!(store.insert(&mut a).await.unwrap());
+    assert!(
+        store.insert(&mut b).await.unwrap(),
+        "ids differing in case collided"
+    );
+    assert_eq!(store.get(&upper).await.unwrap().unwrap(), b);
+    let mut c = Record::new(in_an_hour());
+    c.set_owner(Some("üser".into()));
+    store.create(&mut c).await.unwrap();
+    let mut d = Record::new(in_an_hour());
+    d.set_owner(Some("user ".into()));
+    store.create(&mut d).await.unwrap();
+    let listed = store.list_by_owner("user").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "owner matching folded case, accents or spaces"
+    );
+    assert_eq!(listed[0].id(), &lower);
+    assert_eq!(store.destroy_by_owner("USER").await.unwrap(), 1);
+    assert!(store.get(&lower).await.unwrap().is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Affected rows: sqlx sets CLIENT_FOUND_ROWS, so matched rows count
+
+#[tokio::test]
+async fn writes_that_change_nothing_still_count_as_found() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let mut record = Record::new(in_an_hour());
+    store.create(&mut record).await.unwrap();
+    let expiry = record.expires_at();
+    assert!(store.touch(record.id(), expiry).await.unwrap());
+    assert!(
+        store.touch(record.id(), expiry).await.unwrap(),
+        "a touch to the same expiry reported the session missing"
+    );
+    let mut deadlined = Record::new(in_an_hour());
+    deadlined.set_deadline(Some(now() + time::Duration::minutes(30)));
+    store.create(&mut deadlined).await.unwrap();
+    // Capped at the deadline, which is the stored expiry already: no column changes.
+    assert!(store.touch(deadlined.id(), in_an_hour()).await.unwrap());
+    assert!(store.touch(deadlined.id(), in_an_hour()).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// Races: single statements under concurrency
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_inserts_renames_and_updates_have_one_winner() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.max_connections(8)).await;
+
+    // 16 inserts of one id: exactly one writes.
+    let id = SessionId::generate();
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut record = Record::with_id(id, in_an_hour());
+                record.insert("n", n).unwrap();
+                store.insert(&mut record).await.unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1, "concurrent inserts of one id");
+
+    // 16 racing updates of one version: one wins.
+    let original = store.get(&id).await.unwrap().unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let store = store.clone();
+            let mut stale = original.clone();
+            tokio::spawn(async move {
+                stale.insert("updated", n).unwrap();
+                store.update(&mut stale).await
+            })
+        })
+        .collect();
+    let mut updated = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => updated += 1,
+            Err(err) => assert!(err.is_conflict(), "{err}"),
+        }
+    }
+    assert_eq!(updated, 1, "compare-and-swaps on one version");
+
+    // 16 cycle_ids of one session, racing updates of it: one move, never two copies.
+    let original = store.get(&id).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        let mut stale = original.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                (store.cycle_id(&id).await.unwrap(), None)
+            } else {
+                stale.insert("updated", n).unwrap();
+                (None, Some(store.update(&mut stale).await))
+            }
+        }));
+    }
+    let (mut moved, mut updated) = (Vec::new(), 0);
+    for task in tasks {
+        let (new_id, update) = task.await.unwrap();
+        moved.extend(new_id);
+        match update {
+            Some(Ok(())) => updated += 1,
+            Some(Err(err)) => assert!(err.is_conflict(), "{err}"),
+            None => {}
+        }
+    }
+    assert_eq!(moved.len(), 1, "one rename wins, the others find no source");
+    assert!(
+        updated <= 1,
+        "{updated} compare-and-swaps won on one version"
+    );
+    assert!(
+        store.get(&id).await.unwrap().is_none(),
+        "the old id survived"
+    );
+    assert_eq!(rows_in(&store).await, 1, "a session was duplicated or lost");
+    let after = store.get(&moved[0]).await.unwrap().unwrap();
+    assert_eq!(after.version(), original.version() + updated);
+
+    // 16 renames of 16 sessions onto one target: one wins.
+    let target = SessionId::generate();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut record = Record::new(in_an_hour());
+            store.create(&mut record).await.unwrap();
+            store.rename(record.id(), &target).await.unwrap()
+        }));
+    }
+    let mut moves = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            session_core::Rename::Moved => moves += 1,
+            other => assert_eq!(other, session_core::Rename::TargetTaken),
+        }
+    }
+    assert_eq!(moves, 1, "renames onto one target");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_sets_never_reuse_a_version() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.max_connections(8)).await;
+    let id = SessionId::generate();
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut record = Record::with_id(id, in_an_hour());
+                record.insert("n", n).unwrap();
+                store.set(&mut record).await.unwrap();
+                record.version()
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        16,
+        "sets stored one version twice: {versions:?}"
+    );
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(stored.version(), *versions.last().unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// Corrupt rows and oversized payloads
+
+#[tokio::test]
+async fn corrupt_rows_are_decode_errors_naming_the_id() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let live = in_an_hour_millis();
+    let cases: [(&str, i64, i64, i32); 10] = [
+        ("[1,2]", live, 1, 1),
+        ("42", live, 1, 1),
+        ("null", live, 1, 1),
+        ("{not json", live, 1, 1),
+        ("", live, 1, 1),
+        ("{}", live, 1, 99),
+        ("{}", live, 1, -1),
+        ("{}", live, -5, 1),
+        ("{}", live, i64::MAX, 1),
+        ("{}", i64::MAX, 1, 1),
+    ];
+    let mut ids = Vec::new();
+    for (data, expires, version, format) in cases {
+        let id = SessionId::generate();
+        raw_row(&store, &id, data, expires, version, format).await;
+        let err = store.get(&id).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Decode { .. }),
+            "{data} {format}: {err}"
+        );
+        assert_eq!(
+            err.session_id(),
+            Some(&id),
+            "{data}: the error must name the session"
+        );
+        assert!(!err.is_retryable());
+        ids.push(id);
+    }
+    // The write guard leaves each row as it was, as if missing; insert sees it taken.
+    for (id, (data, ..)) in ids.iter().zip(cases) {
+        let mut record = Record::with_id(id.clone(), in_an_hour());
+        assert!(!store.insert(&mut record.clone()).await.unwrap(), "{data}");
+        if data == "{not json" {
+            // Starts like an object: the guard can't tell (see the crate docs).
+            continue;
+        }
+        assert!(!store.touch(id, in_an_hour()).await.unwrap(), "{data}");
+        record.set_version(1);
+        assert!(
+            store.update(&mut record).await.unwrap_err().is_conflict(),
+            "{data}"
+        );
+        let to = SessionId::generate();
+        assert_eq!(
+            store.rename(id, &to).await.unwrap(),
+            session_core::Rename::SourceMissing,
+            "{data}"
+        );
+    }
+    assert_eq!(rows_in(&store).await, ids.len() as i64);
+    let err = store.list_by_owner("corrupt-owner").await.unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+
+    // The same rows through a lenient store on the same table read as absent.
+    let lenient = MysqlStore::builder()
+        .table(store.table_name())
+        .options(StoreOptions {
+            corrupt: CorruptPolicy::TreatAsMissing,
+            ..Default::default()
+        })
+        .build(store.pool().clone())
+        .unwrap();
+    for id in &ids {
+        assert!(lenient.get(id).await.unwrap().is_none());
+    }
+    assert!(
+        lenient
+            .list_by_owner("corrupt-owner")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // `set` replaces a corrupt row.
+    let mut fresh = Record::with_id(ids[0].clone(), in_an_hour());
+    store.set(&mut fresh).await.unwrap();
+    assert_eq!(store.get(&ids[0]).await.unwrap().unwrap(), fresh);
+}
+
+#[tokio::test]
+async fn oversized_payloads_reach_no_row() {
+    let Some(_) = url() else { return };
+    let options = StoreOptions {
+        max_payload_bytes: 1000,
+        ..StoreOptions::default()
+    };
+    let store = fresh_store(options, |b| b).await;
+    let mut small = Record::new(in_an_hour());
+    small.insert("v", "small").unwrap();
+    store.create(&mut small).await.unwrap();
+
+    let mut big = Record::new(in_an_hour());
+    big.insert("blob", "x".repeat(2000)).unwrap();
+    for result in [
+        store.insert(&mut big.clone()).await.map(drop),
+        store.set(&mut big.clone()).await,
+        store.create(&mut big.clone()).await,
+    ] {
+        assert!(
+            matches!(result, Err(Error::PayloadTooLarge { max: 1000, .. })),
+            "{result:?}"
+        );
+    }
+    let mut grown = small.clone();
+    grown.insert("blob", "x".repeat(2000)).unwrap();
+    assert!(matches!(
+        store.update(&mut grown.clone()).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        store.set(&mut grown).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert_eq!(
+        rows_in(&store).await,
+        1,
+        "an oversized write reached the table"
+    );
+    assert_eq!(store.get(small.id()).await.unwrap().unwrap(), small);
+}
+
+#[tokio::test]
+async fn data_past_max_allowed_packet_is_an_encode_error() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(
+        StoreOptions {
+            max_payload_bytes: usize::MAX,
+            timeout: Duration::from_secs(20),
+            ..StoreOptions::default()
+        },
+        |b| b,
+    )
+    .await;
+    let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let mut huge = Record::new(in_an_hour());
+    huge.insert("blob", "x".repeat(packet as usize + 1024))
+        .unwrap();
+    let err = store.insert(&mut huge).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Encode { .. }) || err.is_retryable(),
+        "{err}"
+    );
+    eprintln!("past max_allowed_packet ({packet}): {err}");
+    assert_eq!(rows_in(&store).await, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pool exhaustion
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_times_out_instead_of_hanging() {
+    let Some(_) = url() else { return };
+    // Pool acquire timeout shorter than the call timeout: the pool's own error.
+    let store = fresh_store(
+        StoreOptions {
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        },
+        |b| {
+            b.max_connections(1)
+                .acquire_timeout(Duration::from_millis(500))
+        },
+    )
+    .await;
+    let mut record = Record::new(in_an_hour());
+    store.create(&mut record).await.unwrap();
+    let held = store.pool().acquire().await.unwrap();
+    let started = Instant::now();
+    let err = store.get(record.id()).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_retryable(), "{err}");
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.to_string().contains("pool timed out"), "{err}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+
+    // Call timeout shorter than the pool's: the store's typed timeout.
+    let strict = MysqlStore::builder()
+        .table(store.table_name())
+        .options(StoreOptions {
+            timeout: Duration::from_millis(300),
+            ..Default::default()
+        })
+        .build(store.pool().clone())
+        .unwrap();
+    let started = Instant::now();
+    let err = strict.count().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                operation: "count",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1500));
+
+    drop(held);
+    assert!(
+        store.get(record.id()).await.unwrap().is_some(),
+        "the pool recovers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_lock_held_elsewhere_times_out_instead_of_hanging() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(
+        StoreOptions {
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+        |b| b,
+    )
+    .await;
+    let mut record = Record::new(in_an_hour());
+    store.create(&mut record).await.unwrap();
+    let mut tx = store.pool().begin().await.unwrap();
+    let lock = format!("SELECT 1 FROM {} WHERE id = ? FOR UPDATE", store.table());
+    sqlx::query(&lock)
+        .bind(record.id().expose())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = store.update(&mut record.clone()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    tx.rollback().await.unwrap();
+    // The lock wait ended on the server too (innodb_lock_wait_timeout = the call timeout),
+    // so the store works again within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.update(&mut record).await {
+            Ok(()) => break,
+            Err(err) if err.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("the store did not recover: {err}"),
+        }
+    }
+    assert_eq!(store.get(record.id()).await.unwrap().unwrap(), record);
+}
+
+// ---------------------------------------------------------------------------------------
+// EXPLAIN: every lookup uses an index
+
+/// `sql` with each `?` replaced by the next of `values` (test constants only).
+fn inline(sql: &str, values: &[String]) -> String {
+    let mut values = values.iter();
+    sql.chars()
+        .map(|c| match c {
+            '?' => values.next().unwrap().clone(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The plan of one of the store's statements: `(type, key)` of each row of `EXPLAIN`.
+async fn plan(store: &MysqlStore, statement: &str, values: &[String]) -> Vec<(String, String)> {
+    let sql = format!(
+        "EXPLAIN {}",
+        inline(store.statement_sql(statement).unwrap(), values)
+    );
+    let rows = sqlx::raw_sql(&sql).fetch_all(store.pool()).await.unwrap();
+    let text = |row: &sqlx::mysql::MySqlRow, column: &str| {
+        row.try_get_unchecked::<Option<Vec<u8>>, _>(column)
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap())
+            .unwrap_or_default()
+    };
+    rows.iter()
+        .map(|row| {
+            // MariaDB reads a row found by its whole primary key while planning ("const
+            // table"); when that row fails the rest of the condition, the plan shows no key.
+            let extra = text(row, "Extra");
+            if extra.contains("noticed after reading const tables") {
+                return ("const".to_owned(), "PRIMARY".to_owned());
+            }
+            (text(row, "type"), text(row, "key"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn explain_shows_index_use() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    // 20,000 live sessions over 2,000 owners (and some without), 100 expired ones.
+    let now_ms = unix_millis(now());
+    let fill = format!(
+        "INSERT INTO {t} (id, data, expires_at, created_at, version, owner, format) \
+         SELECT CONCAT('explain-', LPAD(n, 24, '0')), '{{}}', \
+                IF(n <= 100, {now_ms} - 3600000, {now_ms} + 3600000), {now_ms}, 1, \
+                IF(n % 3 = 0, NULL, CONCAT('owner-', n % 2000)), 1 \
+         FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS n \
+               FROM (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                     UNION ALL SELECT 8 UNION ALL SELECT 9) a, \
+                    (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                     UNION ALL SELECT 8 UNION ALL SELECT 9) b, \
+                    (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                     UNION ALL SELECT 8 UNION ALL SELECT 9) c, \
+                    (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                     UNION ALL SELECT 8 UNION ALL SELECT 9) e, \
+                    (SELECT 0 d UNION ALL SELECT 1) f) g",
+        t = store.table()
+    );
+    sqlx::raw_sql(&fill).execute(store.pool()).await.unwrap();
+    assert_eq!(rows_in(&store).await, 20_000);
+    sqlx::raw_sql(&format!("ANALYZE TABLE {}", store.table()))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let [pkey, expires, owner] = store.index_names();
+    let id = "'explain-000000000000000000000500'".to_owned();
+    let now_s = now_ms.to_string();
+    let later = (now_ms + 3_600_000).to_string();
+    let s = |v: &str| v.to_owned();
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        ("get", vec![id.clone(), now_s.clone()], pkey),
+        (
+            "update",
+            {
+                let mut v = vec![
+                    s("'{}'"),
+                    later.clone(),
+                    s("NULL"),
+                    now_s.clone(),
+                    s("2"),
+                    s("NULL"),
+                    s("1"),
+                ];
+                v.extend([id.clone(), s("1"), now_s.clone()]);
+                v
+            },
+            pkey,
+        ),
+        (
+            "set_update",
+            vec![
+                now_s.clone(),
+                s("2"),
+                s("2"),
+                s("'{}'"),
+                later.clone(),
+                s("NULL"),
+                now_s.clone(),
+                s("NULL"),
+                s("1"),
+                id.clone(),
+                now_s.clone(),
+            ],
+            pkey,
+        ),
+        ("set_blocked", vec![id.clone(), now_s.clone()], pkey),
+        (
+            "touch",
+            vec![later.clone(), later.clone(), id.clone(), now_s.clone()],
+            pkey,
+        ),
+        (
+            "rename_move",
+            vec![s("'explain-new'"), id.clone(), now_s.clone()],
+            pkey,
+        ),
+        ("take_expired", vec![id.clone(), now_s.clone()], pkey),
+        ("destroy", vec![id.clone()], pkey),
+        ("purge_batch", vec![now_s.clone(), s("1000")], expires),
+        ("list_by_owner", vec![s("'owner-7'"), now_s.clone()], owner),
+        (
+            "destroy_by_owner",
+            vec![s("'owner-7'"), now_s.clone()],
+            owner,
+        ),
+    ];
+    for (name, values, index) in cases {
+        let plan = plan(&store, name, &values).await;
+        eprintln!("--- {name}: {plan:?}");
+        assert_eq!(plan.len(), 1, "{name}: {plan:?}");
+        let (access, key) = &plan[0];
+        assert_ne!(access, "ALL", "{name} scans the table: {plan:?}");
+        assert_eq!(key, index, "{name} does not use {index}: {plan:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Purge
+
+#[tokio::test]
+async fn purge_runs_in_batches() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.purge_batch(100)).await;
+    insert_expired(&store, 250).await;
+    let mut live = Record::new(in_an_hour());
+    store.create(&mut live).await.unwrap();
+    let stats = store.purge_expired().await.unwrap();
+    assert_eq!(stats.removed, 250);
+    assert_eq!(stats.batches, 3);
+    assert_eq!(rows_in(&store).await, 1);
+    assert!(store.get(live.id()).await.unwrap().is_some());
+    // core's Pruner through the crate's helper
+    insert_expired(&store, 10).await;
+    let pruner = store.spawn_pruner(Duration::from_millis(50)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rows_in(&store).await > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pruner.stop().await;
+    assert_eq!(rows_in(&store).await, 1, "the pruner did not purge");
+}
+
+/// `rows` sessions that expired over the last `rows` × 10 ms, as a real table's would.
+async fn insert_expired(store: &MysqlStore, rows: i64) {
+    let sql = format!(
+        "INSERT INTO {} (id, data, expires_at, created_at, version, format) \
+         VALUES (?, '{{\"k\":1}}', ?, ?, 1, 1)",
+        store.table()
+    );
+    let now_ms = unix_millis(now());
+    for n in 0..rows {
+        sqlx::query(&sql)
+            .bind(SessionId::generate().expose())
+            .bind(now_ms - 1000 - n * 10)
+            .bind(now_ms - 3_600_000)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A dedicated server, killed and restarted
+
+/// A throwaway MariaDB (`mariadb-install-db`, `mariadbd`) on a free port in a temporary
+/// directory, killed with SIGKILL like a crash; removed on drop.
+struct MariaDbServer {
+    dir: PathBuf,
+    port: u16,
+    /// The system user running the server when we run as root (mariadbd refuses root).
+    user: Option<String>,
+    child: Option<Child>,
+}
+
+impl MariaDbServer {
+    fn start() -> Result<Self, String> {
+        let install = which("mariadb-install-db").ok_or("no mariadb-install-db on the PATH")?;
+        let root = run(Command::new("id").arg("-u"))?.trim() == "0";
+        let user = root.then(|| "mysql".to_owned());
+        if let Some(user) = &user {
+            run(Command::new("id").arg("-u").arg(user))
+                .map_err(|_| format!("running as root and there is no system user {user}"))?;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port: {e}"))?;
+        let dir =
+            std::env::temp_dir().join(format!("session-mariadb-{}-{}", std::process::id(), port));
+        std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+        let mut server = Self {
+            dir,
+            port,
+            user,
+            child: None,
+        };
+        std::fs::write(server.dir.join("my.cnf"), server.config()).map_err(|e| e.to_string())?;
+        if let Some(user) = &server.user {
+            run(Command::new("chown").arg("-R").arg(user).arg(&server.dir))?;
+        }
+        let mut init = Command::new(install);
+        init.arg(format!(
+            "--defaults-file={}",
+            server.dir.join("my.cnf").display()
+        ))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        .current_dir(&server.dir);
+        if let Some(user) = &server.user {
+            init.arg(format!("--user={user}"));
+        }
+        run(&mut init)?;
+        server.restart()?;
+        let mut create = Command::new("mariadb");
+        create
+            .arg("--no-defaults")
+            .arg("--protocol=tcp")
+            .arg("-h127.0.0.1")
+            .arg(format!("-P{}", server.port))
+            .arg("-uroot")
+            .arg("-e")
+            .arg("CREATE DATABASE IF NOT EXISTS sessions");
+        run(&mut create)?;
+        Ok(server)
+    }
+
+    fn config(&self) -> String {
+        let dir = self.dir.display();
+        format!(
+            "[mariadbd]\ndatadir = {dir}/data\nsocket = {dir}/mariadbd.sock\n\
+             pid-file = {dir}/mariadbd.pid\nlog-error = {dir}/server.log\n\
+             bind-address = 127.0.0.1\nport = {port}\nskip-log-bin\n\
+             innodb_buffer_pool_size = 32M\ninnodb_log_file_size = 16M\n\
+             innodb_flush_log_at_trx_commit = 2\n",
+            port = self.port
+        )
+    }
+
+    fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/sessions", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        let mut command = Command::new("/usr/sbin/mariadbd");
+        command
+            .arg(format!(
+                "--defaults-file={}",
+                self.dir.join("my.cnf").display()
+            ))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(user) = &self.user {
+            command.arg(format!("--user={user}"));
+        }
+        let mut child = command.spawn().map_err(|e| format!("mariadbd: {e}"))?;
+        let until = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let log = || std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "mariadbd exited at start-up ({status}):\n{}",
+                    log()
+                ));
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("mariadbd did not listen within 60 s:\n{}", log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+impl Drop for MariaDbServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn run(command: &mut Command) -> Result<String, String> {
+    let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
+    let server = match tokio::task::spawn_blocking(MariaDbServer::start)
+        .await
+        .unwrap()
+    {
+        Ok(server) => server,
+        Err(reason) => {
+            return session_core::conformance::skip(
+                "the restart test (cannot start a throwaway MariaDB)",
+                &reason,
+            );
+        }
+    };
+    let timeout = Duration::from_secs(1);
+    let store = MysqlStore::builder()
+        .options(StoreOptions {
+            timeout,
+            ..Default::default()
+        })
+        .max_connections(4)
+        .connect(&server.url())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let mut record = Record::new(in_an_hour());
+    record.insert("kept", "across the crash").unwrap();
+    store.create(&mut record).await.unwrap();
+    // Keep a few pooled connections open so the kill cuts live connections too.
+    let (a, b) = tokio::join!(store.count(), store.get(record.id()));
+    a.unwrap();
+    b.unwrap();
+
+    let mut server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.kill();
+        server
+    })
+    .await
+    .unwrap();
+    let margin = Duration::from_millis(1500);
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let results = [
+            store.get(record.id()).await.map(drop),
+            store.update(&mut record.clone()).await,
+            store.count().await.map(drop),
+        ];
+        for result in results {
+            let err = result.unwrap_err();
+            eprintln!("server down, attempt {attempt}: {err}");
+            assert!(
+                err.is_retryable(),
+                "attempt {attempt}: not retryable: {err}"
+            );
+            assert!(
+                matches!(
+                    err,
+                    Error::Timeout { .. }
+                        | Error::Backend {
+                            retryable: true,
+                            ..
+                        }
+                ),
+                "{err}"
+            );
+        }
+        assert!(
+            started.elapsed() < 3 * (timeout + margin),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    let server = tokio::task::spawn_blocking(move || server.restart().map(|()| server))
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let back = loop {
+        match store.get(record.id()).await {
+            Ok(found) => break found,
+            Err(err) if err.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!("the store did not recover: {err}"),
+        }
+    };
+    assert_eq!(
+        back.unwrap(),
+        record,
+        "a committed session was lost across the crash"
+    );
+    let mut again = Record::new(in_an_hour());
+    store.create(&mut again).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 2);
+    drop(store);
+    drop(server);
+}
