@@ -350,18 +350,25 @@ async fn bad_names_and_urls_are_config_errors() {
 async fn migration_is_idempotent_and_concurrent_safe() {
     let dir = TempDir::new();
     let url = dir.fresh_url();
-    // Four stores with pools of their own (as separate processes would have) create the
-    // same new file's table at once.
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let store = SqliteStore::builder()
-            .table("shared")
-            .connect_lazy(&url)
-            .unwrap();
-        tasks.push(tokio::spawn(async move { store.migrate().await }));
-    }
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    // Six stores with pools of their own (as separate processes would have) create a new
+    // file's table at once; ten files, so the race has chances to go every way.
+    for file in 0..10 {
+        let url = if file == 0 {
+            url.clone()
+        } else {
+            dir.fresh_url()
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let store = SqliteStore::builder()
+                .table("shared")
+                .connect_lazy(&url)
+                .unwrap();
+            tasks.push(tokio::spawn(async move { store.migrate().await }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
     }
     let store = store_at(&url, StoreOptions::default(), |b| b.table("shared")).await;
     store.migrate().await.unwrap();
@@ -384,6 +391,61 @@ async fn migration_is_idempotent_and_concurrent_safe() {
     .await
     .unwrap();
     assert_eq!(objects, 4, "table, primary key and two indexes");
+
+    // Switching a new file to WAL needs it to itself (SQLite's busy timeout doesn't wait
+    // for that): a migration meeting another connection's open read waits for it to end.
+    let url = dir.fresh_url();
+    let store = SqliteStore::builder().connect(&url).await.unwrap();
+    let mut reader = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    sqlx::query("SELECT count(*) FROM sqlite_schema")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    let migration = tokio::spawn(async move { store.migrate().await.map(|()| store) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    let store = migration.await.unwrap().unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    reader.close().await.unwrap();
+}
+
+/// Every call of an in-memory store sees its one database, however many run at once and
+/// whatever the URL says about SQLite's cache; another store's database is another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_store_is_one_database() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:?cache=private",
+        "sqlite://?mode=memory&cache=private",
+    ] {
+        let store = store_at(url, StoreOptions::default(), |b| b.max_connections(8)).await;
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut record = Record::new(in_an_hour());
+                    store.create(&mut record).await.unwrap();
+                    assert!(store.get(record.id()).await.unwrap().is_some());
+                    store.count().await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(store.count().await.unwrap(), 32, "{url}");
+        let other = store_at(url, StoreOptions::default(), |b| b).await;
+        assert_eq!(
+            other.count().await.unwrap(),
+            0,
+            "{url}: stores share a database"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -509,6 +571,27 @@ async fn racing_inserts_renames_and_updates_have_one_winner() {
             wins += usize::from(task.await.unwrap());
         }
         assert_eq!(wins, 1, "round {round}: concurrent inserts of one id");
+
+        // 16 compare-and-swaps on one version: exactly one wins.
+        let read = store.get(&id).await.unwrap().unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let (store, mut stale) = (store.clone(), read.clone());
+                tokio::spawn(async move {
+                    stale.insert("cas", n).unwrap();
+                    match store.update(&mut stale).await {
+                        Ok(()) => true,
+                        Err(err) if err.is_conflict() => false,
+                        Err(err) => panic!("{err}"),
+                    }
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            wins += usize::from(task.await.unwrap());
+        }
+        assert_eq!(wins, 1, "round {round}: compare-and-swaps on one version");
 
         // 16 cycle_ids of one session racing updates of it: one move, never two copies,
         // and an update either lands before the move (and moves with it) or conflicts.
@@ -935,7 +1018,13 @@ async fn a_locked_database_gives_retryable_errors_then_the_store_works() {
         timeout,
         ..StoreOptions::default()
     };
-    let store = store_at(&url, options, |b| b).await;
+    // SQLite gives up waiting for the lock before the call's timeout: its own error shows.
+    let store = store_at(&url, options.clone(), |b| {
+        b.busy_timeout(Duration::from_millis(200))
+    })
+    .await;
+    // Waiting for the lock as long as the call may: the timeout ends it.
+    let patient = store_at(&url, options, |b| b).await;
     let mut record = Record::new(in_an_hour());
     record.set_owner(Some("o".into()));
     store.create(&mut record).await.unwrap();
@@ -971,13 +1060,22 @@ async fn a_locked_database_gives_retryable_errors_then_the_store_works() {
     for (name, result) in results {
         let err = result.expect_err(name);
         eprintln!("{name} while locked: {err}");
-        assert!(err.is_retryable(), "{name}: not retryable: {err}");
+        assert!(
+            matches!(
+                err,
+                Error::Backend {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{name}: not a retryable SQLite error: {err}"
+        );
     }
     let took = started.elapsed();
     assert!(took < 9 * timeout + margin, "nine calls took {took:?}");
     // One call alone ends within its timeout.
     let started = Instant::now();
-    let err = store.update(&mut record.clone()).await.unwrap_err();
+    let err = patient.update(&mut record.clone()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(
         started.elapsed() < timeout + margin,

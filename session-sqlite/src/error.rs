@@ -51,12 +51,6 @@ fn primary_code(err: &sqlx::Error) -> Option<i32> {
     }
 }
 
-/// Whether `err` says the database is locked by another connection: what a busy timeout
-/// that ran out ends with.
-pub(crate) fn is_locked(err: &sqlx::Error) -> bool {
-    matches!(primary_code(err), Some(code::BUSY | code::LOCKED))
-}
-
 fn is_transient(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)

@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions, Sql
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 
-use crate::error::{BACKEND, backend, is_locked, write};
+use crate::error::{BACKEND, backend, write};
 use crate::schema::{DEFAULT_TABLE, Statements, TableName, migration_sql, migration_statements};
 
 /// Rows `delete_expired` removes per statement unless configured otherwise.
@@ -28,10 +28,6 @@ pub const DEFAULT_PURGE_BATCH: u32 = 1_000;
 /// SQLite runs one write at a time whatever the pool's size; more connections let reads
 /// run beside a write (WAL mode) and while other calls wait for the write lock.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
-
-/// How long `migrate` waits before asking again for the lock that switching a database to
-/// WAL mode takes (SQLite's busy timeout does not wait for that one).
-const WAL_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// The statement that starts every write judging liveness: it takes the database's write
 /// lock at once, so nothing can change between the clock read and the write.
@@ -302,21 +298,15 @@ impl SqliteStore {
         .await
     }
 
-    /// `PRAGMA journal_mode = WAL`, asked again while another connection holds the lock it
-    /// needs (which SQLite's busy timeout does not wait for); the caller's timeout bounds
-    /// it. An in-memory database stays in its `memory` mode.
+    /// `PRAGMA journal_mode = WAL`: it waits for other connections' locks like any
+    /// statement (the busy timeout). An in-memory database stays in its `memory` mode.
     async fn use_wal(&self) -> Result<()> {
-        loop {
-            let switched = sqlx::query("PRAGMA journal_mode = WAL")
-                .persistent(false)
-                .execute(&self.pool)
-                .await;
-            match switched {
-                Ok(_) => return Ok(()),
-                Err(err) if is_locked(&err) => tokio::time::sleep(WAL_RETRY_PAUSE).await,
-                Err(err) => return Err(backend(err)),
-            }
-        }
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .persistent(false)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(backend)
     }
 
     /// Runs [`SessionStore::delete_expired`] every `interval` in the background, with
