@@ -808,6 +808,29 @@ async fn corrupt_rows_are_decode_errors_naming_the_id() {
             .unwrap()
             .is_empty()
     );
+    // A row whose id no session could have (too short, and bytes that aren't UTF-8).
+    let sql = format!(
+        "INSERT INTO {} (id, data, expires_at, created_at, version, owner, format) \
+         VALUES (?, '{{}}', ?, 0, 1, 'bad-id-owner', 1)",
+        store.table()
+    );
+    for id in [&b"short"[..], &[0xff; 30][..]] {
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(in_an_hour_millis())
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let err = store.list_by_owner("bad-id-owner").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidId(_)), "{err}");
+    assert!(
+        lenient
+            .list_by_owner("bad-id-owner")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // `set` replaces a corrupt row.
     let mut fresh = Record::with_id(ids[0].clone(), in_an_hour());
     store.set(&mut fresh).await.unwrap();

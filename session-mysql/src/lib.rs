@@ -64,10 +64,17 @@
 //!   an expired one is deleted first.
 //! - `destroy_by_owner` is one `DELETE`, `list_by_owner` one `SELECT` (one snapshot).
 //!
-//! Deadlocks (1213, the statement rolled back whole) and lock wait timeouts (1205) are
-//! retryable errors; the store never sends a statement again after an error that leaves
-//! its outcome unknown. Pools built from a URL set `innodb_lock_wait_timeout` to the call
-//! timeout.
+//! Single statements rather than short transactions (`SELECT ... FOR UPDATE`, then a
+//! write): a locking read of a missing key takes a gap lock, which two callers can hold at
+//! once and then each wait for the other's to insert (a deadlock per racing `set`), and
+//! every extra statement holds row locks across another round trip. Renames and
+//! revocations still lock rows in opposite orders (primary key then owner index, and the
+//! reverse), so InnoDB picks deadlock victims now and then: a victim (1213) was rolled
+//! back whole, its outcome known, so the store runs the call again within its timeout.
+//! Any other failure, a lost reply above all, is returned and never re-sent. Lock wait
+//! timeouts (1205) are retryable errors; pools built from a URL set
+//! `innodb_lock_wait_timeout` to the call timeout, so a statement the store gave up on
+//! stops waiting at about the same time rather than applying much later.
 //!
 //! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, a
 //! version out of range, data not an object, a time out of range) as it is, as if the

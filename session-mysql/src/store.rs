@@ -388,22 +388,17 @@ impl MysqlStore {
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             let id: &[u8] = row.try_get("id").map_err(backend)?;
-            let parsed = std::str::from_utf8(id)
-                .ok()
-                .and_then(|id| SessionId::parse(id).ok());
-            let decoded = match parsed {
-                Some(id) => self.inner.options.on_corrupt(decode_row(&id, &row)),
-                None if self.inner.options.corrupt
-                    == session_core::CorruptPolicy::TreatAsMissing =>
+            // Bytes that aren't UTF-8 become U+FFFD, which no valid id holds.
+            let decoded = match SessionId::parse(&String::from_utf8_lossy(id)) {
+                Ok(id) => self.inner.options.on_corrupt(decode_row(&id, &row)),
+                Err(_)
+                    if self.inner.options.corrupt
+                        == session_core::CorruptPolicy::TreatAsMissing =>
                 {
                     tracing::warn!("a stored session id is malformed; skipping the row");
                     Ok(None)
                 }
-                None => Err(Error::InvalidId(
-                    SessionId::parse(&String::from_utf8_lossy(id))
-                        .err()
-                        .unwrap_or(session_core::InvalidId::Charset(0)),
-                )),
+                Err(err) => Err(Error::InvalidId(err)),
             };
             records.extend(decoded?);
         }
