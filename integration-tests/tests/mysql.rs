@@ -1050,6 +1050,19 @@ async fn plan(store: &MysqlStore, statement: &str, values: &[String]) -> Vec<(St
         .collect()
 }
 
+/// A derived table `g` of the numbers 1 to `count` in a column `n` (at most 100,000),
+/// built from digits so it runs on MySQL and MariaDB alike.
+fn numbers(count: u32) -> String {
+    let digits = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                  UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                  UNION ALL SELECT 8 UNION ALL SELECT 9)";
+    format!(
+        "(SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS n \
+          FROM {digits} a, {digits} b, {digits} c, {digits} e, {digits} f) g \
+         WHERE n <= {count}"
+    )
+}
+
 #[tokio::test]
 async fn explain_shows_index_use() {
     let Some(_) = url() else { return };
@@ -1061,20 +1074,8 @@ async fn explain_shows_index_use() {
          SELECT CONCAT('explain-', LPAD(n, 24, '0')), '{{}}', \
                 IF(n <= 100, {now_ms} - 3600000, {now_ms} + 3600000), {now_ms}, 1, \
                 IF(n % 3 = 0, NULL, CONCAT('owner-', n % 2000)), 1 \
-         FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS n \
-               FROM (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
-                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
-                     UNION ALL SELECT 8 UNION ALL SELECT 9) a, \
-                    (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
-                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
-                     UNION ALL SELECT 8 UNION ALL SELECT 9) b, \
-                    (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
-                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
-                     UNION ALL SELECT 8 UNION ALL SELECT 9) c, \
-                    (SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
-                     UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
-                     UNION ALL SELECT 8 UNION ALL SELECT 9) e, \
-                    (SELECT 0 d UNION ALL SELECT 1) f) g",
+         FROM {numbers}",
+        numbers = numbers(20_000),
         t = store.table()
     );
     sqlx::raw_sql(&fill).execute(store.pool()).await.unwrap();
@@ -1194,6 +1195,52 @@ async fn insert_expired(store: &MysqlStore, rows: i64) {
             .bind(SessionId::generate().expose())
             .bind(now_ms - 1000 - n * 10)
             .bind(now_ms - 3_600_000)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// `cargo test -p integration-tests --test mysql -- --ignored --nocapture purge_cost`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: run it by name"]
+async fn purge_cost_of_100k_expired_rows() {
+    let Some(_) = url() else { return };
+    for batch in [1_000, 10_000] {
+        let store = fresh_store(
+            StoreOptions {
+                timeout: Duration::from_secs(60),
+                ..Default::default()
+            },
+            |b| b.purge_batch(batch),
+        )
+        .await;
+        let now_ms = unix_millis(now());
+        let fill = format!(
+            "INSERT INTO {t} (id, data, expires_at, created_at, version, format) \
+             SELECT CONCAT('expired-', LPAD(n, 24, '0')), '{{\"k\":1}}', \
+                    {now_ms} - 1000 - n * 10, {now_ms} - 3600000, 1, 1 \
+             FROM {numbers}",
+            t = store.table(),
+            numbers = numbers(100_000),
+        );
+        sqlx::raw_sql(&fill).execute(store.pool()).await.unwrap();
+        let mut live = Record::new(in_an_hour());
+        store.create(&mut live).await.unwrap();
+        let started = Instant::now();
+        let stats = store.purge_expired().await.unwrap();
+        let took = started.elapsed();
+        println!(
+            "purge of 100,000 expired rows, batch {batch}: removed {} in {} batches, {:?} \
+             ({:?} per batch)",
+            stats.removed,
+            stats.batches,
+            took,
+            took / stats.batches as u32
+        );
+        assert_eq!(stats.removed, 100_000);
+        assert_eq!(rows_in(&store).await, 1);
+        sqlx::query(&format!("DROP TABLE {}", store.table()))
             .execute(store.pool())
             .await
             .unwrap();
