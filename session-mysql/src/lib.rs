@@ -28,7 +28,8 @@
 //!
 //! [`MysqlStore::migration_sql`] shows it: an InnoDB table, `id VARBINARY(128)` primary
 //! key and `owner VARBINARY(3072)` (so ids and owners compare byte for byte: case and
-//! trailing spaces matter, which `utf8mb4_bin`, a PAD SPACE collation, would ignore),
+//! trailing spaces matter, which `utf8mb4_bin`, a PAD SPACE collation, would ignore; a
+//! longer owner is an [`Error::Encode`](session_core::Error::Encode)),
 //! `data LONGTEXT` in `utf8mb4` (the JSON text as written: MySQL's
 //! `JSON` type would turn the float `1e18` into an integer and reorder keys, and MariaDB's
 //! `JSON_VALID` check stops at 32 levels of nesting), `expires_at`, `deadline`,
