@@ -1165,3 +1165,76 @@ async fn an_exhausted_pool_times_out_instead_of_hanging() {
     drop(held);
     assert!(store.get(record.id()).await.unwrap().is_some());
 }
+
+// ---------------------------------------------------------------------------------------
+// Attacks
+
+/// A store sharing `store`'s pool (and file) whose calls time out after `timeout`.
+fn hasty(store: &SqliteStore, timeout: Duration) -> SqliteStore {
+    SqliteStore::builder()
+        .options(StoreOptions {
+            timeout,
+            ..Default::default()
+        })
+        .build(store.pool().clone())
+        .unwrap()
+}
+
+/// Calls cancelled by their timeout at every point of a write transaction (while
+/// `BEGIN IMMEDIATE` is being acknowledged included) leave no connection of the pool in an
+/// open transaction: afterwards every write commits (another pool, as another process
+/// would, sees it) and no write waits for a lock nobody will release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_cancelled_writes_leave_no_open_transaction() {
+    let dir = TempDir::new();
+    let url = dir.fresh_url();
+    let options = StoreOptions {
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let store = store_at(&url, options.clone(), |b| b.max_connections(3)).await;
+    let other = store_at(&url, options.clone(), |b| b).await;
+    let mut tasks = Vec::new();
+    for task in 0..4_u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut record = Record::new(in_an_hour());
+            record.set_owner(Some("victim".into()));
+            store.create(&mut record).await.unwrap();
+            let mut id = record.id().clone();
+            for i in 0..400_u64 {
+                // 0 to 2 ms, varied: the timer fires at every stage of the calls.
+                let quick = hasty(&store, Duration::from_micros((i * 131 + task * 17) % 2_000));
+                let fresh = SessionId::generate();
+                if let Ok(Rename::Moved) = quick.rename(&id, &fresh).await {
+                    id = fresh;
+                }
+                let _ = quick.destroy_by_owner("nobody").await;
+                let _ = quick.touch(&id, in_an_hour()).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Give dropped connections time to go back to the pool.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..12 {
+        let mut record = Record::new(in_an_hour());
+        record.set_owner(Some("after".into()));
+        store.create(&mut record).await.unwrap();
+        assert!(
+            other.get(record.id()).await.unwrap().is_some(),
+            "a write the store acknowledged is invisible to another connection: left in an \
+             open transaction"
+        );
+        let moved = SessionId::generate();
+        assert_eq!(
+            store.rename(record.id(), &moved).await.unwrap(),
+            Rename::Moved
+        );
+        assert!(other.get(&moved).await.unwrap().is_some());
+    }
+    assert_eq!(store.destroy_by_owner("after").await.unwrap(), 12);
+    assert_eq!(other.destroy_by_owner("after").await.unwrap(), 0);
+}

@@ -41,19 +41,25 @@
 //!
 //! # Consistency
 //!
-//! Every expiry comparison uses the application's clock (`session_core::now`, passed to each
-//! statement), as on every other backend, so a session ends at the same instant whichever
-//! backend holds it. SQLite runs one write transaction at a time per database, whichever
-//! connection or process sends it; [`SqliteStore::migrate`] puts a file in WAL mode, so
-//! reads see the last committed state without waiting for a writer. Each call is atomic:
+//! Every expiry comparison uses the application's clock, at millisecond precision, as on
+//! every other backend, so a session ends at the same instant whichever backend holds it:
+//! `session_core::now` bound into reads and transactions, or, in a write of one statement,
+//! SQLite's own reading of the same clock (SQLite runs in this process). SQLite runs one
+//! write transaction at a time per database, whichever connection or process sends it;
+//! [`SqliteStore::migrate`] puts a file in WAL mode, so reads see the last committed state
+//! without waiting for a writer. A store's own writers queue in the store (one at a time,
+//! woken in order) rather than in SQLite's busy handler, which sleeps between tries. Each
+//! call is atomic:
 //!
 //! - `get`, `list_by_owner` and `count` are one `SELECT` each (one snapshot), with the clock
 //!   read once the pool has handed the call a connection; `destroy` is one `DELETE`;
-//! - every write that judges liveness (`insert`, `set`, `update`, `touch`, `rename`,
-//!   `destroy_by_owner`) runs in a `BEGIN IMMEDIATE` transaction, which takes the write lock
-//!   first, and reads the clock only once it holds it: a call that waited for another
-//!   writer never judges a session by the time it started waiting (which would let
-//!   `update` or `touch` revive a session that expired meanwhile);
+//! - every write that judges liveness reads the clock only once it holds the write lock, so
+//!   a call that waited for another writer never judges a session by the time it started
+//!   waiting (which would let `update` or `touch` revive a session that expired
+//!   meanwhile): `insert`, `set`, `update` and `touch` are one autocommitted statement each,
+//!   whose SQL reads the time (`unixepoch('subsec')`) as it runs, after taking the lock;
+//!   `rename` and `destroy_by_owner` run in a `BEGIN IMMEDIATE` transaction, which takes the
+//!   lock first, and read `session_core::now` once it holds it;
 //! - `insert` and `set` are upserts (`set` stores one more than the larger of the stored
 //!   and the caller's version, so a version is never reused); `update` is
 //!   `UPDATE ... WHERE version = ?` (compare-and-swap);

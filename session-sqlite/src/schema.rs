@@ -161,12 +161,21 @@ fn decodable() -> String {
     )
 }
 
+/// The clock of a single-statement write: the Unix time in milliseconds, read by SQLite
+/// when the statement runs, which is once it holds the write lock (a write waiting for the
+/// lock would otherwise judge sessions by the time it started waiting, and bring back one
+/// that expired meanwhile). SQLite runs in this process, so this is the clock
+/// `session_core::now` reads, at the same millisecond precision; reads and multi-statement
+/// writes bind `session_core::now` instead.
+pub(crate) const WRITE_NOW: &str = "CAST(round(unixepoch('subsec') * 1000) AS INTEGER)";
+
 impl Statements {
     pub(crate) fn new(name: &TableName) -> Self {
         let t = name.quoted();
         let cols = READ_COLUMNS;
         // Parameters of every write: ?1 id, ?2 data (JSON text), ?3 expires_at, ?4 deadline,
-        // ?5 created_at, ?6 version (the new one), ?7 owner, ?8 format; then ?9 now.
+        // ?5 created_at, ?6 version (the new one), ?7 owner, ?8 format.
+        let now = WRITE_NOW;
         let values = "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
         let all = "(id, data, expires_at, deadline, created_at, version, owner, format)";
         let replace = "data = excluded.data, expires_at = excluded.expires_at, \
@@ -181,7 +190,7 @@ impl Statements {
             insert: format!(
                 "INSERT INTO {t} AS s {all} VALUES {values} \
                  ON CONFLICT (id) DO UPDATE SET {replace}, version = excluded.version \
-                 WHERE s.expires_at <= ?9"
+                 WHERE s.expires_at <= {now}"
             ),
             // One more than the larger of the live stored version and the caller's, never
             // past the maximum (then nothing is written and no row returns). A stored version
@@ -189,21 +198,21 @@ impl Statements {
             // replaces a corrupt record like an expired one.
             set: format!(
                 "INSERT INTO {t} AS s {all} VALUES {values} ON CONFLICT (id) DO UPDATE SET {replace}, \
-                 version = CASE WHEN s.expires_at > ?9 AND s.version BETWEEN 0 AND {max} \
+                 version = CASE WHEN s.expires_at > {now} AND s.version BETWEEN 0 AND {max} \
                    THEN max(s.version + 1, excluded.version) ELSE excluded.version END \
-                 WHERE s.expires_at <= ?9 OR s.version <> {max} \
+                 WHERE s.expires_at <= {now} OR s.version <> {max} \
                  RETURNING version"
             ),
-            // ?9 the version the caller read, ?10 now.
+            // ?9 the version the caller read.
             update: format!(
                 "UPDATE {t} SET data = ?2, expires_at = ?3, deadline = ?4, created_at = ?5, \
                  version = ?6, owner = ?7, format = ?8 \
-                 WHERE id = ?1 AND version = ?9 AND expires_at > ?10 AND {decodable}"
+                 WHERE id = ?1 AND version = ?9 AND expires_at > {now} AND {decodable}"
             ),
-            // ?2 the wanted expiry, ?3 now.
+            // ?2 the wanted expiry.
             touch: format!(
                 "UPDATE {t} SET expires_at = min(?2, coalesce(deadline, ?2)) \
-                 WHERE id = ?1 AND expires_at > ?3 AND {decodable}"
+                 WHERE id = ?1 AND expires_at > {now} AND {decodable}"
             ),
             destroy: format!("DELETE FROM {t} WHERE id = ?1"),
             // ?1 from, ?2 to, ?3 now. The row's key changes in place; a live row under `to`
@@ -348,9 +357,14 @@ mod tests {
         ] {
             let statement = sql.by_name(name).unwrap();
             assert!(statement.contains("?1"), "{name}: {statement}");
-            // The only quoted strings are the guard's JSON type name: no value is inlined.
+            // The only quoted strings are the guard's JSON type name and the clock's
+            // modifier: no value is inlined.
             assert!(
-                statement.replace("'object'", "").find('\'').is_none(),
+                statement
+                    .replace("'object'", "")
+                    .replace("'subsec'", "")
+                    .find('\'')
+                    .is_none(),
                 "{name}: {statement}"
             );
         }

@@ -17,6 +17,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{BACKEND, backend, write};
 use crate::schema::{DEFAULT_TABLE, Statements, TableName, migration_sql, migration_statements};
@@ -43,6 +44,13 @@ pub struct SqliteStore {
 }
 
 struct Inner {
+    /// One write transaction of this store at a time. SQLite runs one writer per database
+    /// anyway; without this, writers of this process would find the lock taken and wait in
+    /// SQLite's busy handler, which sleeps (1, 2, 5 ... 100 ms) instead of waking when the
+    /// lock frees: at 64 concurrent writers that halved throughput. Queued here they wake
+    /// in order, and hold no pooled connection while they wait, so reads go on. Writers
+    /// of other processes still meet the busy handler.
+    writer: Semaphore,
     name: TableName,
     quoted: String,
     sql: Statements,
@@ -53,6 +61,7 @@ struct Inner {
 impl Inner {
     fn new(name: TableName, options: StoreOptions, purge_batch: u32) -> Self {
         Self {
+            writer: Semaphore::new(1),
             quoted: name.quoted(),
             sql: Statements::new(&name),
             name,
@@ -285,7 +294,7 @@ impl SqliteStore {
         let statements = migration_statements(&self.inner.name);
         self.timed("migrate", async {
             self.use_wal().await?;
-            let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(backend)?;
+            let mut tx = self.begin_immediate().await?;
             for statement in &statements {
                 sqlx::query(statement)
                     .persistent(false)
@@ -377,9 +386,48 @@ impl SqliteStore {
     /// otherwise judge a session by the time it started waiting: one that expired
     /// meanwhile, which readers already saw gone, would count as live, and `update` or
     /// `touch` would bring it back. Call it inside [`Self::timed`].
-    async fn begin_write(&self) -> Result<(Transaction<'static, Sqlite>, i64)> {
-        let tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(backend)?;
-        Ok((tx, unix_millis(now())))
+    async fn begin_write(
+        &self,
+    ) -> Result<(Transaction<'static, Sqlite>, i64, SemaphorePermit<'_>)> {
+        let writer = self.writer_turn().await?;
+        let tx = self.begin_immediate().await?;
+        Ok((tx, unix_millis(now()), writer))
+    }
+
+    /// `BEGIN IMMEDIATE` on a pooled connection, run to the end in a task of its own.
+    ///
+    /// sqlx builds the `Transaction` (which rolls back when dropped) only after it has
+    /// checked, in a second step, that the custom `BEGIN` opened one: a call cancelled by
+    /// its timeout between the two left the connection in an open transaction holding the
+    /// write lock, back in the pool; every other connection's write then waited for the
+    /// lock until it failed, and writes on that connection were never committed. In a task
+    /// of its own the `BEGIN` is never cut off halfway: a cancelled caller drops the task's
+    /// `JoinHandle`, and the `Transaction` the task returns is dropped, rolled back.
+    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin_with(BEGIN_WRITE).await })
+            .await
+            .map_err(|err| Error::transient(BACKEND, err))?
+            .map_err(backend)
+    }
+
+    /// A connection for a write of one statement, its turn in this store's writer queue
+    /// taken first. The statement reads the clock itself once it holds the lock
+    /// ([`crate::schema::WRITE_NOW`]); autocommitted, it needs no `BEGIN`/`COMMIT`, two
+    /// trips to sqlx's connection thread fewer. Call it inside [`Self::timed`].
+    async fn single_write(&self) -> Result<(PoolConnection<Sqlite>, SemaphorePermit<'_>)> {
+        let writer = self.writer_turn().await?;
+        let connection = self.pool.acquire().await.map_err(backend)?;
+        Ok((connection, writer))
+    }
+
+    async fn writer_turn(&self) -> Result<SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this can't fail.
+        self.inner
+            .writer
+            .acquire()
+            .await
+            .map_err(|_| Error::Config("the store's writer queue was closed".into()))
     }
 
     /// Decodes rows, applying the corrupt-record policy to each.
@@ -495,14 +543,12 @@ impl SessionStore for SqliteStore {
         let params = WriteParams::of(record, &self.inner.options)?;
         let written = self
             .timed("insert", async {
-                let (mut tx, now) = self.begin_write().await?;
+                let (mut connection, _writer) = self.single_write().await?;
                 let done = params
                     .bind(&self.inner.sql.insert)
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut *connection)
                     .await
                     .map_err(|err| write(record.id(), err))?;
-                tx.commit().await.map_err(backend)?;
                 Ok(done.rows_affected() == 1)
             })
             .await?;
@@ -516,8 +562,8 @@ impl SessionStore for SqliteStore {
         let params = WriteParams::of(record, &self.inner.options)?;
         let stored: Option<i64> = self
             .timed("set", async {
-                let (mut tx, now) = self.begin_write().await?;
-                let stored = sqlx::query_scalar(&self.inner.sql.set)
+                let (mut connection, _writer) = self.single_write().await?;
+                sqlx::query_scalar(&self.inner.sql.set)
                     .bind(params.id)
                     .bind(&params.data)
                     .bind(params.expires_at)
@@ -526,12 +572,9 @@ impl SessionStore for SqliteStore {
                     .bind(params.version)
                     .bind(params.owner)
                     .bind(params.format)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *connection)
                     .await
-                    .map_err(|err| write(record.id(), err))?;
-                tx.commit().await.map_err(backend)?;
-                Ok(stored)
+                    .map_err(|err| write(record.id(), err))
             })
             .await?;
         match stored {
@@ -549,15 +592,13 @@ impl SessionStore for SqliteStore {
         let expected = params.version - 1;
         let updated = self
             .timed("update", async {
-                let (mut tx, now) = self.begin_write().await?;
+                let (mut connection, _writer) = self.single_write().await?;
                 let done = params
                     .bind(&self.inner.sql.update)
                     .bind(expected)
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut *connection)
                     .await
                     .map_err(|err| write(record.id(), err))?;
-                tx.commit().await.map_err(backend)?;
                 Ok(done.rows_affected() == 1)
             })
             .await?;
@@ -573,15 +614,13 @@ impl SessionStore for SqliteStore {
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
         let expires_at = unix_millis(expires_at);
         self.timed("touch", async {
-            let (mut tx, now) = self.begin_write().await?;
+            let (mut connection, _writer) = self.single_write().await?;
             let done = sqlx::query(&self.inner.sql.touch)
                 .bind(id.expose())
                 .bind(expires_at)
-                .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut *connection)
                 .await
                 .map_err(backend)?;
-            tx.commit().await.map_err(backend)?;
             Ok(done.rows_affected() == 1)
         })
         .await
@@ -590,9 +629,10 @@ impl SessionStore for SqliteStore {
     async fn destroy(&self, id: &SessionId) -> Result<()> {
         // Judges no liveness: one statement, atomic by itself.
         self.timed("destroy", async {
+            let (mut connection, _writer) = self.single_write().await?;
             sqlx::query(&self.inner.sql.destroy)
                 .bind(id.expose())
-                .execute(&self.pool)
+                .execute(&mut *connection)
                 .await
                 .map(drop)
                 .map_err(backend)
@@ -609,7 +649,7 @@ impl SessionStore for SqliteStore {
             // changes the row's key in place; a live row under `to` makes it fail with a
             // unique violation, and the transaction commits nothing but that expired row's
             // removal.
-            let (mut tx, now) = self.begin_write().await?;
+            let (mut tx, now, _writer) = self.begin_write().await?;
             sqlx::query(&self.inner.sql.rename_take_expired)
                 .bind(to.expose())
                 .bind(now)
@@ -657,7 +697,7 @@ impl SessionStore for SqliteStore {
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
         self.timed("destroy_by_owner", async {
-            let (mut tx, now) = self.begin_write().await?;
+            let (mut tx, now, _writer) = self.begin_write().await?;
             let removed: Vec<i64> = sqlx::query_scalar(&self.inner.sql.destroy_by_owner)
                 .bind(owner)
                 .fetch_all(&mut *tx)
@@ -773,6 +813,27 @@ mod tests {
             matches!(&err, Error::Encode { id: named, .. } if *named == id),
             "{err}"
         );
+    }
+
+    /// The clock single-statement writes read in SQL is `session_core::now`'s.
+    #[tokio::test]
+    async fn the_sql_clock_is_the_applications() {
+        let store = SqliteStore::builder()
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            let before = unix_millis(now());
+            let sql: i64 = sqlx::query_scalar(&format!("SELECT {}", crate::schema::WRITE_NOW))
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let after = unix_millis(now());
+            assert!(
+                (before..=after).contains(&sql),
+                "{before} <= {sql} <= {after}"
+            );
+        }
     }
 
     #[tokio::test]
