@@ -1606,3 +1606,98 @@ async fn attack_a_deleted_database_file_loses_no_acknowledged_write() {
         Err(err) => eprintln!("refused: {err:?}"),
     }
 }
+
+/// The cancellation storm on an in-memory database (one connection): afterwards the
+/// store still writes, renames and revokes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_cancelled_writes_on_an_in_memory_database() {
+    let store = store_at(
+        "sqlite::memory:",
+        StoreOptions {
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        |b| b,
+    )
+    .await;
+    let mut record = Record::new(in_an_hour());
+    record.set_owner(Some("victim".into()));
+    store.create(&mut record).await.unwrap();
+    let mut id = record.id().clone();
+    for i in 0..600_u64 {
+        let quick = hasty(&store, Duration::from_micros((i * 131) % 2_000));
+        let fresh = SessionId::generate();
+        if let Ok(Rename::Moved) = quick.rename(&id, &fresh).await {
+            id = fresh;
+        }
+        let _ = quick.destroy_by_owner("nobody").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut after = Record::new(in_an_hour());
+    after.set_owner(Some("victim".into()));
+    store.create(&mut after).await.unwrap();
+    let moved = SessionId::generate();
+    assert_eq!(
+        store.rename(after.id(), &moved).await.unwrap(),
+        Rename::Moved
+    );
+    assert_eq!(store.destroy_by_owner("victim").await.unwrap(), 2);
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+/// `limit_owner` from one pool while another keeps rotating every session of the owner
+/// (`cycle_id`): what it returned and how many sessions were left, per round.
+async fn limit_during_rotation(rounds: usize) -> Vec<(u64, usize)> {
+    let dir = TempDir::new();
+    let url = dir.fresh_url();
+    let a = store_at(&url, StoreOptions::default(), |b| b).await;
+    let b = store_at(&url, StoreOptions::default(), |b| b).await;
+    let mut outcomes = Vec::new();
+    for round in 0..rounds {
+        let owner = format!("limit-{round}");
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            let mut record = Record::new(in_an_hour());
+            record.set_owner(Some(owner.clone()));
+            a.create(&mut record).await.unwrap();
+            ids.push(record.id().clone());
+            // Distinct creation times.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut movers = Vec::new();
+        for id in ids {
+            let (store, stop) = (a.clone(), stop.clone());
+            movers.push(tokio::spawn(async move {
+                let mut id = id;
+                while !stop.load(Ordering::Relaxed) {
+                    match store.cycle_id(&id).await.unwrap() {
+                        Some(fresh) => id = fresh,
+                        None => return,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let ended = b.limit_owner(&owner, 2).await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for mover in movers {
+            mover.await.unwrap();
+        }
+        outcomes.push((ended, a.list_by_owner(&owner).await.unwrap().len()));
+    }
+    outcomes
+}
+
+/// Exactly `keep` sessions remain (nobody else ends sessions, the moves never hide one),
+/// and `limit_owner` returns how many it ended: 4 of 6 when keeping 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect in session-core's provided limit_owner (not session-sqlite): while \
+            cycle_id keeps moving the owner's sessions, its destroys by listed id miss and \
+            are counted anyway (returned 25 for 4 ended), and after its 8 listings it returns \
+            Ok with more than keep left (3 of keep 2 seen)"]
+async fn attack_limit_owner_across_pools_during_rotation() {
+    for (round, outcome) in limit_during_rotation(15).await.into_iter().enumerate() {
+        assert_eq!(outcome, (4, 2), "round {round}");
+    }
+}
