@@ -1496,3 +1496,79 @@ async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
     drop(store);
     drop(server);
 }
+
+// ---------------------------------------------------------------------------------------
+// Attacks
+
+/// An expired row, written by hand, so `insert` and `rename` must make it give way.
+async fn expired_row(store: &MysqlStore, id: &SessionId) {
+    raw_row(store, id, "{}", unix_millis(now()) - 60_000, 1, 1).await;
+}
+
+/// `insert` over an expired row is an INSERT (duplicate key), a DELETE of the expired row,
+/// and the INSERT again. When a `destroy` removes the expired row between the first two,
+/// the DELETE frees nothing: the id was never live during the call, so `insert` must still
+/// write (in any order, destroy-then-insert or insert-over-expired, the insert succeeds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_over_an_expired_row_racing_destroy_always_writes() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.max_connections(8)).await;
+    let mut refused = 0;
+    for round in 0..400u32 {
+        let id = SessionId::generate();
+        expired_row(&store, &id).await;
+        let inserting = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut record = Record::with_id(id, in_an_hour());
+                store.insert(&mut record).await.unwrap()
+            })
+        };
+        let destroying = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                // Spread the destroy over the insert's statements.
+                tokio::time::sleep(Duration::from_micros(u64::from(round % 8) * 150)).await;
+                store.destroy(&id).await.unwrap();
+            })
+        };
+        let written = inserting.await.unwrap();
+        destroying.await.unwrap();
+        refused += usize::from(!written);
+    }
+    assert_eq!(refused, 0, "inserts refused while the id was free");
+}
+
+/// The same race for `rename` onto an expired target: `TargetTaken` needs a live record
+/// under the target at some instant, and there never was one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_onto_an_expired_row_racing_destroy_always_moves() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.max_connections(8)).await;
+    let mut refused = 0;
+    for round in 0..400u32 {
+        let (from, to) = (SessionId::generate(), SessionId::generate());
+        let mut record = Record::with_id(from.clone(), in_an_hour());
+        assert!(store.insert(&mut record).await.unwrap());
+        expired_row(&store, &to).await;
+        let renaming = {
+            let (store, from, to) = (store.clone(), from.clone(), to.clone());
+            tokio::spawn(async move { store.rename(&from, &to).await.unwrap() })
+        };
+        let destroying = {
+            let (store, to) = (store.clone(), to.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_micros(u64::from(round % 8) * 150)).await;
+                store.destroy(&to).await.unwrap();
+            })
+        };
+        let outcome = renaming.await.unwrap();
+        destroying.await.unwrap();
+        if outcome != session_core::Rename::Moved {
+            refused += 1;
+            // Nothing moved: the session is still under `from`.
+            assert!(store.get(&from).await.unwrap().is_some());
+        }
+    }
+    assert_eq!(refused, 0, "renames refused while the target was free");
+}

@@ -51,7 +51,10 @@
 //!
 //! - `insert` is a plain `INSERT`; a duplicate key (error 1062, nothing written) means the
 //!   id is taken, unless the row there has expired: it is deleted and the `INSERT` sent
-//!   once more.
+//!   once more. When that `DELETE` finds no expired row, a `SELECT` tells a live row (the
+//!   id is taken) from none (a concurrent destroy or purge removed it: the `INSERT` goes
+//!   again), so `insert` never reports an id taken that was free throughout; `rename`
+//!   treats an expired target the same way.
 //! - `set` is an `UPDATE` that computes the version in the row (one more than the larger of
 //!   the live stored and the caller's, so a version is never reused) and returns it through
 //!   `LAST_INSERT_ID(..)`, else an `INSERT` when there was no row.

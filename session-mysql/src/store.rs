@@ -39,6 +39,10 @@ const MIGRATION_LOCK: &str = "session_mysql.migrate";
 /// writer (a row appearing and vanishing in between, again and again).
 const SET_ATTEMPTS: usize = 4;
 
+/// How often `insert` and `rename` try their statements when the id they need keeps
+/// holding a row that is gone by the time they look at it (expired, then removed by others).
+const TAKE_ATTEMPTS: usize = 4;
+
 /// A session store over a MySQL or MariaDB (InnoDB) table (see the crate docs).
 ///
 /// Cloning is cheap and shares the pool.
@@ -383,6 +387,33 @@ impl MysqlStore {
         Ok((connection, unix_millis(now())))
     }
 
+    /// Deletes the row under `id` if it has expired (by the clock now); how many it deleted.
+    async fn take_expired(&self, connection: &mut PoolConnection<MySql>, id: &str) -> Result<u64> {
+        sqlx::query(&self.inner.sql.take_expired)
+            .bind(id)
+            .bind(unix_millis(now()))
+            .execute(&mut **connection)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(backend)
+    }
+
+    /// Whether a row that has not expired (by the clock now; live or corrupt) is under `id`:
+    /// what makes a duplicate key mean "taken" for `insert` and `rename`.
+    async fn holds_live_row(
+        &self,
+        connection: &mut PoolConnection<MySql>,
+        id: &str,
+    ) -> Result<bool> {
+        sqlx::query(&self.inner.sql.get)
+            .bind(id)
+            .bind(unix_millis(now()))
+            .fetch_optional(&mut **connection)
+            .await
+            .map(|row| row.is_some())
+            .map_err(backend)
+    }
+
     /// Decodes rows, applying the corrupt-record policy to each.
     fn decode_many(&self, rows: Vec<MySqlRow>) -> Result<Vec<Record>> {
         let mut records = Vec::with_capacity(rows.len());
@@ -576,7 +607,7 @@ impl SessionStore for MysqlStore {
                 // and one more INSERT. A duplicate-key error is the server's answer that
                 // nothing was written, so sending the INSERT again can't write twice.
                 let (mut connection, _) = self.connection().await?;
-                for attempt in 0..2 {
+                for _ in 0..TAKE_ATTEMPTS {
                     match params
                         .bind(&self.inner.sql.insert)
                         .execute(&mut *connection)
@@ -586,21 +617,20 @@ impl SessionStore for MysqlStore {
                         Err(err) if number(&err) == Some(DUPLICATE_KEY) => {}
                         Err(err) => return Err(write(id, err)),
                     }
-                    if attempt == 1 {
-                        break;
-                    }
-                    let freed = sqlx::query(&self.inner.sql.take_expired)
-                        .bind(params.id)
-                        .bind(unix_millis(now()))
-                        .execute(&mut *connection)
-                        .await
-                        .map_err(backend)?
-                        .rows_affected();
-                    if freed == 0 {
-                        break;
+                    // A duplicate key says a row was there, live or expired: only a live
+                    // one means the id is taken. When the DELETE frees nothing, the row may
+                    // be live, or gone (a concurrent destroy or purge took the expired row):
+                    // then the id is free and the INSERT goes again.
+                    if self.take_expired(&mut connection, params.id).await? == 0
+                        && self.holds_live_row(&mut connection, params.id).await?
+                    {
+                        return Ok(false);
                     }
                 }
-                Ok(false)
+                Err(Error::transient(
+                    BACKEND,
+                    "insert lost every race for an id whose rows kept expiring and vanishing",
+                ))
             })
             .await?;
         if written {
@@ -693,7 +723,7 @@ impl SessionStore for MysqlStore {
             // makes it fail with a duplicate key, an expired one gives way first. All run
             // on the one connection, each with the clock read just before it.
             let (mut connection, mut at) = self.connection().await?;
-            for _ in 0..2 {
+            for _ in 0..TAKE_ATTEMPTS {
                 let moved = sqlx::query(&self.inner.sql.rename_move)
                     .bind(to.expose())
                     .bind(from.expose())
@@ -706,19 +736,19 @@ impl SessionStore for MysqlStore {
                     Err(err) if number(&err) == Some(DUPLICATE_KEY) => {}
                     Err(err) => return Err(backend(err)),
                 }
-                let freed = sqlx::query(&self.inner.sql.take_expired)
-                    .bind(to.expose())
-                    .bind(unix_millis(now()))
-                    .execute(&mut *connection)
-                    .await
-                    .map_err(backend)?
-                    .rows_affected();
-                if freed == 0 {
+                // As in `insert`: a DELETE that frees nothing finds a live target, or none
+                // at all (a concurrent destroy took the expired one): then move again.
+                if self.take_expired(&mut connection, to.expose()).await? == 0
+                    && self.holds_live_row(&mut connection, to.expose()).await?
+                {
                     return Ok(Rename::TargetTaken);
                 }
                 at = unix_millis(now());
             }
-            Ok(Rename::TargetTaken)
+            Err(Error::transient(
+                BACKEND,
+                "rename lost every race for a target whose rows kept expiring and vanishing",
+            ))
         })
         .await
     }
