@@ -1737,3 +1737,49 @@ async fn attack_hot_partitions_are_linearizable() {
         Err(reason) => eprintln!("linearizability not checked: {reason}"),
     }
 }
+
+/// The same with calls cut off by a 2 ms timeout all the time (statements cancelled on
+/// the wire, connections handed back mid-reply, unknown outcomes everywhere): nothing
+/// acknowledged is lost and the history stays linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_timeouts_everywhere_stay_linearizable() {
+    use integration_tests::linearizable::Partitions;
+    use integration_tests::workload::Workload;
+    let Some(_) = url() else { return };
+    let timeout = Duration::from_millis(2);
+    let setup = fresh_store(StoreOptions::default(), |b| b.max_connections(8)).await;
+    let store = MysqlStore::builder()
+        .table(setup.table_name())
+        .options(StoreOptions {
+            timeout,
+            ..Default::default()
+        })
+        .build(setup.pool().clone())
+        .unwrap();
+    let workload = Workload {
+        timeout,
+        recorded: Some(Partitions {
+            workers: 4,
+            hot_rounds: 4,
+            ..Partitions::default()
+        }),
+        ..Workload::default()
+    };
+    let report = workload
+        .start(std::sync::Arc::new(store))
+        .run(tokio::time::sleep(Duration::from_secs(5)))
+        .await;
+    let problems = report.problems();
+    eprintln!("{report}\n{problems}");
+    assert!(!problems.contains("lost:"), "{problems}");
+    match report.check_linearizability("attack-mysql-timeouts", "timeouts") {
+        Ok(verdict) => {
+            eprintln!("{verdict:?}");
+            assert!(
+                verdict.anomalies == 0 && verdict.ops > 0,
+                "not linearizable: {verdict:?} (see target/histories)"
+            );
+        }
+        Err(reason) => eprintln!("linearizability not checked: {reason}"),
+    }
+}
