@@ -1783,3 +1783,48 @@ async fn attack_timeouts_everywhere_stay_linearizable() {
         Err(reason) => eprintln!("linearizability not checked: {reason}"),
     }
 }
+
+/// Owners that collations fold together (Unicode normalisation forms, `ß`/`ss`, a trailing
+/// NUL or space, 4-byte characters, the empty string) stay apart: each lists, reads back and
+/// revokes exactly its own session.
+#[tokio::test]
+async fn owners_that_collations_fold_stay_apart() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let owners = [
+        "\u{e9}",
+        "e\u{301}",
+        "user",
+        "user\0",
+        "user ",
+        "user\t",
+        "\u{1F600}",
+        "\u{1F600} ",
+        "",
+        "\u{df}",
+        "ss",
+        "I",
+        "\u{131}",
+        "\u{130}",
+        "i",
+    ];
+    let mut ids = Vec::new();
+    for owner in owners {
+        let mut record = Record::new(in_an_hour());
+        record.set_owner(Some(owner.to_owned()));
+        store.create(&mut record).await.unwrap();
+        let back = store.get(record.id()).await.unwrap().unwrap();
+        assert_eq!(back.owner(), Some(owner), "owner {owner:?} read back");
+        ids.push(record.id().clone());
+    }
+    for (owner, id) in owners.iter().zip(&ids) {
+        let listed = store.list_by_owner(owner).await.unwrap();
+        let listed: Vec<_> = listed.iter().map(|record| record.id().clone()).collect();
+        assert_eq!(listed, vec![id.clone()], "owner {owner:?}");
+    }
+    for (owner, id) in owners.iter().zip(&ids) {
+        assert_eq!(store.destroy_by_owner(owner).await.unwrap(), 1, "{owner:?}");
+        assert!(store.get(id).await.unwrap().is_none());
+    }
+    assert_eq!(store.count().await.unwrap(), 0);
+}
