@@ -1822,9 +1822,85 @@ async fn owners_that_collations_fold_stay_apart() {
         let listed: Vec<_> = listed.iter().map(|record| record.id().clone()).collect();
         assert_eq!(listed, vec![id.clone()], "owner {owner:?}");
     }
+    // Every one of them is UTF-8, so the write guard (which refuses other owners) lets
+    // conditional writes through.
+    for (owner, id) in owners.iter().zip(ids.iter_mut()) {
+        let mut record = store.get(id).await.unwrap().unwrap();
+        record.insert("seen", true).unwrap();
+        store.update(&mut record).await.unwrap();
+        assert!(store.touch(id, in_an_hour()).await.unwrap(), "{owner:?}");
+        let to = SessionId::generate();
+        let moved = store.rename(id, &to).await.unwrap();
+        assert_eq!(moved, session_core::Rename::Moved, "{owner:?}");
+        *id = to;
+    }
     for (owner, id) in owners.iter().zip(&ids) {
         assert_eq!(store.destroy_by_owner(owner).await.unwrap(), 1, "{owner:?}");
         assert!(store.get(id).await.unwrap().is_none());
     }
     assert_eq!(store.count().await.unwrap(), 0);
+}
+
+/// A row whose owner is not UTF-8 (written by raw SQL: the column is `VARBINARY`) doesn't
+/// decode, so every method but `set` and `destroy` must leave it as it is: `touch`,
+/// `update` and `rename` report it missing (or a decode error) rather than act on it.
+#[tokio::test]
+async fn a_row_whose_owner_is_not_utf8_is_left_as_it_is() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let id = SessionId::generate();
+    let expires = in_an_hour_millis();
+    let sql = format!(
+        "INSERT INTO {} (id, data, expires_at, created_at, version, owner, format) \
+         VALUES (?, '{{}}', ?, ?, 1, UNHEX('FF80'), 1)",
+        store.table()
+    );
+    sqlx::query(&sql)
+        .bind(id.expose())
+        .bind(expires)
+        .bind(unix_millis(now()))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.get(&id).await.unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+
+    let mut record = Record::with_id(id.clone(), in_an_hour() + time::Duration::hours(5));
+    record.set_version(1);
+    let updated = store.update(&mut record).await;
+    assert!(
+        matches!(updated, Err(Error::Conflict { .. } | Error::Decode { .. })),
+        "update acted on a corrupt row: {updated:?}"
+    );
+    let touched = store
+        .touch(&id, in_an_hour() + time::Duration::hours(9))
+        .await;
+    assert!(
+        matches!(touched, Ok(false) | Err(Error::Decode { .. })),
+        "touch acted on a corrupt row: {touched:?}"
+    );
+    let to = SessionId::generate();
+    let renamed = store.rename(&id, &to).await;
+    assert!(
+        matches!(
+            renamed,
+            Ok(session_core::Rename::SourceMissing) | Err(Error::Decode { .. })
+        ),
+        "rename acted on a corrupt row: {renamed:?}"
+    );
+    let sql = format!(
+        "SELECT expires_at, version FROM {} WHERE id = ?",
+        store.table()
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.expose())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<i64, _>(0),
+        expires,
+        "the corrupt row's expiry changed"
+    );
+    assert_eq!(row.get::<i64, _>(1), 1, "the corrupt row's version changed");
 }

@@ -81,10 +81,10 @@
 //! stops waiting at about the same time rather than applying much later.
 //!
 //! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, a
-//! version out of range, data not an object, a time out of range) as it is, as if the
-//! session were missing; `insert` reports its id taken, and `set` replaces it. Damage SQL
-//! can't judge cheaply, data that starts like an object but doesn't parse, shows only on
-//! reading: such a row is an [`Error::Decode`](session_core::Error::Decode) for `get`.
+//! version out of range, data not an object, a time out of range, an owner that isn't
+//! UTF-8) as it is, as if the session were missing; `insert` reports its id taken, and `set`
+//! replaces it. Damage SQL can't judge cheaply, data that starts like an object but
+//! doesn't parse, shows only on reading: such a row is an [`Error::Decode`](session_core::Error::Decode) for `get`.
 //!
 //! Session data must fit the server's `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on
 //! MySQL 8 by default), well above the default 1 MiB payload limit; a larger statement is

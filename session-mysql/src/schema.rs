@@ -135,13 +135,17 @@ pub(crate) fn readable_millis() -> (i64, i64) {
 /// `Record::MAX_VERSION`, data that starts as an object (serde_json writes no leading
 /// space), and times the `time` crate represents. Data that starts with `{` but doesn't
 /// parse (a hand edit) passes: judging it would mean parsing up to a megabyte per write.
+/// The owner must be UTF-8 (`decode_row` refuses other bytes, and the `VARBINARY` column
+/// takes any): a conversion to `utf8mb4` and back changes (MariaDB: `?` for each bad
+/// sequence) or nulls (MySQL 8) bytes that aren't, so they don't compare equal.
 pub(crate) fn decodable() -> String {
     let max = session_core::Record::MAX_VERSION;
     let (first, last) = readable_millis();
     format!(
         "format = 1 AND version BETWEEN 0 AND {max} AND data LIKE '{{%' \
          AND created_at BETWEEN {first} AND {last} AND expires_at BETWEEN {first} AND {last} \
-         AND (deadline IS NULL OR deadline BETWEEN {first} AND {last})"
+         AND (deadline IS NULL OR deadline BETWEEN {first} AND {last}) \
+         AND (owner IS NULL OR CONVERT(CONVERT(owner USING utf8mb4) USING binary) = owner)"
     )
 }
 
