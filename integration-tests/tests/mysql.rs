@@ -1904,3 +1904,62 @@ async fn a_row_whose_owner_is_not_utf8_is_left_as_it_is() {
     );
     assert_eq!(row.get::<i64, _>(1), 1, "the corrupt row's version changed");
 }
+
+/// Data just under `max_allowed_packet`, where the statement's own bytes decide whether it
+/// fits: every write either succeeds and reads back equal, or is an `Encode` error that
+/// wrote nothing; and the store keeps working afterwards (the server drops the connection
+/// that sent a too-large packet).
+#[tokio::test]
+async fn data_around_max_allowed_packet_is_all_or_nothing() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(
+        StoreOptions {
+            max_payload_bytes: usize::MAX,
+            timeout: Duration::from_secs(30),
+            ..StoreOptions::default()
+        },
+        |b| b.max_connections(2),
+    )
+    .await;
+    let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let (mut written, mut refused) = (0, 0);
+    for under in [40i64, 90, 130, 170, 220, 300, 600] {
+        let size = (packet - under) as usize;
+        let mut record = Record::new(in_an_hour());
+        record.insert("b", "x".repeat(size)).unwrap();
+        let before = rows_in(&store).await;
+        match store.insert(&mut record).await {
+            Ok(true) => {
+                written += 1;
+                let back = store.get(record.id()).await.unwrap().unwrap();
+                assert_eq!(back, record, "{under} under the packet");
+                // The same size again through update and set.
+                record.insert("b", "y".repeat(size)).unwrap();
+                match store.update(&mut record).await {
+                    Ok(()) => assert_eq!(store.get(record.id()).await.unwrap().unwrap(), record),
+                    Err(err) => assert!(matches!(err, Error::Encode { .. }), "{under}: {err}"),
+                }
+                let mut fresh = record.clone();
+                match store.set(&mut fresh).await {
+                    Ok(()) => assert_eq!(store.get(record.id()).await.unwrap().unwrap(), fresh),
+                    Err(err) => assert!(matches!(err, Error::Encode { .. }), "{under}: {err}"),
+                }
+                store.destroy(record.id()).await.unwrap();
+            }
+            Ok(false) => panic!("a fresh id was taken"),
+            Err(err) => {
+                refused += 1;
+                assert!(matches!(err, Error::Encode { .. }), "{under}: {err}");
+                assert_eq!(rows_in(&store).await, before);
+            }
+        }
+        // Still working.
+        let mut small = Record::new(in_an_hour());
+        store.create(&mut small).await.unwrap();
+        assert!(store.get(small.id()).await.unwrap().is_some());
+    }
+    eprintln!("around max_allowed_packet ({packet}): {written} written, {refused} refused");
+}
