@@ -1963,3 +1963,24 @@ async fn data_around_max_allowed_packet_is_all_or_nothing() {
     }
     eprintln!("around max_allowed_packet ({packet}): {written} written, {refused} refused");
 }
+
+/// `set` returns the stored version through `LAST_INSERT_ID(..)` in its UPDATE. Setting an
+/// already expired record twice, both times at version 0, makes the second UPDATE write
+/// exactly the values the row holds (an unchanged row, still "found"): the version must
+/// still come back.
+#[tokio::test]
+async fn set_of_an_unchanged_expired_row_still_returns_its_version() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    for _ in 0..20 {
+        let mut record = Record::new(now() - time::Duration::minutes(5));
+        record.insert("k", 1).unwrap();
+        let mut first = record.clone();
+        store.set(&mut first).await.unwrap();
+        assert_eq!(first.version(), 1);
+        let mut second = record.clone();
+        store.set(&mut second).await.unwrap();
+        assert_eq!(second.version(), 1);
+        assert!(store.get(record.id()).await.unwrap().is_none());
+    }
+}
