@@ -1984,3 +1984,43 @@ async fn set_of_an_unchanged_expired_row_still_returns_its_version() {
         assert!(store.get(record.id()).await.unwrap().is_none());
     }
 }
+
+/// Four inserts of one id holding an expired row, racing a `destroy` and a purge: whatever
+/// the order, the first insert to take effect finds the id free or expired, so at least one
+/// writes, and the session then read is one of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_over_an_expired_row_racing_destroy_and_purge_never_all_lose() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.max_connections(8)).await;
+    for round in 0..300u32 {
+        let id = SessionId::generate();
+        expired_row(&store, &id).await;
+        let mut inserts = Vec::new();
+        for n in 0..4 {
+            let (store, id) = (store.clone(), id.clone());
+            inserts.push(tokio::spawn(async move {
+                let mut record = Record::with_id(id, in_an_hour());
+                record.insert("n", n).unwrap();
+                store.insert(&mut record).await.unwrap()
+            }));
+        }
+        let (destroyer, purger) = (store.clone(), store.clone());
+        let id2 = id.clone();
+        let others = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(u64::from(round % 5) * 200)).await;
+            let (destroyed, purged) =
+                tokio::join!(destroyer.destroy(&id2), purger.delete_expired());
+            destroyed.unwrap();
+            purged.unwrap();
+        });
+        let mut wins = 0;
+        for insert in inserts {
+            wins += usize::from(insert.await.unwrap());
+        }
+        others.await.unwrap();
+        assert!(
+            wins >= 1,
+            "round {round}: every insert lost on an id never live"
+        );
+    }
+}
