@@ -2024,3 +2024,50 @@ async fn inserts_over_an_expired_row_racing_destroy_and_purge_never_all_lose() {
         );
     }
 }
+
+/// Touches racing each other and a reader right up to a session's deadline: no read ever
+/// shows an expiry past the deadline or an expired session, and once the deadline passed
+/// every touch returns `false` and the session stays gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touches_up_to_the_deadline_never_pass_it() {
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b.max_connections(6)).await;
+    for _ in 0..5 {
+        let deadline = now() + time::Duration::milliseconds(300);
+        let mut record = Record::new(now() + time::Duration::milliseconds(50));
+        record.set_deadline(Some(deadline));
+        store.create(&mut record).await.unwrap();
+        let id = record.id().clone();
+        let mut tasks = Vec::new();
+        for n in 0..3i64 {
+            let (store, id) = (store.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                while now() < deadline + time::Duration::milliseconds(100) {
+                    let started = now();
+                    let asked = started + time::Duration::milliseconds(40 + 30 * n);
+                    let touched = store.touch(&id, asked).await.unwrap();
+                    if started >= deadline {
+                        assert!(!touched, "a touch after the deadline found the session");
+                    }
+                }
+            }));
+        }
+        let reader = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                while now() < deadline + time::Duration::milliseconds(100) {
+                    let before = now();
+                    if let Some(found) = store.get(&id).await.unwrap() {
+                        assert!(found.expires_at() <= deadline, "past the deadline");
+                        assert!(found.expires_at() > before, "an expired session read");
+                    }
+                }
+            })
+        };
+        for task in tasks {
+            task.await.unwrap();
+        }
+        reader.await.unwrap();
+        assert!(store.get(&id).await.unwrap().is_none());
+    }
+}
