@@ -2071,3 +2071,67 @@ async fn touches_up_to_the_deadline_never_pass_it() {
         assert!(store.get(&id).await.unwrap().is_none());
     }
 }
+
+/// A reply lost after the server applied a write (the proxy cuts the connection right
+/// after the request carrying a marker): the store reports a retryable error, never a
+/// conflict (which a silent re-send of the compare-and-swap would meet), and the write
+/// applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_a_retryable_error_and_the_write_applied_once() {
+    let Some(url) = url() else { return };
+    let fast = fresh_store(StoreOptions::default(), |b| b).await;
+    let proxy =
+        integration_tests::proxy::FaultProxy::start(integration_tests::targets::host_port(&url))
+            .await
+            .unwrap();
+    let cut = MysqlStore::builder()
+        .table(fast.table_name())
+        .options(StoreOptions {
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .connect(&integration_tests::targets::with_host_port(
+            &url,
+            proxy.listen(),
+        ))
+        .await
+        .unwrap();
+    for round in 0..10 {
+        let mut record = Record::new(in_an_hour());
+        fast.create(&mut record).await.unwrap();
+        let marker = format!("lost-reply-marker-{round}");
+        record.insert("m", &marker).unwrap();
+        proxy.arm(&[marker.as_bytes()]);
+        let mut sent = record.clone();
+        let err = match round % 3 {
+            0 => cut.update(&mut sent).await.unwrap_err(),
+            1 => cut.set(&mut sent).await.unwrap_err(),
+            _ => {
+                let mut other = Record::new(in_an_hour());
+                other.insert("m", &marker).unwrap();
+                let err = cut.insert(&mut other).await.unwrap_err();
+                assert!(err.is_retryable(), "{err}");
+                let back = fast.get(other.id()).await.unwrap();
+                assert!(back.is_none_or(|back| back.version() == 1));
+                continue;
+            }
+        };
+        assert!(err.is_retryable(), "round {round}: {err}");
+        assert!(
+            !matches!(err, Error::Conflict { .. }),
+            "round {round}: re-sent"
+        );
+        assert_eq!(
+            sent.version(),
+            record.version(),
+            "a failed write advanced the record"
+        );
+        let back = fast.get(record.id()).await.unwrap().unwrap();
+        assert!(
+            back.version() <= 2,
+            "round {round}: applied twice ({})",
+            back.version()
+        );
+    }
+    assert!(proxy.cuts() >= 10, "cuts: {}", proxy.cuts());
+}
