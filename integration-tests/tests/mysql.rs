@@ -9,13 +9,11 @@
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use integration_tests::proxy::slow_store;
+use integration_tests::servers::{DedicatedServer, MariadbServer};
 use integration_tests::{Backend, Skip, server_url};
 use serde_json::json;
 use session_core::conformance::{Harness, Unrun};
@@ -1248,158 +1246,11 @@ async fn purge_cost_of_100k_expired_rows() {
 }
 
 // ---------------------------------------------------------------------------------------
-// A dedicated server, killed and restarted
-
-/// A throwaway MariaDB (`mariadb-install-db`, `mariadbd`) on a free port in a temporary
-/// directory, killed with SIGKILL like a crash; removed on drop.
-struct MariaDbServer {
-    dir: PathBuf,
-    port: u16,
-    /// The system user running the server when we run as root (mariadbd refuses root).
-    user: Option<String>,
-    child: Option<Child>,
-}
-
-impl MariaDbServer {
-    fn start() -> Result<Self, String> {
-        let install = which("mariadb-install-db").ok_or("no mariadb-install-db on the PATH")?;
-        let root = run(Command::new("id").arg("-u"))?.trim() == "0";
-        let user = root.then(|| "mysql".to_owned());
-        if let Some(user) = &user {
-            run(Command::new("id").arg("-u").arg(user))
-                .map_err(|_| format!("running as root and there is no system user {user}"))?;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("no free port: {e}"))?;
-        let dir =
-            std::env::temp_dir().join(format!("session-mariadb-{}-{}", std::process::id(), port));
-        std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
-        let mut server = Self {
-            dir,
-            port,
-            user,
-            child: None,
-        };
-        std::fs::write(server.dir.join("my.cnf"), server.config()).map_err(|e| e.to_string())?;
-        if let Some(user) = &server.user {
-            run(Command::new("chown").arg("-R").arg(user).arg(&server.dir))?;
-        }
-        let mut init = Command::new(install);
-        init.arg(format!(
-            "--defaults-file={}",
-            server.dir.join("my.cnf").display()
-        ))
-        .arg("--auth-root-authentication-method=normal")
-        .arg("--skip-test-db")
-        .current_dir(&server.dir);
-        if let Some(user) = &server.user {
-            init.arg(format!("--user={user}"));
-        }
-        run(&mut init)?;
-        server.restart()?;
-        let mut create = Command::new("mariadb");
-        create
-            .arg("--no-defaults")
-            .arg("--protocol=tcp")
-            .arg("-h127.0.0.1")
-            .arg(format!("-P{}", server.port))
-            .arg("-uroot")
-            .arg("-e")
-            .arg("CREATE DATABASE IF NOT EXISTS sessions");
-        run(&mut create)?;
-        Ok(server)
-    }
-
-    fn config(&self) -> String {
-        let dir = self.dir.display();
-        format!(
-            "[mariadbd]\ndatadir = {dir}/data\nsocket = {dir}/mariadbd.sock\n\
-             pid-file = {dir}/mariadbd.pid\nlog-error = {dir}/server.log\n\
-             bind-address = 127.0.0.1\nport = {port}\nskip-log-bin\n\
-             innodb_buffer_pool_size = 32M\ninnodb_log_file_size = 16M\n\
-             innodb_flush_log_at_trx_commit = 2\n",
-            port = self.port
-        )
-    }
-
-    fn url(&self) -> String {
-        format!("mysql://root@127.0.0.1:{}/sessions", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) -> Result<(), String> {
-        let mut command = Command::new("/usr/sbin/mariadbd");
-        command
-            .arg(format!(
-                "--defaults-file={}",
-                self.dir.join("my.cnf").display()
-            ))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(user) = &self.user {
-            command.arg(format!("--user={user}"));
-        }
-        let mut child = command.spawn().map_err(|e| format!("mariadbd: {e}"))?;
-        let until = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let log = || std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "mariadbd exited at start-up ({status}):\n{}",
-                    log()
-                ));
-            }
-            if Instant::now() > until {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("mariadbd did not listen within 60 s:\n{}", log()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child = Some(child);
-        Ok(())
-    }
-}
-
-impl Drop for MariaDbServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-fn run(command: &mut Command) -> Result<String, String> {
-    let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{command:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+// A dedicated server (`integration_tests::servers::MariadbServer`), killed and restarted
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
-    let server = match tokio::task::spawn_blocking(MariaDbServer::start)
+    let server = match tokio::task::spawn_blocking(MariadbServer::start)
         .await
         .unwrap()
     {
@@ -1432,7 +1283,7 @@ async fn a_killed_server_gives_retryable_errors_then_the_store_recovers() {
 
     let mut server = tokio::task::spawn_blocking(move || {
         let mut server = server;
-        server.kill();
+        server.kill().unwrap();
         server
     })
     .await
