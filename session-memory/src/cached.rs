@@ -1,7 +1,7 @@
 //! A moka cache in front of any store, for read-heavy apps.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -10,7 +10,10 @@ use session_core::{Record, Rename, Result, SessionId, SessionStore};
 use time::OffsetDateTime;
 
 /// Generation counters, striped by id: a read may fill the cache only if no write to its
-/// stripe started or finished while it read the backend.
+/// stripe started or finished while it read the backend. The check and the fill happen
+/// under the stripe's lock, the lock a write takes to bump the counter and drop the entry:
+/// checked apart, a read could pass the check, lose the processor while a destroy
+/// finished, and then cache the destroyed session for every later read.
 const STRIPES: usize = 256;
 
 /// Caches reads of another store in this process.
@@ -40,9 +43,10 @@ const STRIPES: usize = 256;
 pub struct CachedStore<S> {
     inner: S,
     cache: Cache<SessionId, Record>,
-    generations: Box<[AtomicU64]>,
-    /// Bumped around owner-wide writes, whose ids aren't known in advance.
-    owner_generation: AtomicU64,
+    generations: Box<[Mutex<u64>]>,
+    /// Bumped around owner-wide writes, whose ids aren't known in advance; a fill holds it
+    /// shared, a bump exclusively.
+    owner_generation: RwLock<u64>,
     hasher: std::collections::hash_map::RandomState,
     staleness: StdDuration,
 }
@@ -87,8 +91,8 @@ impl<S> CachedStoreBuilder<S> {
                 .max_capacity(self.max_entries)
                 .time_to_live(self.staleness)
                 .build(),
-            generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            owner_generation: AtomicU64::new(0),
+            generations: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
+            owner_generation: RwLock::new(0),
             hasher: std::collections::hash_map::RandomState::new(),
             staleness: self.staleness,
         }
@@ -110,16 +114,41 @@ impl<S: SessionStore> CachedStore<S> {
         &self.inner
     }
 
-    fn generation(&self, id: &SessionId) -> &AtomicU64 {
-        &self.generations[self.hasher.hash_one(id) as usize % STRIPES]
+    /// The generation lock of `id`'s stripe. Nothing panics while holding one, so a
+    /// poisoned lock still holds a valid count.
+    fn generation(&self, id: &SessionId) -> MutexGuard<'_, u64> {
+        self.generations[self.hasher.hash_one(id) as usize % STRIPES]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What a read of `id` must see unchanged to keep what it cached.
     fn generations_of(&self, id: &SessionId) -> (u64, u64) {
-        (
-            self.generation(id).load(Ordering::SeqCst),
-            self.owner_generation.load(Ordering::SeqCst),
-        )
+        let owner = *self
+            .owner_generation
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        (*self.generation(id), owner)
+    }
+
+    /// Caches what a read of `id` found, unless a write overlapped the read: `before` is
+    /// what [`Self::generations_of`] said when it started.
+    fn fill(&self, id: &SessionId, record: &Record, before: (u64, u64)) {
+        let owner = self
+            .owner_generation
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation(id);
+        if (*generation, *owner) == before {
+            self.cache.insert(id.clone(), record.clone());
+        }
+    }
+
+    /// Marks `id` written and drops what the cache holds of it.
+    fn forget(&self, id: &SessionId) {
+        let mut generation = self.generation(id);
+        *generation += 1;
+        self.cache.invalidate(id);
     }
 
     /// Runs a backend write on `ids`, keeping the cache from holding anything older.
@@ -128,15 +157,9 @@ impl<S: SessionStore> CachedStore<S> {
         ids: &[&SessionId],
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        for id in ids {
-            self.generation(id).fetch_add(1, Ordering::SeqCst);
-            self.cache.invalidate(*id);
-        }
+        ids.iter().for_each(|id| self.forget(id));
         let result = call.await;
-        for id in ids {
-            self.generation(id).fetch_add(1, Ordering::SeqCst);
-            self.cache.invalidate(*id);
-        }
+        ids.iter().for_each(|id| self.forget(id));
         result
     }
 
@@ -154,7 +177,11 @@ impl<S: SessionStore> CachedStore<S> {
     }
 
     fn forget_owner(&self, owner: &str) {
-        self.owner_generation.fetch_add(1, Ordering::SeqCst);
+        let mut generation = self
+            .owner_generation
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *generation += 1;
         let ids: Vec<_> = self
             .cache
             .iter()
@@ -176,11 +203,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         let before = self.generations_of(id);
         let record = self.inner.get(id).await?;
         if let Some(record) = &record {
-            self.cache.insert(id.clone(), record.clone());
-            // A write that overlapped the read may have been cached over: drop it again.
-            if self.generations_of(id) != before {
-                self.cache.invalidate(id);
-            }
+            self.fill(id, record, before);
         }
         Ok(record)
     }
