@@ -10,6 +10,7 @@
 use session_core::SessionId;
 use std::sync::{Mutex, OnceLock};
 
+pub mod docker;
 pub mod history;
 pub mod linearizable;
 pub mod proxy;
