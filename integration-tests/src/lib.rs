@@ -2,14 +2,16 @@
 //!
 //! Each backend's tests call [`server_url`]: a URL from the backend's environment variable
 //! when set; otherwise, when a Docker daemon is reachable, a container started with
-//! testcontainers (official images); otherwise a [`Skip`] saying what to set. The
-//! conformance runner turns a skip into a failure when `CI` is set.
+//! testcontainers (upstream images, or the ones `SESSION_STORES_*_IMAGE` names, such as
+//! those `scripts/services docker` builds from Debian packages); otherwise a [`Skip`] saying
+//! what to set. The conformance runner turns a skip into a failure when `CI` is set.
 //!
 //! `scripts/test` starts local servers with `scripts/services` and sets the variables.
 
 use session_core::SessionId;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
+mod containers;
 pub mod docker;
 pub mod history;
 pub mod linearizable;
@@ -94,51 +96,6 @@ fn docker_reachable() -> bool {
         return !host.is_empty();
     }
     std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok()
-}
-
-/// Containers live as long as the test binary; testcontainers' reaper removes them after.
-mod containers {
-    use super::*;
-    use testcontainers_modules::testcontainers::runners::SyncRunner;
-    use testcontainers_modules::testcontainers::{Container, Image};
-    use testcontainers_modules::{mongo::Mongo, postgres::Postgres, redis::Redis};
-
-    static KEEP: Mutex<Vec<Box<dyn std::any::Any + Send>>> = Mutex::new(Vec::new());
-
-    pub(super) fn start(backend: Backend) -> Result<String, Skip> {
-        match backend {
-            Backend::Redis => run(Redis::default(), 6379, |port| {
-                format!("redis://127.0.0.1:{port}")
-            }),
-            Backend::Postgres => run(Postgres::default(), 5432, |port| {
-                format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")
-            }),
-            Backend::Mongo => run(Mongo::default(), 27017, |port| {
-                format!("mongodb://127.0.0.1:{port}")
-            }),
-            Backend::RedisCluster | Backend::Mysql => Err(Skip(format!(
-                "no {backend:?} server: there is no container fallback, set {}",
-                backend.env_var()
-            ))),
-        }
-    }
-
-    fn run<I: Image + 'static>(
-        image: I,
-        port: u16,
-        url: impl FnOnce(u16) -> String,
-    ) -> Result<String, Skip> {
-        let container: Container<I> = image
-            .start()
-            .map_err(|err| Skip(format!("docker is there but the container failed: {err}")))?;
-        let host_port = container
-            .get_host_port_ipv4(port)
-            .map_err(|err| Skip(format!("container port not mapped: {err}")))?;
-        KEEP.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(container));
-        Ok(url(host_port))
-    }
 }
 
 /// Options for conformance runs against a MongoDB-protocol server: a longer per-call timeout.

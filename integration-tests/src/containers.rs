@@ -1,0 +1,133 @@
+//! The testcontainers fallback of [`server_url`](crate::server_url): one container per
+//! backend per test binary, removed when the binary exits.
+//!
+//! Images: the upstream ones of `testcontainers-modules` by default; an image named in
+//! `SESSION_STORES_<BACKEND>_IMAGE` (`name:tag`) instead, such as the Debian-based images
+//! `scripts/services docker` builds where no registry is reachable. Those must behave like
+//! the project's own (`scripts/docker/*/Dockerfile`): the same port, the same login, and the
+//! ready line below.
+
+use std::sync::Mutex;
+
+use testcontainers_modules::testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers_modules::testcontainers::runners::SyncRunner;
+use testcontainers_modules::testcontainers::{Container, GenericImage, Image};
+use testcontainers_modules::{mongo::Mongo, postgres::Postgres, redis::Redis};
+
+use crate::{Backend, Skip};
+
+/// The containers this process started, kept alive: a dropped `Container` is removed at once.
+/// [`remove_after_exit`] removes them when the process is gone.
+static KEEP: Mutex<Vec<Box<dyn std::any::Any + Send>>> = Mutex::new(Vec::new());
+
+/// What a container of `backend` listens on, the URL that reaches it, and the log line that
+/// says it is ready (for a custom image).
+struct Spec {
+    port: u16,
+    url: fn(u16) -> String,
+    ready: WaitFor,
+}
+
+fn spec(backend: Backend) -> Option<Spec> {
+    Some(match backend {
+        Backend::Redis => Spec {
+            port: 6379,
+            url: |port| format!("redis://127.0.0.1:{port}"),
+            ready: WaitFor::message_on_stdout("Ready to accept connections"),
+        },
+        Backend::Postgres => Spec {
+            port: 5432,
+            url: |port| format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
+            ready: WaitFor::message_on_stderr("database system is ready to accept connections"),
+        },
+        Backend::Mongo => Spec {
+            port: 27017,
+            url: |port| format!("mongodb://127.0.0.1:{port}"),
+            // FerretDB's; a MongoDB image logs "Waiting for connections" instead.
+            ready: WaitFor::message_on_stderr("Listening on"),
+        },
+        Backend::RedisCluster | Backend::Mysql => return None,
+    })
+}
+
+/// The environment variable naming a custom image for `backend`.
+fn image_var(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Redis => "SESSION_STORES_REDIS_IMAGE",
+        Backend::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_IMAGE",
+        Backend::Postgres => "SESSION_STORES_POSTGRES_IMAGE",
+        Backend::Mongo => "SESSION_STORES_MONGO_IMAGE",
+        Backend::Mysql => "SESSION_STORES_MYSQL_IMAGE",
+    }
+}
+
+/// Starts a server for `backend` and returns its URL. Callable from async code: the
+/// blocking runner gets a thread of its own (it would panic inside a tokio runtime).
+pub(crate) fn start(backend: Backend) -> Result<String, Skip> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| start_here(backend))
+            .join()
+            .unwrap_or_else(|_| Err(Skip("starting the container panicked".into())))
+    })
+}
+
+fn start_here(backend: Backend) -> Result<String, Skip> {
+    let Some(spec) = spec(backend) else {
+        return Err(Skip(format!(
+            "no {backend:?} server: there is no container fallback, set {}",
+            backend.env_var()
+        )));
+    };
+    let custom = std::env::var(image_var(backend))
+        .ok()
+        .filter(|image| !image.trim().is_empty());
+    match custom {
+        Some(image) => {
+            let (name, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
+            let image = GenericImage::new(name, tag)
+                .with_exposed_port(spec.port.tcp())
+                .with_wait_for(spec.ready.clone());
+            run(image, &spec)
+        }
+        None => match backend {
+            Backend::Redis => run(Redis::default(), &spec),
+            Backend::Postgres => run(Postgres::default(), &spec),
+            _ => run(Mongo::default(), &spec),
+        },
+    }
+}
+
+fn run<I: Image + 'static>(image: I, spec: &Spec) -> Result<String, Skip> {
+    let container: Container<I> = image
+        .start()
+        .map_err(|err| Skip(format!("docker is there but the container failed: {err}")))?;
+    remove_after_exit(container.id());
+    let host_port = container.get_host_port_ipv4(spec.port);
+    KEEP.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Box::new(container));
+    let host_port = host_port.map_err(|err| Skip(format!("container port not mapped: {err}")))?;
+    Ok((spec.url)(host_port))
+}
+
+/// Removes container `id` once this process has ended, however it ends (a panic, a failed
+/// test's exit code, a signal): a small shell process polls for this one and then calls
+/// `docker rm`. testcontainers removes a container when its handle drops, but these handles
+/// live in a static, which is never dropped. `scripts/test` counts containers after its run
+/// and fails on any left.
+fn remove_after_exit(id: &str) {
+    let reaper = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; docker rm --force --volumes {id} >/dev/null 2>&1",
+        pid = std::process::id()
+    );
+    let spawned = std::process::Command::new("sh")
+        .args(["-c", &reaper])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(err) = spawned {
+        eprintln!("integration-tests: container {id} will outlive this process: {err}");
+    }
+}
