@@ -1,5 +1,6 @@
 //! The testcontainers fallback of [`server_url`](crate::server_url): one container per
-//! backend per test binary, removed when the binary exits.
+//! backend per test binary, removed when the binary exits. (A Redis Cluster has none: it
+//! needs its nodes to announce addresses the client can reach.)
 //!
 //! Images: the upstream ones of `testcontainers-modules` by default; an image named in
 //! `SESSION_STORES_<BACKEND>_IMAGE` (`name:tag`) instead, such as the Debian-based images
@@ -11,7 +12,9 @@ use std::sync::Mutex;
 
 use testcontainers_modules::testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers_modules::testcontainers::runners::SyncRunner;
-use testcontainers_modules::testcontainers::{Container, GenericImage, Image};
+use testcontainers_modules::testcontainers::{
+    Container, ContainerRequest, GenericImage, Image, ImageExt,
+};
 use testcontainers_modules::{mongo::Mongo, postgres::Postgres, redis::Redis};
 
 use crate::{Backend, Skip};
@@ -46,7 +49,14 @@ fn spec(backend: Backend) -> Option<Spec> {
             // FerretDB's; a MongoDB image logs "Waiting for connections" instead.
             ready: WaitFor::message_on_stderr("Listening on"),
         },
-        Backend::RedisCluster | Backend::Mysql => return None,
+        Backend::Mysql => Spec {
+            port: 3306,
+            url: |port| format!("mysql://sessions:sessions@127.0.0.1:{port}/sessions_test"),
+            // The server's last start-up line; a temporary server an image's entrypoint
+            // runs first listens on no port ("port: 0").
+            ready: WaitFor::message_on_stderr("port: 3306"),
+        },
+        Backend::RedisCluster => return None,
     })
 }
 
@@ -93,12 +103,24 @@ fn start_here(backend: Backend) -> Result<String, Skip> {
         None => match backend {
             Backend::Redis => run(Redis::default(), &spec),
             Backend::Postgres => run(Postgres::default(), &spec),
+            Backend::Mysql => run(upstream_mariadb(&spec), &spec),
             _ => run(Mongo::default(), &spec),
         },
     }
 }
 
-fn run<I: Image + 'static>(image: I, spec: &Spec) -> Result<String, Skip> {
+/// The official MariaDB image, set up as the project's own (`scripts/docker/mariadb`).
+fn upstream_mariadb(spec: &Spec) -> ContainerRequest<GenericImage> {
+    GenericImage::new("mariadb", "10.11")
+        .with_exposed_port(spec.port.tcp())
+        .with_wait_for(spec.ready.clone())
+        .with_env_var("MARIADB_ROOT_PASSWORD", "sessions-root")
+        .with_env_var("MARIADB_USER", "sessions")
+        .with_env_var("MARIADB_PASSWORD", "sessions")
+        .with_env_var("MARIADB_DATABASE", "sessions_test")
+}
+
+fn run<I: Image + 'static>(image: impl SyncRunner<I>, spec: &Spec) -> Result<String, Skip> {
     let container: Container<I> = image
         .start()
         .map_err(|err| Skip(format!("docker is there but the container failed: {err}")))?;

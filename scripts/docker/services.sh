@@ -102,16 +102,18 @@ cmd_docker() {
     ensure_base_image
     ensure_ferretdb_binary
     # FerretDB's build context holds the binary scripts/services built.
-    local ferret="$DOCKER_DIR/ferretdb-context" redis postgres mongo
+    local ferret="$DOCKER_DIR/ferretdb-context" redis postgres mongo mysql
     rm -rf "$ferret" && mkdir -p "$ferret"
     cp "$DOCKER_BUILD_DIR/ferretdb/Dockerfile" "$FERRETDB_BIN" "$ferret/"
     redis=$(build_image redis "$DOCKER_BUILD_DIR/redis")
     postgres=$(build_image postgres "$DOCKER_BUILD_DIR/postgres")
     mongo=$(build_image ferretdb "$ferret")
+    mysql=$(build_image mariadb "$DOCKER_BUILD_DIR/mariadb")
     say "docker: images ready (${SECONDS}s)"
     echo "export SESSION_STORES_REDIS_IMAGE=$redis"
     echo "export SESSION_STORES_POSTGRES_IMAGE=$postgres"
     echo "export SESSION_STORES_MONGO_IMAGE=$mongo"
+    echo "export SESSION_STORES_MYSQL_IMAGE=$mysql"
 }
 
 docker_status() {

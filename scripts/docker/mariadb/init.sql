@@ -1,0 +1,3 @@
+CREATE USER IF NOT EXISTS 'sessions'@'%' IDENTIFIED BY 'sessions';
+GRANT ALL PRIVILEGES ON *.* TO 'sessions'@'%';
+CREATE DATABASE IF NOT EXISTS sessions_test CHARACTER SET utf8mb4;
