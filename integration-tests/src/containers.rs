@@ -2,7 +2,8 @@
 //! backend per test binary, removed when the binary exits. (A Redis Cluster has none: it
 //! needs its nodes to announce addresses the client can reach.)
 //!
-//! Images: the upstream ones of `testcontainers-modules` by default; an image named in
+//! Images: the upstream ones by default (redis:7.0, postgres:15, mongo:7.0, mariadb:10.11,
+//! pulled from Docker Hub); an image named in
 //! `SESSION_STORES_<BACKEND>_IMAGE` (`name:tag`) instead, such as the Debian-based images
 //! `scripts/services docker` builds where no registry is reachable. Those must behave like
 //! the project's own (`scripts/docker/*/Dockerfile`): the same port, the same login, and the
@@ -101,10 +102,12 @@ fn start_here(backend: Backend) -> Result<String, Skip> {
             run(image, &spec)
         }
         None => match backend {
-            Backend::Redis => run(Redis::default(), &spec),
-            Backend::Postgres => run(Postgres::default(), &spec),
+            // The versions the local images carry (Debian bookworm's), where the module's
+            // default is older; MongoDB itself rather than FerretDB upstream.
+            Backend::Redis => run(Redis::default().with_tag("7.0"), &spec),
+            Backend::Postgres => run(Postgres::default().with_tag("15"), &spec),
             Backend::Mysql => run(upstream_mariadb(&spec), &spec),
-            _ => run(Mongo::default(), &spec),
+            _ => run(Mongo::default().with_tag("7.0"), &spec),
         },
     }
 }
