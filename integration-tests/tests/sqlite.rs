@@ -1716,10 +1716,6 @@ async fn limit_during_rotation(rounds: usize) -> Vec<(u64, usize)> {
 /// Exactly `keep` sessions remain (nobody else ends sessions, the moves never hide one),
 /// and `limit_owner` returns how many it ended: 4 of 6 when keeping 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect in session-core's provided limit_owner (not session-sqlite): while \
-            cycle_id keeps moving the owner's sessions, its destroys by listed id miss and \
-            are counted anyway (returned 25 for 4 ended), and after its 8 listings it returns \
-            Ok with more than keep left (3 of keep 2 seen)"]
 async fn attack_limit_owner_across_pools_during_rotation() {
     for (round, outcome) in limit_during_rotation(15).await.into_iter().enumerate() {
         assert_eq!(outcome, (4, 2), "round {round}");

@@ -200,7 +200,10 @@ pub trait SessionStore: Send + Sync + Debug {
     /// backend.
     ///
     /// It lists again until at most `keep` remain, so a session that a concurrent
-    /// `cycle_id` moved is ended under its new id. A store whose rename is two steps (copy,
+    /// `cycle_id` moved is ended under its new id, and counts only sessions it found live
+    /// and ended; when it can't get down to `keep` within the
+    /// [`timeout`](Self::timeout), it fails with [`Error::Timeout`] rather than report
+    /// success. A store whose rename is two steps (copy,
     /// then retire) lists a session being moved twice, under both ids with one creation
     /// time: a surplus session created at the same instant as a kept one is left for the
     /// next listing, at most half the [`timeout`](Self::timeout) long, so a rotation of the
@@ -322,12 +325,14 @@ async fn limit<S: SessionStore + ?Sized>(store: &S, owner: &str, keep: usize) ->
     // Waiting for a move to finish uses at most half the call's time.
     let patience = start + store.timeout() / 2;
     let mut pause = RESOLVE_PAUSE;
-    let mut destroyed = 0;
-    let mut rounds = 0;
-    while rounds < MAX_ID_ATTEMPTS {
+    let mut ended = 0;
+    // Until a listing shows at most `keep`: a session a concurrent `cycle_id` moved after the
+    // listing is missed under its old id and ended under its new one next time. Bounded by
+    // the call's timeout (an error, never an `Ok` with more than `keep` left).
+    loop {
         let mut sessions = by(deadline, store, "limit_owner", store.list_by_owner(owner)).await?;
         if sessions.len() <= keep {
-            break;
+            return Ok(ended);
         }
         sessions.sort_by(|a, b| {
             (b.created_at(), b.version(), b.id()).cmp(&(a.created_at(), a.version(), a.id()))
@@ -345,20 +350,33 @@ async fn limit<S: SessionStore + ?Sized>(store: &S, owner: &str, keep: usize) ->
                 twins = true;
             } else if kept.len() < keep {
                 kept.push(session.created_at());
-            } else {
-                by(deadline, store, "limit_owner", store.destroy(session.id())).await?;
-                destroyed += 1;
+            } else if end(store, session.id(), deadline).await? {
+                ended += 1;
             }
         }
         if twins {
             let left = patience.saturating_duration_since(tokio::time::Instant::now());
             tokio::time::sleep(pause.min(left)).await;
             pause *= 2;
-        } else {
-            rounds += 1;
         }
     }
-    Ok(destroyed)
+}
+
+/// Ends the session under `id` for [`limit`], saying whether a live one was there: `touch`
+/// to a past time ends it atomically and tells (a `destroy` can't: a concurrent move may
+/// have taken the session away, and counting that would over-report), then `destroy`
+/// removes what is left of it.
+async fn end<S: SessionStore + ?Sized>(
+    store: &S,
+    id: &SessionId,
+    deadline: tokio::time::Instant,
+) -> Result<bool> {
+    let past = crate::now() - time::Duration::seconds(1);
+    let was_live = by(deadline, store, "limit_owner", store.touch(id, past)).await?;
+    if was_live {
+        by(deadline, store, "limit_owner", store.destroy(id)).await?;
+    }
+    Ok(was_live)
 }
 
 macro_rules! forward_store {
