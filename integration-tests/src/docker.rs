@@ -29,7 +29,7 @@ pub const MANAGED_BY: &str = "org.testcontainers.managed-by=testcontainers";
 pub const REDIS_IMAGE_VAR: &str = "SESSION_STORES_REDIS_IMAGE";
 
 /// The upstream image used when [`REDIS_IMAGE_VAR`] is not set.
-pub const DEFAULT_REDIS_IMAGE: &str = "redis:7";
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.0";
 
 /// How long one `docker` command may take before it counts as hung (a `docker run` on a
 /// busy 2-core machine takes a second or two).
@@ -98,18 +98,21 @@ pub fn docker(args: &[&str]) -> Result<String, DockerError> {
 }
 
 /// Whether a test can run containers of `image`: the `docker` command works, its daemon
-/// answers, and the image is there (nothing is pulled: the CI builds its images locally,
-/// and a registry may be out of reach). The [`Skip`] says what is missing.
+/// answers, and the image is there, pulled if it is not (as testcontainers would; this
+/// project's CI reaches no registry and builds its images locally). The [`Skip`] says what
+/// is missing.
 pub fn available(image: &str) -> Result<(), Skip> {
     docker(&["version", "--format", "{{.Server.Version}}"]).map_err(|err| {
         Skip(format!(
             "no Docker daemon to run containers on (needed to cut a node off a network): {err}"
         ))
     })?;
-    docker(&["image", "inspect", "--format", "{{.Id}}", image]).map_err(|_| {
+    if docker(&["image", "inspect", "--format", "{{.Id}}", image]).is_ok() {
+        return Ok(());
+    }
+    docker(&["pull", "--quiet", image]).map_err(|err| {
         Skip(format!(
-            "the image {image} is not on this machine (nothing is pulled): build or pull it, \
-             or name another with {REDIS_IMAGE_VAR}"
+            "the image {image} is not on this machine and pulling it failed ({err}): build              the local ones with `scripts/services docker` and name one with {REDIS_IMAGE_VAR}"
         ))
     })?;
     Ok(())

@@ -15,8 +15,8 @@
 //! history of the calls on each session (owner-wide calls span nodes on a Cluster, without
 //! one instant, as the crate docs say, so they are not watched).
 //!
-//! Needs a Docker daemon and the image `$SESSION_STORES_REDIS_IMAGE` (default `redis:7`,
-//! never pulled); without them the tests skip loudly (a failure when `CI` is set).
+//! Needs a Docker daemon and the image `$SESSION_STORES_REDIS_IMAGE` (default `redis:7.0`,
+//! pulled when missing); without them the tests skip loudly (a failure when `CI` is set).
 //! `FAULT_SECONDS` sets how long the partition lasts (default 3, as in faults.rs).
 
 use std::sync::Arc;
