@@ -103,36 +103,127 @@ impl RedisHarness {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The suite, with its waiting cases overlapped
+
+/// The cases that spend their time waiting (past an expiry or deadline, or on a server that
+/// answers late) rather than working: they run side by side, each on its own runtime.
+const WAITING_CASES: [&str; 11] = [
+    "count_follows_creates_destroys_and_expiry",
+    "expired_records_are_never_returned",
+    "touch_extends_and_changes_nothing_else",
+    "touch_may_shorten_and_a_past_time_ends_the_session",
+    "touch_never_passes_the_deadline",
+    "every_write_keeps_the_deadline",
+    "delete_expired_purges_only_expired",
+    "expired_ids_are_free",
+    "owner_listing_and_revocation",
+    "corrupt_records_are_left_alone",
+    "calls_end_within_the_timeout",
+];
+
+/// Every case of the conformance suite on harnesses `make` builds, each case exactly as
+/// `conformance_suite!` runs it (`conformance::run`: a fresh harness and runtime, skips and
+/// notes reported the same way). The waiting cases ([`WAITING_CASES`]) run on threads of
+/// their own while the others run one after another, as they would in their own tests: with
+/// two test threads, waiting one case at a time took most of a suite's run. Every failed
+/// case is named in the panic.
+fn conformance_suite<H: session_core::conformance::Harness>(make: impl Fn() -> H + Sync) {
+    let cases = session_core::conformance::cases::all::<H>();
+    for name in WAITING_CASES {
+        assert!(
+            cases.iter().any(|(case, _)| *case == name),
+            "WAITING_CASES names {name}, which is not a conformance case"
+        );
+    }
+    let (waiting, working): (Vec<_>, Vec<_>) = cases
+        .into_iter()
+        .partition(|(name, _)| WAITING_CASES.contains(name));
+    let run = |name: &str, case: for<'a> fn(&'a H) -> session_core::conformance::CaseFuture<'a>| {
+        session_core::conformance::run(name, make(), case);
+    };
+    let run = &run;
+    let mut failed: Vec<String> = Vec::new();
+    let mut record = |name: &str, outcome: std::thread::Result<()>| {
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(a panic without a message)");
+            failed.push(format!("{name}: {message}"));
+        }
+    };
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = waiting
+            .into_iter()
+            .map(|(name, case)| {
+                let thread = std::thread::Builder::new()
+                    .name(name.to_owned())
+                    .spawn_scoped(scope, move || run(name, case))
+                    .unwrap();
+                (name, thread)
+            })
+            .collect();
+        for (name, case) in working {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(name, case)));
+            record(name, outcome);
+        }
+        for (name, thread) in threads {
+            record(name, thread.join());
+        }
+    });
+    assert!(
+        failed.is_empty(),
+        "{} conformance case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
 mod fred_standalone {
     use super::*;
-    session_core::conformance_suite!(RedisHarness {
-        client: Client::Fred,
-        backend: Backend::Redis
-    });
+    #[test]
+    fn conformance() {
+        conformance_suite(|| RedisHarness {
+            client: Client::Fred,
+            backend: Backend::Redis,
+        });
+    }
 }
 
 mod fred_cluster {
     use super::*;
-    session_core::conformance_suite!(RedisHarness {
-        client: Client::Fred,
-        backend: Backend::RedisCluster
-    });
+    #[test]
+    fn conformance() {
+        conformance_suite(|| RedisHarness {
+            client: Client::Fred,
+            backend: Backend::RedisCluster,
+        });
+    }
 }
 
 mod redis_rs_standalone {
     use super::*;
-    session_core::conformance_suite!(RedisHarness {
-        client: Client::RedisRs,
-        backend: Backend::Redis
-    });
+    #[test]
+    fn conformance() {
+        conformance_suite(|| RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::Redis,
+        });
+    }
 }
 
 mod redis_rs_cluster {
     use super::*;
-    session_core::conformance_suite!(RedisHarness {
-        client: Client::RedisRs,
-        backend: Backend::RedisCluster
-    });
+    #[test]
+    fn conformance() {
+        conformance_suite(|| RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::RedisCluster,
+        });
+    }
 }
 
 /// Cases beyond the suite, run for each client and topology.
@@ -508,34 +599,54 @@ mod express {
 
     mod fred_standalone {
         use super::*;
-        session_core::conformance_suite!(ExpressHarness(RedisHarness {
-            client: Client::Fred,
-            backend: Backend::Redis
-        }));
+        #[test]
+        fn conformance() {
+            conformance_suite(|| {
+                ExpressHarness(RedisHarness {
+                    client: Client::Fred,
+                    backend: Backend::Redis,
+                })
+            });
+        }
     }
 
     mod fred_cluster {
         use super::*;
-        session_core::conformance_suite!(ExpressHarness(RedisHarness {
-            client: Client::Fred,
-            backend: Backend::RedisCluster
-        }));
+        #[test]
+        fn conformance() {
+            conformance_suite(|| {
+                ExpressHarness(RedisHarness {
+                    client: Client::Fred,
+                    backend: Backend::RedisCluster,
+                })
+            });
+        }
     }
 
     mod redis_rs_standalone {
         use super::*;
-        session_core::conformance_suite!(ExpressHarness(RedisHarness {
-            client: Client::RedisRs,
-            backend: Backend::Redis
-        }));
+        #[test]
+        fn conformance() {
+            conformance_suite(|| {
+                ExpressHarness(RedisHarness {
+                    client: Client::RedisRs,
+                    backend: Backend::Redis,
+                })
+            });
+        }
     }
 
     mod redis_rs_cluster {
         use super::*;
-        session_core::conformance_suite!(ExpressHarness(RedisHarness {
-            client: Client::RedisRs,
-            backend: Backend::RedisCluster
-        }));
+        #[test]
+        fn conformance() {
+            conformance_suite(|| {
+                ExpressHarness(RedisHarness {
+                    client: Client::RedisRs,
+                    backend: Backend::RedisCluster,
+                })
+            });
+        }
     }
 
     /// `at` as JavaScript's `Date.prototype.toJSON` writes it.
