@@ -10,11 +10,54 @@ use session_core::{Record, Rename, Result, SessionId, SessionStore};
 use time::OffsetDateTime;
 
 /// Generation counters, striped by id: a read may fill the cache only if no write to its
-/// stripe started or finished while it read the backend. The check and the fill happen
-/// under the stripe's lock, the lock a write takes to bump the counter and drop the entry:
-/// checked apart, a read could pass the check, lose the processor while a destroy
-/// finished, and then cache the destroyed session for every later read.
+/// stripe started or finished while it read the backend, and none is still running. The
+/// check and the fill happen under the stripe's lock, the lock a write takes to bump the
+/// counter and drop the entry: checked apart, a read could pass the check, lose the
+/// processor while a destroy finished, and then cache the destroyed session for every later
+/// read. A write still running counts too: its effect may already be visible in the
+/// backend (another read saw it) before it returns and bumps the counter again, so a read
+/// that fetched the value before it must not cache that value in between.
 const STRIPES: usize = 256;
+
+/// A stripe's (or the owner-wide) write count, and how many of those writes are running.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    bumps: u64,
+    running: u64,
+}
+
+impl Generation {
+    fn begin(&mut self) {
+        self.bumps += 1;
+        self.running += 1;
+    }
+
+    fn end(&mut self) {
+        self.bumps += 1;
+        self.running -= 1;
+    }
+}
+
+/// Ends a write's bracket when dropped, also when the caller drops the write's future
+/// part-way (a timeout): the write may still land, so the stripe isn't left open for fills
+/// of what it overwrote.
+struct Writing<'a, S> {
+    store: &'a CachedStore<S>,
+    ids: &'a [&'a SessionId],
+    owner: bool,
+}
+
+impl<S> Drop for Writing<'_, S> {
+    fn drop(&mut self) {
+        if self.owner {
+            self.store.forget_owner(Generation::end);
+        } else {
+            for id in self.ids {
+                self.store.forget(id, Generation::end);
+            }
+        }
+    }
+}
 
 /// Caches reads of another store in this process.
 ///
@@ -43,10 +86,10 @@ const STRIPES: usize = 256;
 pub struct CachedStore<S> {
     inner: S,
     cache: Cache<SessionId, Record>,
-    generations: Box<[Mutex<u64>]>,
+    generations: Box<[Mutex<Generation>]>,
     /// Bumped around owner-wide writes, whose ids aren't known in advance; a fill holds it
     /// shared, a bump exclusively.
-    owner_generation: RwLock<u64>,
+    owner_generation: RwLock<Generation>,
     hasher: std::collections::hash_map::RandomState,
     staleness: StdDuration,
 }
@@ -91,8 +134,10 @@ impl<S> CachedStoreBuilder<S> {
                 .max_capacity(self.max_entries)
                 .time_to_live(self.staleness)
                 .build(),
-            generations: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
-            owner_generation: RwLock::new(0),
+            generations: (0..STRIPES)
+                .map(|_| Mutex::new(Generation::default()))
+                .collect(),
+            owner_generation: RwLock::new(Generation::default()),
             hasher: std::collections::hash_map::RandomState::new(),
             staleness: self.staleness,
         }
@@ -113,17 +158,19 @@ impl<S: SessionStore> CachedStore<S> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+}
 
+impl<S> CachedStore<S> {
     /// The generation lock of `id`'s stripe. Nothing panics while holding one, so a
     /// poisoned lock still holds a valid count.
-    fn generation(&self, id: &SessionId) -> MutexGuard<'_, u64> {
+    fn generation(&self, id: &SessionId) -> MutexGuard<'_, Generation> {
         self.generations[self.hasher.hash_one(id) as usize % STRIPES]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What a read of `id` must see unchanged to keep what it cached.
-    fn generations_of(&self, id: &SessionId) -> (u64, u64) {
+    fn generations_of(&self, id: &SessionId) -> (Generation, Generation) {
         let owner = *self
             .owner_generation
             .read()
@@ -131,23 +178,23 @@ impl<S: SessionStore> CachedStore<S> {
         (*self.generation(id), owner)
     }
 
-    /// Caches what a read of `id` found, unless a write overlapped the read: `before` is
-    /// what [`Self::generations_of`] said when it started.
-    fn fill(&self, id: &SessionId, record: &Record, before: (u64, u64)) {
+    /// Caches what a read of `id` found, unless a write overlapped the read or is still
+    /// running: `before` is what [`Self::generations_of`] said when it started.
+    fn fill(&self, id: &SessionId, record: &Record, before: (Generation, Generation)) {
         let owner = self
             .owner_generation
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let generation = self.generation(id);
-        if (*generation, *owner) == before {
+        if (*generation, *owner) == before && generation.running == 0 && owner.running == 0 {
             self.cache.insert(id.clone(), record.clone());
         }
     }
 
-    /// Marks `id` written and drops what the cache holds of it.
-    fn forget(&self, id: &SessionId) {
+    /// Marks a write of `id` begun or ended (`step`) and drops what the cache holds of it.
+    fn forget(&self, id: &SessionId, step: fn(&mut Generation)) {
         let mut generation = self.generation(id);
-        *generation += 1;
+        step(&mut generation);
         self.cache.invalidate(id);
     }
 
@@ -157,40 +204,39 @@ impl<S: SessionStore> CachedStore<S> {
         ids: &[&SessionId],
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        ids.iter().for_each(|id| self.forget(id));
-        let result = call.await;
-        ids.iter().for_each(|id| self.forget(id));
-        result
+        ids.iter().for_each(|id| self.forget(id, Generation::begin));
+        let _writing = Writing {
+            store: self,
+            ids,
+            owner: false,
+        };
+        call.await
     }
 
     /// Runs a backend write on all sessions of `owner`, keeping the cache from holding any
     /// of them older.
-    async fn write_owner<T>(
-        &self,
-        owner: &str,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.forget_owner(owner);
-        let result = call.await;
-        self.forget_owner(owner);
-        result
+    async fn write_owner<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.forget_owner(Generation::begin);
+        let _writing = Writing {
+            store: self,
+            ids: &[],
+            owner: true,
+        };
+        call.await
     }
 
-    fn forget_owner(&self, owner: &str) {
+    /// Marks an owner-wide write begun or ended and drops the whole cache: the cached copy
+    /// of a session the write ends may name another owner (or none), when another process
+    /// gave the session its owner after this one cached it, so filtering by the cached
+    /// owner would keep a session this process just revoked. Dropping all is one
+    /// timestamp in moka, cheaper than walking the cache.
+    fn forget_owner(&self, step: fn(&mut Generation)) {
         let mut generation = self
             .owner_generation
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        *generation += 1;
-        let ids: Vec<_> = self
-            .cache
-            .iter()
-            .filter(|(_, record)| record.owner() == Some(owner))
-            .map(|(id, _)| id)
-            .collect();
-        for id in ids {
-            self.cache.invalidate(&*id);
-        }
+        step(&mut generation);
+        self.cache.invalidate_all();
     }
 }
 
@@ -244,8 +290,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        self.write_owner(owner, self.inner.destroy_by_owner(owner))
-            .await
+        self.write_owner(self.inner.destroy_by_owner(owner)).await
     }
 
     async fn count(&self) -> Result<u64> {
@@ -253,8 +298,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
-        self.write_owner(owner, self.inner.limit_owner(owner, keep))
-            .await
+        self.write_owner(self.inner.limit_owner(owner, keep)).await
     }
 
     fn timeout(&self) -> StdDuration {
