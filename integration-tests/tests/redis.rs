@@ -106,9 +106,11 @@ impl RedisHarness {
 // ---------------------------------------------------------------------------------------
 // The suite, with its waiting cases overlapped
 
-/// The cases that spend their time waiting (past an expiry or deadline, or on a server that
-/// answers late) rather than working: they run side by side, each on its own runtime.
-const WAITING_CASES: [&str; 11] = [
+/// The cases that spend their time waiting (past an expiry or a deadline) rather than
+/// working: they run side by side, each on its own runtime. (`calls_end_within_the_timeout`
+/// waits too, but it sets its store up under the 400 ms timeout it tests, which the burst of
+/// set-ups at the start overran once on PostgreSQL; it runs last with the working cases.)
+const WAITING_CASES: [&str; 10] = [
     "count_follows_creates_destroys_and_expiry",
     "expired_records_are_never_returned",
     "touch_extends_and_changes_nothing_else",
@@ -119,7 +121,6 @@ const WAITING_CASES: [&str; 11] = [
     "expired_ids_are_free",
     "owner_listing_and_revocation",
     "corrupt_records_are_left_alone",
-    "calls_end_within_the_timeout",
 ];
 
 /// Every case of the conformance suite on harnesses `make` builds, each case exactly as
