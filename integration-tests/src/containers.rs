@@ -9,8 +9,12 @@
 //! the project's own (`scripts/docker/*/Dockerfile`): the same port, the same login, and the
 //! ready line below.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
+use testcontainers_modules::testcontainers::bollard::models::PortBinding;
 use testcontainers_modules::testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers_modules::testcontainers::runners::SyncRunner;
 use testcontainers_modules::testcontainers::{
@@ -21,7 +25,7 @@ use testcontainers_modules::{mongo::Mongo, postgres::Postgres, redis::Redis};
 use crate::{Backend, Skip};
 
 /// The containers this process started, kept alive: a dropped `Container` is removed at once.
-/// [`remove_after_exit`] removes them when the process is gone.
+/// The reaper of [`owner`] removes them when the process is gone.
 static KEEP: Mutex<Vec<Box<dyn std::any::Any + Send>>> = Mutex::new(Vec::new());
 
 /// What a container of `backend` listens on, the URL that reaches it, and the log line that
@@ -123,11 +127,28 @@ fn upstream_mariadb(spec: &Spec) -> ContainerRequest<GenericImage> {
         .with_env_var("MARIADB_DATABASE", "sessions_test")
 }
 
-fn run<I: Image + 'static>(image: impl SyncRunner<I>, spec: &Spec) -> Result<String, Skip> {
-    let container: Container<I> = image
+fn run<I: Image + 'static>(
+    request: impl Into<ContainerRequest<I>>,
+    spec: &Spec,
+) -> Result<String, Skip> {
+    let port = spec.port;
+    // On 127.0.0.1 whatever the daemon's default: one apt started publishes on 0.0.0.0.
+    let container: Container<I> = request
+        .into()
+        .with_label(OWNER_LABEL, owner())
+        .with_host_config_modifier(move |config| {
+            config.publish_all_ports = Some(false);
+            let binding = PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            };
+            config.port_bindings = Some(HashMap::from([(
+                format!("{port}/tcp"),
+                Some(vec![binding]),
+            )]));
+        })
         .start()
         .map_err(|err| Skip(format!("docker is there but the container failed: {err}")))?;
-    remove_after_exit(container.id());
     let host_port = container.get_host_port_ipv4(spec.port);
     KEEP.lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -136,23 +157,47 @@ fn run<I: Image + 'static>(image: impl SyncRunner<I>, spec: &Spec) -> Result<Str
     Ok((spec.url)(host_port))
 }
 
-/// Removes container `id` once this process has ended, however it ends (a panic, a failed
-/// test's exit code, a signal): a small shell process polls for this one and then calls
-/// `docker rm`. testcontainers removes a container when its handle drops, but these handles
-/// live in a static, which is never dropped. `scripts/test` counts containers after its run
-/// and fails on any left.
-fn remove_after_exit(id: &str) {
-    let reaper = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; docker rm --force --volumes {id} >/dev/null 2>&1",
-        pid = std::process::id()
-    );
-    let spawned = std::process::Command::new("sh")
-        .args(["-c", &reaper])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if let Err(err) = spawned {
-        eprintln!("integration-tests: container {id} will outlive this process: {err}");
-    }
+/// The label whose value, [`owner`], marks every container and network this process
+/// creates (here and in [`crate::docker`]).
+pub(crate) const OWNER_LABEL: &str = "session-stores.owner";
+
+/// This process's value of [`OWNER_LABEL`]. The first call starts the reaper, before
+/// anything is created: whatever carries the label is removed once this process has ended,
+/// however it ends (a panic, a failed test's exit code, a signal, SIGKILL included, also
+/// while a container is still starting). testcontainers removes a container when its
+/// handle drops, but these handles live in a static, which is never dropped; `scripts/test`
+/// counts containers after its run and fails on any left.
+///
+/// The reaper is `sh` in a process group of its own, ignoring the signals `timeout` and
+/// Ctrl-C send to the test's whole group, and it waits for end-of-file on a pipe only this
+/// process holds (closed by the kernel when it exits; no pid to be reused).
+pub(crate) fn owner() -> &'static str {
+    static OWNER: OnceLock<(String, Option<ChildStdin>)> = OnceLock::new();
+    let (owner, _pipe) = OWNER.get_or_init(|| {
+        let owner = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+        let filter = format!("label={OWNER_LABEL}={owner}");
+        let reaper = format!(
+            "trap '' HUP INT TERM; cat >/dev/null; \
+             docker ps -aq --filter {filter} | xargs -r docker rm --force --volumes; \
+             docker network ls -q --filter {filter} | xargs -r docker network rm"
+        );
+        let spawned = Command::new("sh")
+            .args(["-c", &reaper])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        let pipe = match spawned {
+            Ok(mut child) => child.stdin.take(),
+            Err(err) => {
+                eprintln!(
+                    "integration-tests: no reaper, containers will outlive this process: {err}"
+                );
+                None
+            }
+        };
+        (owner, pipe)
+    });
+    owner
 }

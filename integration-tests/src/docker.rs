@@ -118,6 +118,17 @@ pub fn available(image: &str) -> Result<(), Skip> {
     Ok(())
 }
 
+/// The label that hands what is created here to this process's reaper too
+/// (`containers::owner`): the [`Network`] guard's `Drop` does not run when the test process
+/// is killed (a CI timeout, Ctrl-C).
+fn owned() -> String {
+    format!(
+        "{}={}",
+        crate::containers::OWNER_LABEL,
+        crate::containers::owner()
+    )
+}
+
 /// A name no other test run uses: `session-stores-<purpose>-<random>`.
 fn unique_name(purpose: &str) -> String {
     let random = SessionId::generate().expose()[..10]
@@ -146,7 +157,10 @@ impl Network {
         let mut last = None;
         for _ in 0..5 {
             let probe = unique_name(&format!("{purpose}-probe"));
-            docker(&["network", "create", "--label", MANAGED_BY, &probe])?;
+            let owned = owned();
+            docker(&[
+                "network", "create", "--label", MANAGED_BY, "--label", &owned, &probe,
+            ])?;
             let subnet = docker(&[
                 "network",
                 "inspect",
@@ -163,7 +177,8 @@ impl Network {
             };
             let name = unique_name(purpose);
             match docker(&[
-                "network", "create", "--label", MANAGED_BY, "--subnet", subnet, &name,
+                "network", "create", "--label", MANAGED_BY, "--label", &owned, "--subnet", subnet,
+                &name,
             ]) {
                 Ok(_) => {
                     return Ok(Network {
@@ -192,6 +207,7 @@ impl Network {
     ) -> Result<String, DockerError> {
         let name = unique_name(purpose);
         self.containers.push(name.clone());
+        let owned = owned();
         let mut args = vec![
             "run",
             "--detach",
@@ -199,6 +215,8 @@ impl Network {
             "never",
             "--label",
             MANAGED_BY,
+            "--label",
+            &owned,
             "--network",
             &self.name,
             "--name",
