@@ -330,7 +330,16 @@ async fn limit<S: SessionStore + ?Sized>(store: &S, owner: &str, keep: usize) ->
     // listing is missed under its old id and ended under its new one next time. Bounded by
     // the call's timeout (an error, never an `Ok` with more than `keep` left).
     loop {
-        let mut sessions = by(deadline, store, "limit_owner", store.list_by_owner(owner)).await?;
+        // A listing is a read: one that failed retryably (e.g. a Redis owner index that
+        // kept changing under concurrent moves) is asked again while time remains.
+        let mut sessions =
+            match by(deadline, store, "limit_owner", store.list_by_owner(owner)).await {
+                Err(err) if err.is_retryable() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(RESOLVE_PAUSE).await;
+                    continue;
+                }
+                listed => listed?,
+            };
         if sessions.len() <= keep {
             return Ok(ended);
         }
