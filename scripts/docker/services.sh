@@ -26,11 +26,9 @@ ensure_docker_packages() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     ((${#missing[@]})) || return 0
     say "docker: installing with apt: ${missing[*]} (log: $log)"
-    {
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update &&
-            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y \
-                --no-install-recommends "${missing[@]}"
-    } </dev/null >>"$log" 2>&1 || die_with_log "$log" "apt-get install ${missing[*]} failed"
+    # Without starting the package's own dockerd (its default binds ports on every
+    # interface); the one started below publishes on 127.0.0.1 only.
+    apt_install "$log" "${missing[@]}"
     command -v dockerd >/dev/null || die_with_log "$log" "no dockerd after apt install"
 }
 
