@@ -126,7 +126,7 @@ mod interval {
 
     #[test]
     fn conformance() {
-        conformance_suite(|| IntervalHarness);
+        session_core::conformance::run_suite(|| IntervalHarness);
     }
 }
 
@@ -196,7 +196,7 @@ mod native {
 
     #[test]
     fn conformance() {
-        conformance_suite(|| NativeHarness);
+        session_core::conformance::run_suite(|| NativeHarness);
     }
 
     /// Native mode creates a TTL index where the server has them, and is refused with
@@ -731,101 +731,3 @@ mod outage {
 
 // ---------------------------------------------------------------------------------------
 // The suite, with its waiting cases overlapped
-
-/// The cases that spend their time waiting (past an expiry or a deadline) rather than
-/// working: they run side by side, each on its own runtime.
-const WAITING_CASES: [&str; 10] = [
-    "count_follows_creates_destroys_and_expiry",
-    "expired_records_are_never_returned",
-    "touch_extends_and_changes_nothing_else",
-    "touch_may_shorten_and_a_past_time_ends_the_session",
-    "touch_never_passes_the_deadline",
-    "every_write_keeps_the_deadline",
-    "delete_expired_purges_only_expired",
-    "expired_ids_are_free",
-    "owner_listing_and_revocation",
-    "corrupt_records_are_left_alone",
-];
-
-/// Cases that wait too (on a server that answers late) but set their store up under the
-/// short timeout they test, which the burst of the waiting cases' set-ups overran once on
-/// PostgreSQL: they run one after another once the waiting cases are done.
-const LATE_CASES: [&str; 1] = ["calls_end_within_the_timeout"];
-
-/// Every case of the conformance suite on harnesses `make` builds, each case exactly as
-/// `conformance_suite!` runs it (`conformance::run`: a fresh harness and runtime, skips and
-/// notes reported the same way). The waiting cases ([`WAITING_CASES`]) run on threads of
-/// their own, then the late ones ([`LATE_CASES`]), while the others run one after another,
-/// as they would in their own tests: with two test threads, waiting one case at a time took
-/// most of a suite's run. Every failed case is named in the panic.
-fn conformance_suite<H: session_core::conformance::Harness>(make: impl Fn() -> H + Sync) {
-    let cases = session_core::conformance::cases::all::<H>();
-    for name in WAITING_CASES.into_iter().chain(LATE_CASES) {
-        assert!(
-            cases.iter().any(|(case, _)| *case == name),
-            "WAITING_CASES or LATE_CASES names {name}, which is not a conformance case"
-        );
-    }
-    let (late, cases): (Vec<_>, Vec<_>) = cases
-        .into_iter()
-        .partition(|(name, _)| LATE_CASES.contains(name));
-    let (waiting, working): (Vec<_>, Vec<_>) = cases
-        .into_iter()
-        .partition(|(name, _)| WAITING_CASES.contains(name));
-    let run = |name: &str, case: for<'a> fn(&'a H) -> session_core::conformance::CaseFuture<'a>| {
-        session_core::conformance::run(name, make(), case);
-    };
-    let run = &run;
-    let mut failed: Vec<String> = Vec::new();
-    let mut record = |name: &str, outcome: std::thread::Result<()>| {
-        if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(a panic without a message)");
-            failed.push(format!("{name}: {message}"));
-        }
-    };
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = waiting
-            .into_iter()
-            .map(|(name, case)| {
-                let thread = std::thread::Builder::new()
-                    .name(name.to_owned())
-                    .spawn_scoped(scope, move || run(name, case))
-                    .unwrap();
-                (name, thread)
-            })
-            .collect();
-        let waiting_then_late = std::thread::Builder::new()
-            .name("waiting, then late cases".to_owned())
-            .spawn_scoped(scope, move || {
-                let mut outcomes: Vec<_> = threads
-                    .into_iter()
-                    .map(|(name, thread)| (name, thread.join()))
-                    .collect();
-                for (name, case) in late {
-                    let outcome =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(name, case)));
-                    outcomes.push((name, outcome));
-                }
-                outcomes
-            })
-            .unwrap();
-        for (name, case) in working {
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(name, case)));
-            record(name, outcome);
-        }
-        for (name, outcome) in waiting_then_late.join().unwrap() {
-            record(name, outcome);
-        }
-    });
-    assert!(
-        failed.is_empty(),
-        "{} conformance case(s) failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
-}

@@ -73,7 +73,10 @@ impl Harness for PgHarness {
 /// Docker step of `scripts/test` does.
 mod conformance {
     use super::*;
-    session_core::conformance_suite!(PgHarness);
+    #[test]
+    fn conformance() {
+        session_core::conformance::run_suite(|| PgHarness);
+    }
 }
 
 fn url() -> Option<String> {

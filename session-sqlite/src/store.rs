@@ -293,18 +293,32 @@ impl SqliteStore {
     pub async fn migrate(&self) -> Result<()> {
         let statements = migration_statements(&self.inner.name);
         self.timed("migrate", async {
-            self.use_wal().await?;
-            let mut tx = self.begin_immediate().await?;
-            for statement in &statements {
-                sqlx::query(statement)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+            // Racing migrations of a new file can get SQLITE_BUSY at once, without the busy
+            // handler (SQLite's answer to a lock upgrade that could deadlock). Every step is
+            // idempotent, so the whole migration is tried again until the call's timeout.
+            loop {
+                match self.migrate_once(&statements).await {
+                    Err(err) if err.is_retryable() => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    done => return done,
+                }
             }
-            tx.commit().await.map_err(backend)
         })
         .await
+    }
+
+    async fn migrate_once(&self, statements: &[String]) -> Result<()> {
+        self.use_wal().await?;
+        let mut tx = self.begin_immediate().await?;
+        for statement in statements {
+            sqlx::query(statement)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     /// `PRAGMA journal_mode = WAL`: it waits for other connections' locks like any

@@ -180,6 +180,97 @@ pub fn run<H: Harness>(name: &str, harness: H, case: impl for<'a> FnOnce(&'a H) 
     }
 }
 
+/// The cases that spend their time waiting (past an expiry or a deadline) rather than
+/// working: [`run_suite`] runs them side by side, each on its own runtime.
+const WAITING_CASES: [&str; 10] = [
+    "count_follows_creates_destroys_and_expiry",
+    "expired_records_are_never_returned",
+    "touch_extends_and_changes_nothing_else",
+    "touch_may_shorten_and_a_past_time_ends_the_session",
+    "touch_never_passes_the_deadline",
+    "every_write_keeps_the_deadline",
+    "delete_expired_purges_only_expired",
+    "expired_ids_are_free",
+    "owner_listing_and_revocation",
+    "corrupt_records_are_left_alone",
+];
+
+/// Cases that wait too (on a server that answers late) but set their store up under the
+/// short timeout they test, which a burst of the waiting cases' set-ups overran once on
+/// PostgreSQL: [`run_suite`] runs them once the waiting cases are done.
+const LATE_CASES: [&str; 1] = ["calls_end_within_the_timeout"];
+
+/// Runs every case of the suite inside one test, on harnesses `make` builds: each case as
+/// [`conformance_suite!`](crate::conformance_suite) runs it ([`run`]: a fresh harness and
+/// runtime, skips and notes reported the same way), but the cases that mostly wait (for an
+/// expiry, a deadline, a slow server) overlap on threads of their own while the others run
+/// one after another, so a suite takes seconds instead of the sum of its waits. Panics
+/// naming every failed case.
+///
+/// ```no_run
+/// # use session_core::conformance::{run_suite, Harness};
+/// # fn demo<H: Harness>(make: impl Fn() -> H + Sync) {
+/// run_suite(make);
+/// # }
+/// ```
+pub fn run_suite<H: Harness>(make: impl Fn() -> H + Sync) {
+    let (late, cases): (Vec<_>, Vec<_>) = cases::all::<H>()
+        .into_iter()
+        .partition(|(name, _)| LATE_CASES.contains(name));
+    let (waiting, working): (Vec<_>, Vec<_>) = cases
+        .into_iter()
+        .partition(|(name, _)| WAITING_CASES.contains(name));
+    let run_case = |name: &str, case: for<'a> fn(&'a H) -> CaseFuture<'a>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(name, make(), case)))
+    };
+    let run_case = &run_case;
+    let mut failed: Vec<String> = Vec::new();
+    std::thread::scope(|scope| {
+        let waiting_then_late = scope.spawn(move || {
+            let threads: Vec<_> = waiting
+                .into_iter()
+                .map(|(name, case)| (name, scope.spawn(move || run_case(name, case))))
+                .collect();
+            let mut outcomes: Vec<_> = threads
+                .into_iter()
+                .map(|(name, thread)| (name, thread.join().and_then(|outcome| outcome)))
+                .collect();
+            outcomes.extend(
+                late.into_iter()
+                    .map(|(name, case)| (name, run_case(name, case))),
+            );
+            outcomes
+        });
+        let mut outcomes: Vec<_> = working
+            .into_iter()
+            .map(|(name, case)| (name, run_case(name, case)))
+            .collect();
+        match waiting_then_late.join() {
+            Ok(more) => outcomes.extend(more),
+            Err(panic) => outcomes.push(("(the waiting cases' runner)", Err(panic))),
+        }
+        for (name, outcome) in outcomes {
+            if let Err(panic) = outcome {
+                failed.push(format!("{name}: {}", panic_message(panic.as_ref())));
+            }
+        }
+    });
+    assert!(
+        failed.is_empty(),
+        "{} conformance case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(a panic without a message)")
+}
+
 /// Reports that `what` could not run: a loud message (past the test harness's capture), a
 /// line in `$SESSION_STORES_SKIP_LOG`, and a panic when the `CI` environment variable is set,
 /// where a skip counts as a failure. The one place that rule lives, for the suite and for any
