@@ -297,7 +297,9 @@ fn shout(line: &str) {
             .append(true)
             .open(log);
         if let Ok(mut file) = file {
-            let _ = writeln!(file, "{line}");
+            // One write per line: cases running side by side append to the same log, and
+            // `writeln!` may split a line into several writes that interleave.
+            let _ = file.write_all(format!("{line}\n").as_bytes());
         }
     }
 }
