@@ -65,17 +65,6 @@ fn spec(backend: Backend) -> Option<Spec> {
     })
 }
 
-/// The environment variable naming a custom image for `backend`.
-fn image_var(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Redis => "SESSION_STORES_REDIS_IMAGE",
-        Backend::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_IMAGE",
-        Backend::Postgres => "SESSION_STORES_POSTGRES_IMAGE",
-        Backend::Mongo => "SESSION_STORES_MONGO_IMAGE",
-        Backend::Mysql => "SESSION_STORES_MYSQL_IMAGE",
-    }
-}
-
 /// Starts a server for `backend` and returns its URL. Callable from async code: the
 /// blocking runner gets a thread of its own (it would panic inside a tokio runtime).
 pub(crate) fn start(backend: Backend) -> Result<String, Skip> {
@@ -94,10 +83,7 @@ fn start_here(backend: Backend) -> Result<String, Skip> {
             backend.env_var()
         )));
     };
-    let custom = std::env::var(image_var(backend))
-        .ok()
-        .filter(|image| !image.trim().is_empty());
-    match custom {
+    match backend.custom_image() {
         Some(image) => {
             let (name, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
             let image = GenericImage::new(name, tag)

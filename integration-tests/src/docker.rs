@@ -20,15 +20,12 @@ use std::time::{Duration, Instant};
 
 use session_core::SessionId;
 
-use crate::Skip;
+use crate::{Backend, Skip};
 
 /// The label (`key=value`) on every container and network created here.
 pub const MANAGED_BY: &str = "org.testcontainers.managed-by=testcontainers";
 
-/// The variable naming the Redis image of [`RedisCluster`]; unset, [`DEFAULT_REDIS_IMAGE`].
-pub const REDIS_IMAGE_VAR: &str = "SESSION_STORES_REDIS_IMAGE";
-
-/// The upstream image used when [`REDIS_IMAGE_VAR`] is not set.
+/// The upstream image of [`RedisCluster`] when `SESSION_STORES_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.0";
 
 /// How long one `docker` command may take before it counts as hung (a `docker run` on a
@@ -112,7 +109,9 @@ pub fn available(image: &str) -> Result<(), Skip> {
     }
     docker(&["pull", "--quiet", image]).map_err(|err| {
         Skip(format!(
-            "the image {image} is not on this machine and pulling it failed ({err}): build              the local ones with `scripts/services docker` and name one with {REDIS_IMAGE_VAR}"
+            "the image {image} is not on this machine and pulling it failed ({err}): build \
+             the local ones with `scripts/services docker` and name one with {}",
+            Backend::Redis.image_var()
         ))
     })?;
     Ok(())
@@ -281,9 +280,8 @@ impl Drop for Network {
 
 /// The Redis image to run: `$SESSION_STORES_REDIS_IMAGE`, else [`DEFAULT_REDIS_IMAGE`].
 pub fn redis_image() -> String {
-    std::env::var(REDIS_IMAGE_VAR)
-        .ok()
-        .filter(|image| !image.trim().is_empty())
+    Backend::Redis
+        .custom_image()
         .unwrap_or_else(|| DEFAULT_REDIS_IMAGE.to_owned())
 }
 

@@ -58,6 +58,25 @@ impl Backend {
         }
     }
 
+    /// The environment variable naming a Docker image (`name:tag`) to run this backend's
+    /// server from, instead of the upstream one (see `scripts/services docker`).
+    pub fn image_var(self) -> &'static str {
+        match self {
+            Self::Redis => "SESSION_STORES_REDIS_IMAGE",
+            Self::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_IMAGE",
+            Self::Postgres => "SESSION_STORES_POSTGRES_IMAGE",
+            Self::Mongo => "SESSION_STORES_MONGO_IMAGE",
+            Self::Mysql => "SESSION_STORES_MYSQL_IMAGE",
+        }
+    }
+
+    /// The image [`Self::image_var`] names, when set.
+    pub fn custom_image(self) -> Option<String> {
+        std::env::var(self.image_var())
+            .ok()
+            .filter(|image| !image.trim().is_empty())
+    }
+
     fn index(self) -> usize {
         Self::ALL.iter().position(|b| *b == self).unwrap_or(0)
     }

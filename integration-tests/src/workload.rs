@@ -123,6 +123,30 @@ impl Report {
         history::check(&file).map_err(|err| format!("{}: {err}", file.display()))
     }
 
+    /// Asserts what every workload test asserts: a clean run ([`Self::is_clean`]) and a
+    /// linearizable history (`name`/`scenario` name its file; a missing checker is a loud
+    /// skip). Returns how many operations the checker found of unknown outcome.
+    pub fn assert_clean_and_linearizable(&self, test: &str, name: &str, scenario: &str) -> u64 {
+        assert!(self.is_clean(), "{test}:\n{}\n{self}", self.problems());
+        match self.check_linearizability(name, scenario) {
+            Ok(verdict) => {
+                eprintln!("{test}: linearizability: {verdict:?}");
+                assert!(
+                    verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
+                    "{test}: the history is not linearizable: {verdict:?} (see target/histories)"
+                );
+                verdict.unknown
+            }
+            Err(reason) => {
+                session_core::conformance::skip(
+                    &format!("the linearizability check of {test}"),
+                    &reason,
+                );
+                0
+            }
+        }
+    }
+
     /// Every problem, one per line, for an assertion message.
     pub fn problems(&self) -> String {
         let mut lines: Vec<String> = Vec::new();

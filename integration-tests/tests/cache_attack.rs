@@ -299,6 +299,18 @@ async fn a_read_overlapping_limit_owner_never_caches_an_ended_session() {
     );
 }
 
+/// A session cached `here` with no owner, which `there` (another process) then gives to
+/// `u`, as a login keeping the id would: the copy cached here still says "no owner".
+async fn cached_here_then_owned_there(here: &Cached, there: &Cached) -> SessionId {
+    let record = owned_session(here, None, 1).await;
+    let id = record.id().clone();
+    assert_eq!(value(&here.get(&id).await.unwrap()), Some(1));
+    let mut login = there.get(&id).await.unwrap().unwrap();
+    login.set_owner(Some("u".into()));
+    there.update(&mut login).await.unwrap();
+    id
+}
+
 /// Another process makes a session cached here (anonymous) belong to `u`; this process then
 /// revokes `u`'s sessions, which ends that one in the backend. The copy cached here still
 /// says "no owner", but it is a session this process revoked: it must not be served.
@@ -307,14 +319,7 @@ async fn a_revocation_ends_a_cached_session_another_process_gave_the_owner() {
     let backend = Arc::new(Gated::default());
     let here = cached(&backend);
     let there = cached(&backend);
-    let record = owned_session(&here, None, 1).await;
-    let id = record.id().clone();
-    assert_eq!(value(&here.get(&id).await.unwrap()), Some(1));
-
-    // The login, through the other process: same id, now owned by `u`.
-    let mut login = there.get(&id).await.unwrap().unwrap();
-    login.set_owner(Some("u".into()));
-    there.update(&mut login).await.unwrap();
+    let id = cached_here_then_owned_there(&here, &there).await;
 
     assert_eq!(here.destroy_by_owner("u").await.unwrap(), 1);
     assert!(
@@ -329,13 +334,7 @@ async fn limit_owner_ends_a_cached_session_another_process_gave_the_owner() {
     let backend = Arc::new(Gated::default());
     let here = cached(&backend);
     let there = cached(&backend);
-    let record = owned_session(&here, None, 1).await;
-    let id = record.id().clone();
-    assert_eq!(value(&here.get(&id).await.unwrap()), Some(1));
-
-    let mut login = there.get(&id).await.unwrap().unwrap();
-    login.set_owner(Some("u".into()));
-    there.update(&mut login).await.unwrap();
+    let id = cached_here_then_owned_there(&here, &there).await;
     tokio::time::sleep(Duration::from_millis(2)).await;
     owned_session(&there, Some("u"), 2).await;
 

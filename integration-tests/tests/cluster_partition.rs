@@ -120,24 +120,8 @@ async fn scenario(client: Client) {
         .await;
 
     eprintln!("{test}: resumed after {resumed:?}; {report}");
-    assert!(
-        report.is_clean(),
-        "{test}:\n{}\n{report}",
-        report.problems()
-    );
     let name = format!("cluster-partition-{client:?}").to_lowercase();
-    let mut unknown = 0;
-    match report.check_linearizability(&name, "partition") {
-        Ok(verdict) => {
-            eprintln!("{test}: linearizability: {verdict:?}");
-            assert!(
-                verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
-                "{test}: the history is not linearizable: {verdict:?} (see target/histories)"
-            );
-            unknown = verdict.unknown;
-        }
-        Err(reason) => skip(&format!("the linearizability check of {test}"), &reason),
-    }
+    let unknown = report.assert_clean_and_linearizable(&test, &name, "partition");
     assert!(
         report.acked_updates > 0 && report.acked_creates > 0,
         "{test}: the workload made no progress: {report}"

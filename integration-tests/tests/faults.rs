@@ -71,24 +71,8 @@ async fn scenario(target: Target, fault: Fault) {
     proxy.delete().await.ok();
 
     eprintln!("{test}: resumed after {resumed:?}; {report}");
-    assert!(
-        report.is_clean(),
-        "{test}:\n{}\n{report}",
-        report.problems()
-    );
     let name = format!("{}-{fault:?}", target.name()).to_lowercase();
-    let mut unknown = 0;
-    match report.check_linearizability(&name, &format!("{fault:?}")) {
-        Ok(verdict) => {
-            eprintln!("{test}: linearizability: {verdict:?}");
-            assert!(
-                verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
-                "{test}: the history is not linearizable: {verdict:?} (see target/histories)"
-            );
-            unknown = verdict.unknown;
-        }
-        Err(reason) => skip(&format!("the linearizability check of {test}"), &reason),
-    }
+    let unknown = report.assert_clean_and_linearizable(&test, &name, &format!("{fault:?}"));
     assert!(
         resumed.is_some(),
         "{test}: the store did not resume within 20 s of the fault being lifted"

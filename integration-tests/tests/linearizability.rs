@@ -23,21 +23,7 @@ async fn check_with(name: &str, store: Arc<dyn SessionStore>, workload: Workload
         .start(store)
         .run(tokio::time::sleep(Duration::from_secs(4)))
         .await;
-    assert!(
-        report.is_clean(),
-        "{name}:\n{}\n{report}",
-        report.problems()
-    );
-    match report.check_linearizability(&format!("healthy-{name}"), "healthy") {
-        Ok(verdict) => {
-            eprintln!("{name}: {verdict:?}");
-            assert!(
-                verdict.anomalies == 0 && verdict.timed_out == 0 && verdict.ops > 0,
-                "{name}: the history is not linearizable: {verdict:?} (see target/histories)"
-            );
-        }
-        Err(reason) => skip(&format!("the linearizability check of {name}"), &reason),
-    }
+    report.assert_clean_and_linearizable(name, &format!("healthy-{name}"), "healthy");
 }
 
 /// The workload for a store whose owner-wide calls and moves are not one atomic step, as
