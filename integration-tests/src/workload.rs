@@ -30,6 +30,10 @@ use time::OffsetDateTime;
 use crate::history::{self, History, Verdict};
 use crate::linearizable::{self, Partitions};
 
+/// The per-call timeout the fault tests and the soak run give their stores: short, so a
+/// fault shows up as timed-out calls within a run of a few seconds.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How much work, and how long calls may take.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -39,10 +43,8 @@ pub struct Workload {
     pub counters: usize,
     /// Workers creating, reading and destroying sessions.
     pub churners: usize,
-    /// The store's configured per-call timeout.
-    pub timeout: Duration,
-    /// Slack over `timeout` before a call counts as overrunning it (scheduling on a busy
-    /// 2-core machine).
+    /// Slack over the store's own timeout ([`SessionStore::timeout`]) before a call counts
+    /// as overrunning it (scheduling on a busy 2-core machine).
     pub margin: Duration,
     /// How long after the schedule ends an unresolved operation may keep retrying.
     pub recovery: Duration,
@@ -56,7 +58,6 @@ impl Default for Workload {
             updaters: 6,
             counters: 2,
             churners: 2,
-            timeout: Duration::from_secs(1),
             margin: Duration::from_secs(1),
             recovery: Duration::from_secs(30),
             recorded: Some(Partitions::default()),
@@ -81,7 +82,7 @@ pub struct Report {
     pub acked_destroys: u64,
     /// Acknowledged writes missing or changed afterwards: must be empty.
     pub lost: Vec<String>,
-    /// Calls that took longer than the timeout plus the margin: must be empty.
+    /// Calls that took longer than the store's timeout plus the margin: must be empty.
     pub overran: Vec<String>,
     /// Errors that should have been retryable but were not: must be empty.
     pub fatal: Vec<String>,
@@ -350,7 +351,7 @@ impl Run {
         what: &'static str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let limit = self.workload.timeout + self.workload.margin;
+        let limit = self.store.timeout() + self.workload.margin;
         let started = Instant::now();
         let outcome = tokio::time::timeout(limit * 3, call).await;
         let took = started.elapsed();

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use integration_tests::docker::{self, RedisCluster};
 use integration_tests::linearizable::Partitions;
-use integration_tests::workload::Workload;
+use integration_tests::workload::{CALL_TIMEOUT, Workload};
 use session_core::conformance::skip;
 use session_core::{SessionId, StoreOptions};
 use session_redis::{Client, RedisStore};
@@ -73,7 +73,7 @@ async fn scenario(client: Client) {
         ..Workload::default()
     };
     let options = StoreOptions {
-        timeout: workload.timeout,
+        timeout: CALL_TIMEOUT,
         ..StoreOptions::default()
     };
     let store = RedisStore::builder()

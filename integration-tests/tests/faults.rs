@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use integration_tests::targets::{Target, host_port, with_host_port};
 use integration_tests::toxiproxy::{Fault, Toxiproxy};
-use integration_tests::workload::Workload;
+use integration_tests::workload::{CALL_TIMEOUT, Workload};
 use integration_tests::{Skip, server_url};
 use session_core::StoreOptions;
 use session_core::conformance::skip;
@@ -47,7 +47,7 @@ async fn scenario(target: Target, fault: Fault) {
         ..Workload::default()
     };
     let options = StoreOptions {
-        timeout: workload.timeout,
+        timeout: CALL_TIMEOUT,
         ..StoreOptions::default()
     };
     let store = target

@@ -1622,7 +1622,6 @@ async fn attack_timeouts_everywhere_stay_linearizable() {
         .build(setup.pool().clone())
         .unwrap();
     let workload = Workload {
-        timeout,
         recorded: Some(Partitions {
             workers: 4,
             hot_rounds: 4,

@@ -1589,7 +1589,6 @@ async fn attack_timeouts_everywhere_stay_linearizable() {
         );
     }
     let workload = Workload {
-        timeout,
         recorded: Some(Partitions {
             workers: 4,
             hot_rounds: 4,

@@ -21,7 +21,7 @@ use integration_tests::servers::{
     DedicatedServer, FerretServer, MariadbServer, PostgresServer, RedisServer,
 };
 use integration_tests::targets::Target;
-use integration_tests::workload::{Report, Workload};
+use integration_tests::workload::{CALL_TIMEOUT, Report, Workload};
 use session_core::StoreOptions;
 
 /// Soak test: the workload of the fault tests while real servers crash and restart.
@@ -78,7 +78,7 @@ async fn soak(target: Target, args: &Args) -> Result<(u32, Report), String> {
         ..Workload::default()
     };
     let options = StoreOptions {
-        timeout: workload.timeout,
+        timeout: CALL_TIMEOUT,
         ..StoreOptions::default()
     };
     let store = target
