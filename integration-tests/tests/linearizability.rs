@@ -13,6 +13,7 @@ use integration_tests::{Backend, Skip, server_url};
 use session_core::conformance::skip;
 use session_core::{HashedIds, SessionStore};
 use session_memory::{CachedStore, MemoryStore};
+use session_telemetry::InstrumentedStore;
 
 async fn check(name: &str, store: Arc<dyn SessionStore>) {
     check_with(name, store, Workload::default()).await;
@@ -61,6 +62,23 @@ async fn wrappers_over_memory() {
     .await;
     let cached = CachedStore::builder(MemoryStore::new()).build();
     check("cached-memory", Arc::new(cached)).await;
+    let instrumented = InstrumentedStore::new(MemoryStore::new());
+    std::mem::forget(instrumented.subscribe());
+    check("instrumented-memory", Arc::new(instrumented)).await;
+}
+
+/// The telemetry wrapper over a real server: it must change nothing a call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instrumented_redis() {
+    let (_, factory) = ALL.iter().find(|(name, _)| *name == "redis").unwrap();
+    match factory().await {
+        Ok(store) => {
+            let instrumented = InstrumentedStore::new(store);
+            std::mem::forget(instrumented.subscribe());
+            check("instrumented-redis", Arc::new(instrumented)).await;
+        }
+        Err(Skip(reason)) => skip("linearizability on instrumented redis", &reason),
+    }
 }
 
 /// The in-process stores again, with every partition but one in five hot and nothing else

@@ -1,7 +1,7 @@
 //! The store wrappers over every backend on real servers: the whole conformance suite
-//! through `EncryptedStore` and through `CachedStore` (the two-tier cache); for encryption
-//! also raw reads proving no plaintext reaches the server, ciphertexts moved under another
-//! id, and key rotation.
+//! through `EncryptedStore`, `CachedStore` (the two-tier cache) and `InstrumentedStore`
+//! (telemetry); for encryption also raw reads proving no plaintext reaches the server,
+//! ciphertexts moved under another id, and key rotation.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
 
@@ -22,6 +22,7 @@ use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
 use session_postgres::PostgresStore;
 use session_postgres::sqlx;
 use session_redis::{Client, RedisStore};
+use session_telemetry::InstrumentedStore;
 use time::Duration;
 
 /// The suite's key list: the first encrypts, the second is an "old" key that still decrypts.
@@ -371,6 +372,40 @@ impl<B: InnerBackend> Harness for Cached<B> {
     }
 }
 
+/// The telemetry wrapper in front of one backend, with a subscriber that never reads (so
+/// every event is built and sent).
+struct Instrumented<B>(B);
+
+impl<B> Instrumented<B> {
+    fn wrap<S: SessionStore>(inner: S) -> InstrumentedStore<S> {
+        let store = InstrumentedStore::new(inner);
+        std::mem::forget(store.subscribe());
+        store
+    }
+}
+
+#[async_trait]
+impl<B: InnerBackend> Harness for Instrumented<B> {
+    type Store = InstrumentedStore<B::Store>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        self.0.available().await
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        Self::wrap(self.0.fresh(options).await)
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        self.0.write_corrupt(store.inner(), id).await;
+        Ok(())
+    }
+
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        Ok(Self::wrap(self.0.slow(options).await?))
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The suite, with its waiting cases overlapped
 
@@ -418,6 +453,12 @@ mod cached {
 }
 
 suite_on_every_backend!(Encrypted);
+
+/// The whole suite through the telemetry wrapper, over every backend.
+mod instrumented {
+    use super::*;
+    suite_on_every_backend!(Instrumented);
+}
 
 /// `EncryptedStore` over `HashedIds` over a backend: the data sealed for the caller's id,
 /// stored under its hash (listings, which only know the hash, must still open it).

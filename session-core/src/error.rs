@@ -152,6 +152,22 @@ impl Error {
         matches!(self, Self::Conflict { .. })
     }
 
+    /// A short, stable name for the error's kind, for metrics labels and the OpenTelemetry
+    /// `error.type` attribute: `backend`, `encode`, `decode`, `conflict`, `invalid_id`,
+    /// `payload_too_large`, `timeout` or `config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Backend { .. } => "backend",
+            Self::Encode { .. } => "encode",
+            Self::Decode { .. } => "decode",
+            Self::Conflict { .. } => "conflict",
+            Self::InvalidId(_) => "invalid_id",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Timeout { .. } => "timeout",
+            Self::Config(_) => "config",
+        }
+    }
+
     /// The session the error is about, when there is one.
     pub fn session_id(&self) -> Option<&SessionId> {
         match self {
@@ -181,7 +197,9 @@ mod tests {
         assert!(timeout.is_retryable());
         assert!(!Error::decode(&id, "not json").is_retryable());
         assert!(!Error::Conflict { id: id.clone() }.is_retryable());
-        assert!(Error::Conflict { id }.is_conflict());
+        assert!(Error::Conflict { id: id.clone() }.is_conflict());
+        assert_eq!(Error::Conflict { id }.kind(), "conflict");
+        assert_eq!(Error::Config("x".into()).kind(), "config");
     }
 
     #[test]

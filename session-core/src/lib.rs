@@ -52,7 +52,7 @@ pub use error::{BoxError, Error, Result};
 pub use expiry::Expiry;
 pub use hashed::HashedIds;
 pub use id::{Fingerprint, InvalidId, MAX_ID_LEN, MIN_ID_LEN, SessionId};
-pub use modify::modify;
+pub use modify::{MODIFY_GIVE_UPS, MODIFY_RETRIES, modify};
 pub use options::{CorruptPolicy, StoreOptions};
 pub use pruner::Pruner;
 pub use record::{Data, Record};

@@ -5,13 +5,21 @@ use crate::id::SessionId;
 use crate::record::Record;
 use crate::store::SessionStore;
 
+/// The counter of lost races [`modify`] read again after.
+pub const MODIFY_RETRIES: &str = "session_modify_retries_total";
+/// The counter of [`modify`] calls that gave up with [`Error::Conflict`].
+pub const MODIFY_GIVE_UPS: &str = "session_modify_give_ups_total";
+
 /// Reads the session, applies `change` to it and stores it with a compare-and-swap
 /// ([`SessionStore::update`]), reading again and re-applying `change` when another writer
 /// got there first. Returns the stored record and what `change` returned, or `None` when
 /// there is no live session (it is never resurrected).
 ///
 /// `change` may run more than once, so it should only compute from the record it is given.
-/// After `attempts` lost races the [`Error::Conflict`] is returned. With `n` writers that
+/// After `attempts` lost races the [`Error::Conflict`] is returned. Every lost race it reads
+/// again after counts in the `session_modify_retries_total` metric, every give-up in
+/// `session_modify_give_ups_total` (through the `metrics` facade: free when no recorder is
+/// installed). With `n` writers that
 /// each make one change, `n` attempts always suffice: every lost race is another writer's
 /// success.
 ///
@@ -37,16 +45,22 @@ where
     F: FnMut(&mut Record) -> T + Send,
     T: Send,
 {
-    for _ in 0..attempts.max(1) {
+    let attempts = attempts.max(1);
+    for attempt in 1..=attempts {
         let Some(mut record) = store.get(id).await? else {
             return Ok(None);
         };
         let output = change(&mut record);
         match store.update(&mut record).await {
             Ok(()) => return Ok(Some((record, output))),
-            Err(err) if err.is_conflict() => continue,
+            Err(err) if err.is_conflict() => {
+                if attempt < attempts {
+                    metrics::counter!(MODIFY_RETRIES).increment(1);
+                }
+            }
             Err(err) => return Err(err),
         }
     }
+    metrics::counter!(MODIFY_GIVE_UPS).increment(1);
     Err(Error::Conflict { id: id.clone() })
 }

@@ -12,6 +12,7 @@
 //! - `POST /logout-everywhere` ends every session of the user (owner revocation), 204.
 //! - At most [`Demo::max_sessions_per_user`] live sessions per user: a new login ends the
 //!   oldest (`SessionStore::limit_owner`).
+//! - `GET /metrics` ([`metrics_routes`]): every store call's metrics, as Prometheus text.
 //!
 //! The cookie `sid` is HttpOnly, SameSite=Lax and signed (HMAC-SHA256, checked in constant
 //! time by the `cookie` crate); `Secure` when [`Demo::secure_cookies`] is set.
@@ -29,12 +30,18 @@ use serde::Deserialize;
 use serde_json::json;
 use session_core::{Expiry, Record, SessionId, SessionStore, modify};
 
+mod telemetry;
+use telemetry::instrument;
+pub use telemetry::{install_prometheus, metrics_routes};
+
 /// The store a setting names: `memory` (or nothing) for the in-process store, or a
 /// `redis://` (also `rediss://`, `redis+cluster://`, comma-separated nodes),
 /// `postgres://`, `mysql://` (also `mariadb://`), `sqlite://path/to/file.db` (or
 /// `sqlite::memory:`) or `mongodb://` URL. The SQL databases get their table created; MongoDB uses the
 /// interval expiry mode, which works on MongoDB and on MongoDB-protocol servers without TTL
-/// indexes alike.
+/// indexes alike. Every store comes wrapped in an
+/// [`InstrumentedStore`](session_telemetry::InstrumentedStore): spans and metrics for every
+/// call.
 pub async fn store_from_setting(
     setting: Option<&str>,
 ) -> session_core::Result<Arc<dyn SessionStore>> {
@@ -43,37 +50,43 @@ pub async fn store_from_setting(
         .split_once(':')
         .map_or(setting, |(scheme, _)| scheme);
     Ok(match scheme {
-        "" | "memory" => Arc::new(session_memory::MemoryStore::new()),
-        "redis" | "rediss" | "redis+cluster" | "redis-cluster" | "redis+sentinel" => {
-            Arc::new(session_redis::RedisStore::from_url(setting).await?)
-        }
+        "" | "memory" => instrument(session_memory::MemoryStore::new(), "memory", setting),
+        "redis" | "rediss" | "redis+cluster" | "redis-cluster" | "redis+sentinel" => instrument(
+            session_redis::RedisStore::from_url(setting).await?,
+            "redis",
+            setting,
+        ),
         "postgres" | "postgresql" => {
             let store = session_postgres::PostgresStore::builder()
                 .connect(setting)
                 .await?;
             store.migrate().await?;
-            Arc::new(store)
+            instrument(store, "postgresql", setting)
         }
         "mysql" | "mariadb" => {
             let store = session_mysql::MysqlStore::builder()
                 .connect(&setting.replacen("mariadb:", "mysql:", 1))
                 .await?;
             store.migrate().await?;
-            Arc::new(store)
+            instrument(store, "mysql", setting)
         }
         "sqlite" => {
             let store = session_sqlite::SqliteStore::builder()
                 .connect(setting)
                 .await?;
             store.migrate().await?;
-            Arc::new(store)
+            instrument(store, "sqlite", setting)
         }
         "mongodb" | "mongodb+srv" => {
             let config = session_mongo::MongoConfig {
                 expiry: session_mongo::ExpiryMode::Interval(std::time::Duration::from_secs(60)),
                 ..Default::default()
             };
-            Arc::new(session_mongo::MongoStore::connect(setting, config).await?)
+            instrument(
+                session_mongo::MongoStore::connect(setting, config).await?,
+                "mongodb",
+                setting,
+            )
         }
         _ => {
             return Err(session_core::Error::Config(format!(

@@ -5,19 +5,27 @@
 //!
 //! `SESSION_DEMO_SECRET`: at least 64 bytes signing the cookie; without it a random key is
 //! used and every restart logs everybody out.
+//!
+//! `SESSION_DEMO_LOG=json` logs one JSON object per line (spans included) instead of text;
+//! `RUST_LOG` filters as usual. `GET /metrics` serves the store's metrics.
 
 use axum_extra::extract::cookie::Key;
 use session_core::Expiry;
-use session_demo::{Demo, app, store_from_setting};
+use session_demo::{Demo, app, install_prometheus, metrics_routes, store_from_setting};
 use time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    if std::env::var("SESSION_DEMO_LOG").is_ok_and(|v| v == "json") {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
+    // Before the store is built, so the store describes its metrics to it.
+    let prometheus = install_prometheus()?;
     let key = match std::env::var("SESSION_DEMO_SECRET") {
         Ok(secret) => Key::try_from(secret.as_bytes())
             .map_err(|_| "SESSION_DEMO_SECRET must be at least 64 bytes")?,
@@ -37,6 +45,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("SESSION_DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("session demo on http://{addr} with {:?}", demo.store);
-    axum::serve(listener, app(demo)).await?;
+    axum::serve(listener, app(demo).merge(metrics_routes(prometheus))).await?;
     Ok(())
 }

@@ -1,0 +1,158 @@
+//! The metrics every instrumented store records, by name, and how one call is counted.
+//!
+//! Names follow Prometheus' conventions (base units in the name, `_total` on counters);
+//! the `db_system` and `operation` labels carry OpenTelemetry's `db.system.name` and
+//! `db.operation.name`. The README's metrics table lists the same.
+
+use std::time::Duration;
+
+use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use session_core::Error;
+
+/// Histogram, seconds: one store call, labelled `db_system`, `operation`, `outcome`.
+pub const OPERATION_DURATION: &str = "session_store_operation_duration_seconds";
+/// Counter: failed calls (conflicts not included), labelled `db_system`, `operation`,
+/// `error_type` ([`Error::kind`]) and `retryable`.
+pub const ERRORS: &str = "session_store_errors_total";
+/// Counter: calls that lost to another session or writer (`update`'s compare-and-swap,
+/// `insert` of a taken id, `rename` onto a live session), labelled `db_system`, `operation`.
+pub const CONFLICTS: &str = "session_store_conflicts_total";
+/// Histogram, bytes: session data as JSON, on writes and on reads that found a session,
+/// labelled `db_system`, `operation`.
+pub const PAYLOAD_SIZE: &str = "session_store_payload_bytes";
+/// Counter: sessions created (`insert` that stored, `create`), labelled `db_system`.
+pub const CREATED: &str = "session_store_sessions_created_total";
+/// Counter: successful `destroy` calls, labelled `db_system`.
+pub const DESTROYED: &str = "session_store_sessions_destroyed_total";
+/// Counter: sessions moved to a fresh id by `cycle_id`, labelled `db_system`.
+pub const ROTATED: &str = "session_store_sessions_rotated_total";
+/// Counter: expired records removed by `delete_expired`, labelled `db_system`.
+pub const PURGED: &str = "session_store_sessions_purged_total";
+/// Counter: live sessions ended by owner, labelled `db_system` and `reason`: `owner`
+/// (`destroy_by_owner`, "log out everywhere") or `limit` (`limit_owner`).
+pub const REVOKED: &str = "session_store_sessions_revoked_total";
+
+/// How a call ended, the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did what was asked.
+    Ok,
+    /// There was no live session (`get` found none, `touch`, `rename` or `cycle_id` had
+    /// nothing to act on).
+    Miss,
+    /// It lost to another writer or session (see [`CONFLICTS`]).
+    Conflict,
+    /// It failed (see [`ERRORS`]).
+    Error,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Miss => "miss",
+            Self::Conflict => "conflict",
+            Self::Error => "error",
+        }
+    }
+
+    /// The outcome of a failed call.
+    pub(crate) fn of_error(err: &Error) -> Self {
+        if err.is_conflict() {
+            Self::Conflict
+        } else {
+            Self::Error
+        }
+    }
+}
+
+/// Gives every metric its unit and help text in the installed recorder. The store builder
+/// calls it; call it again if you install a recorder after building the store.
+pub fn describe() {
+    describe_histogram!(
+        OPERATION_DURATION,
+        Unit::Seconds,
+        "Session store calls by operation and outcome."
+    );
+    describe_counter!(ERRORS, "Failed session store calls by error kind.");
+    describe_counter!(
+        CONFLICTS,
+        "Session store calls that lost a compare-and-swap or found the id taken."
+    );
+    describe_histogram!(PAYLOAD_SIZE, Unit::Bytes, "Session data size as JSON.");
+    describe_counter!(CREATED, "Sessions created.");
+    describe_counter!(DESTROYED, "Sessions destroyed one by one (logout).");
+    describe_counter!(ROTATED, "Sessions moved to a fresh id.");
+    describe_counter!(PURGED, "Expired sessions removed by a purge.");
+    describe_counter!(REVOKED, "Live sessions ended by owner.");
+    describe_counter!(
+        session_core::MODIFY_RETRIES,
+        "Lost compare-and-swaps that session_core::modify read again after."
+    );
+    describe_counter!(
+        session_core::MODIFY_GIVE_UPS,
+        "session_core::modify calls that gave up after their attempts."
+    );
+}
+
+/// Records one call's duration, outcome and error.
+pub(crate) fn call(
+    system: &'static str,
+    operation: &'static str,
+    outcome: Outcome,
+    took: Duration,
+    error: Option<&Error>,
+) {
+    histogram!(OPERATION_DURATION, "db_system" => system, "operation" => operation, "outcome" => outcome.as_str())
+        .record(took.as_secs_f64());
+    match outcome {
+        Outcome::Conflict => {
+            counter!(CONFLICTS, "db_system" => system, "operation" => operation).increment(1);
+        }
+        Outcome::Error => {
+            if let Some(err) = error {
+                let retryable = if err.is_retryable() { "true" } else { "false" };
+                counter!(ERRORS, "db_system" => system, "operation" => operation, "error_type" => err.kind(), "retryable" => retryable)
+                    .increment(1);
+            }
+        }
+        Outcome::Ok | Outcome::Miss => {}
+    }
+}
+
+/// Adds `n` to the lifecycle counter `name`.
+pub(crate) fn sessions(name: &'static str, system: &'static str, n: u64) {
+    if n > 0 {
+        counter!(name, "db_system" => system).increment(n);
+    }
+}
+
+/// Adds `n` to [`REVOKED`] with its reason.
+pub(crate) fn revoked(system: &'static str, reason: &'static str, n: u64) {
+    if n > 0 {
+        counter!(REVOKED, "db_system" => system, "reason" => reason).increment(n);
+    }
+}
+
+/// Records the size of `data` as JSON, counted as it is written out (nothing allocated).
+pub(crate) fn payload(system: &'static str, operation: &'static str, data: &session_core::Data) {
+    let mut size = Count(0);
+    if serde_json::to_writer(&mut size, data).is_ok() {
+        histogram!(PAYLOAD_SIZE, "db_system" => system, "operation" => operation)
+            .record(size.0 as f64);
+    }
+}
+
+/// A writer that only counts bytes.
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,387 @@
+//! [`InstrumentedStore`]: a span, metrics and lifecycle events around every call of any store.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use session_core::{Record, Rename, Result, SessionId, SessionStore};
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+
+use crate::events::{EventStream, SessionEvent};
+use crate::metrics::{self, Outcome};
+
+/// How many events a subscriber may fall behind before it misses some, by default.
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
+/// Wraps any [`SessionStore`] and reports every call: a `tracing` span, metrics through the
+/// `metrics` facade, and [`SessionEvent`]s to subscribers. It changes nothing about what the
+/// store does: every call goes to the inner store once, as it was made.
+pub struct InstrumentedStore<S> {
+    inner: S,
+    system: &'static str,
+    server_address: Option<String>,
+    server_port: Option<u16>,
+    payload_sizes: bool,
+    events: broadcast::Sender<SessionEvent>,
+}
+
+/// Configures an [`InstrumentedStore`]; from [`InstrumentedStore::builder`].
+#[derive(Debug)]
+pub struct Builder<S> {
+    inner: S,
+    system: &'static str,
+    server_address: Option<String>,
+    server_port: Option<u16>,
+    payload_sizes: bool,
+    event_capacity: usize,
+}
+
+impl<S: SessionStore> Builder<S> {
+    /// The backend, as OpenTelemetry's `db.system.name` names it: `redis`, `postgresql`,
+    /// `mongodb`, `sqlite`, `mysql`, `mariadb`, or `memory` (default `other`). It is the
+    /// `db_system` label of every metric.
+    pub fn system(mut self, system: &'static str) -> Self {
+        self.system = system;
+        self
+    }
+
+    /// The server's host and port, for the spans' `server.address` and `server.port`.
+    /// Give a host, never a URL: a URL may hold a password.
+    pub fn server(mut self, address: impl Into<String>, port: Option<u16>) -> Self {
+        self.server_address = Some(address.into());
+        self.server_port = port;
+        self
+    }
+
+    /// Whether to record the [payload size](crate::metrics::PAYLOAD_SIZE) of writes and
+    /// reads (default on). It costs a pass over the data counting its JSON size.
+    pub fn payload_sizes(mut self, on: bool) -> Self {
+        self.payload_sizes = on;
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it misses some (default
+    /// [`DEFAULT_EVENT_CAPACITY`]).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// The store. Describes the metrics to the installed recorder.
+    pub fn build(self) -> InstrumentedStore<S> {
+        metrics::describe();
+        InstrumentedStore {
+            inner: self.inner,
+            system: self.system,
+            server_address: self.server_address,
+            server_port: self.server_port,
+            payload_sizes: self.payload_sizes,
+            events: broadcast::channel(self.event_capacity).0,
+        }
+    }
+}
+
+impl<S: SessionStore> InstrumentedStore<S> {
+    /// `inner` with every call reported, with the default settings.
+    pub fn new(inner: S) -> Self {
+        Self::builder(inner).build()
+    }
+
+    /// Configures the wrapper of `inner`.
+    pub fn builder(inner: S) -> Builder<S> {
+        Builder {
+            inner,
+            system: "other",
+            server_address: None,
+            server_port: None,
+            payload_sizes: true,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The events of calls made from now on through this store (and its clones' `Arc`).
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::new(self.events.subscribe())
+    }
+
+    /// The call's span. Its fields follow OpenTelemetry's database conventions; the session
+    /// shows by fingerprint, filled in only when a subscriber listens (it costs a hash).
+    fn span(&self, operation: &'static str, id: Option<&SessionId>) -> Span {
+        let span = tracing::info_span!(
+            "session_store",
+            otel.name = operation,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system.name = self.system,
+            db.operation.name = operation,
+            server.address = Empty,
+            server.port = Empty,
+            session.fingerprint = Empty,
+            outcome = Empty,
+            error.type = Empty,
+        );
+        if !span.is_disabled() {
+            if let Some(address) = &self.server_address {
+                span.record("server.address", address.as_str());
+            }
+            if let Some(port) = self.server_port {
+                span.record("server.port", port);
+            }
+            if let Some(id) = id {
+                span.record(
+                    "session.fingerprint",
+                    tracing::field::display(id.fingerprint()),
+                );
+            }
+        }
+        span
+    }
+
+    /// Runs one call of the inner store inside its span, then records its outcome.
+    async fn observe<T>(
+        &self,
+        operation: &'static str,
+        id: Option<&SessionId>,
+        call: impl Future<Output = Result<T>>,
+        outcome: impl FnOnce(&T) -> Outcome,
+    ) -> Result<T> {
+        let span = self.span(operation, id);
+        let started = Instant::now();
+        let result = call.instrument(span.clone()).await;
+        let took = started.elapsed();
+        let outcome = match &result {
+            Ok(value) => outcome(value),
+            Err(err) => Outcome::of_error(err),
+        };
+        if !span.is_disabled() {
+            span.record("outcome", outcome.as_str());
+            if let (Outcome::Error, Err(err)) = (outcome, &result) {
+                span.record("error.type", err.kind());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        metrics::call(self.system, operation, outcome, took, result.as_ref().err());
+        result
+    }
+
+    fn payload(&self, operation: &'static str, record: &Record) {
+        if self.payload_sizes {
+            metrics::payload(self.system, operation, record.data());
+        }
+    }
+
+    /// Sends an event when someone listens (building it only then).
+    fn emit(&self, event: impl FnOnce() -> SessionEvent) {
+        if self.events.receiver_count() > 0 {
+            // No receiver left since the check: nobody to tell.
+            let _ = self.events.send(event());
+        }
+    }
+
+    fn created(&self, record: &Record) {
+        metrics::sessions(metrics::CREATED, self.system, 1);
+        self.emit(|| SessionEvent::Created {
+            id: record.id().clone(),
+            owner: record.owner().map(str::to_owned),
+        });
+    }
+
+    fn rotated(&self, from: &SessionId, to: &SessionId) {
+        metrics::sessions(metrics::ROTATED, self.system, 1);
+        self.emit(|| SessionEvent::Rotated {
+            from: from.clone(),
+            to: to.clone(),
+        });
+    }
+
+    fn revoked(&self, owner: &str, count: u64, everywhere: bool) {
+        let reason = if everywhere { "owner" } else { "limit" };
+        metrics::revoked(self.system, reason, count);
+        if count > 0 {
+            self.emit(|| SessionEvent::Revoked {
+                owner: owner.to_owned(),
+                count,
+                everywhere,
+            });
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for InstrumentedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstrumentedStore")
+            .field("inner", &self.inner)
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
+fn found<T>(value: &Option<T>) -> Outcome {
+    if value.is_some() {
+        Outcome::Ok
+    } else {
+        Outcome::Miss
+    }
+}
+
+fn ok<T>(_: &T) -> Outcome {
+    Outcome::Ok
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
+    async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        let record = self
+            .observe("get", Some(id), self.inner.get(id), found)
+            .await?;
+        if let Some(record) = &record {
+            self.payload("get", record);
+        }
+        Ok(record)
+    }
+
+    async fn insert(&self, record: &mut Record) -> Result<bool> {
+        let id = record.id().clone();
+        let stored = self
+            .observe("insert", Some(&id), self.inner.insert(record), |stored| {
+                if *stored {
+                    Outcome::Ok
+                } else {
+                    Outcome::Conflict
+                }
+            })
+            .await?;
+        if stored {
+            self.payload("insert", record);
+            self.created(record);
+        }
+        Ok(stored)
+    }
+
+    async fn set(&self, record: &mut Record) -> Result<()> {
+        let id = record.id().clone();
+        self.observe("set", Some(&id), self.inner.set(record), ok)
+            .await?;
+        self.payload("set", record);
+        Ok(())
+    }
+
+    async fn update(&self, record: &mut Record) -> Result<()> {
+        let id = record.id().clone();
+        self.observe("update", Some(&id), self.inner.update(record), ok)
+            .await?;
+        self.payload("update", record);
+        Ok(())
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        self.observe(
+            "touch",
+            Some(id),
+            self.inner.touch(id, expires_at),
+            |live| {
+                if *live { Outcome::Ok } else { Outcome::Miss }
+            },
+        )
+        .await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.observe("destroy", Some(id), self.inner.destroy(id), ok)
+            .await?;
+        metrics::sessions(metrics::DESTROYED, self.system, 1);
+        self.emit(|| SessionEvent::Destroyed { id: id.clone() });
+        Ok(())
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        let renamed = self
+            .observe(
+                "rename",
+                Some(from),
+                self.inner.rename(from, to),
+                |renamed| match renamed {
+                    Rename::Moved => Outcome::Ok,
+                    Rename::SourceMissing => Outcome::Miss,
+                    Rename::TargetTaken => Outcome::Conflict,
+                },
+            )
+            .await?;
+        if renamed == Rename::Moved {
+            self.rotated(from, to);
+        }
+        Ok(renamed)
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        let count = self
+            .observe("delete_expired", None, self.inner.delete_expired(), ok)
+            .await?;
+        metrics::sessions(metrics::PURGED, self.system, count);
+        if count > 0 {
+            self.emit(|| SessionEvent::Purged { count });
+        }
+        Ok(count)
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        self.observe("list_by_owner", None, self.inner.list_by_owner(owner), ok)
+            .await
+    }
+
+    async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+        let count = self
+            .observe(
+                "destroy_by_owner",
+                None,
+                self.inner.destroy_by_owner(owner),
+                ok,
+            )
+            .await?;
+        self.revoked(owner, count, true);
+        Ok(count)
+    }
+
+    async fn count(&self) -> Result<u64> {
+        self.observe("count", None, self.inner.count(), ok).await
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.timeout()
+    }
+
+    async fn create(&self, record: &mut Record) -> Result<()> {
+        let id = record.id().clone();
+        self.observe("create", Some(&id), self.inner.create(record), ok)
+            .await?;
+        self.payload("create", record);
+        self.created(record);
+        Ok(())
+    }
+
+    async fn cycle_id(&self, id: &SessionId) -> Result<Option<SessionId>> {
+        let fresh = self
+            .observe("cycle_id", Some(id), self.inner.cycle_id(id), found)
+            .await?;
+        if let Some(fresh) = &fresh {
+            self.rotated(id, fresh);
+        }
+        Ok(fresh)
+    }
+
+    async fn limit_owner(&self, owner: &str, keep: usize) -> Result<u64> {
+        let count = self
+            .observe("limit_owner", None, self.inner.limit_owner(owner, keep), ok)
+            .await?;
+        self.revoked(owner, count, false);
+        Ok(count)
+    }
+}
