@@ -12,7 +12,7 @@ use integration_tests::proxy::FaultProxy;
 use integration_tests::targets::{host_port, with_host_port};
 use integration_tests::{Backend, server_url};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use session_core::{Record, SessionId, SessionStore, modify, now};
+use session_core::{Record, SessionStore, modify, now};
 use session_postgres::PostgresStore;
 use session_redis::RedisStore;
 use session_telemetry::InstrumentedStore;

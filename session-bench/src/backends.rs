@@ -10,6 +10,7 @@ use session_memory::{CachedStore, MemoryStore};
 use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
 use session_postgres::PostgresStore;
 use session_redis::{DEFAULT_POOL_SIZE, RedisStore, RedisStoreBuilder};
+use session_telemetry::InstrumentedStore;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -21,6 +22,12 @@ use crate::target::Ours;
 
 /// The name of tower-sessions' MemoryStore in the output (the memory target compares to it).
 pub const TOWER_MEMORY: &str = "tower-sessions MemoryStore";
+
+/// The telemetry wrapper over the memory store (its overhead against the bare store).
+pub const INSTRUMENTED_MEMORY: &str = "InstrumentedStore<session-memory>";
+
+/// The telemetry wrapper over session-redis with fred (against `session-redis (fred)`).
+pub const INSTRUMENTED_REDIS: &str = "InstrumentedStore<session-redis (fred)>";
 
 /// Peers that are not benchmarked, and why (shown in the output).
 pub const EXCLUDED: &[(&str, &str)] = &[(
@@ -95,16 +102,19 @@ impl Urls {
     }
 }
 
-/// Every target of `backend` (connecting to `url`), after dropping leftovers of earlier runs.
+/// Every target of `backend` (connecting to `url`), after dropping leftovers of earlier runs;
+/// `recorded`: whether a metrics recorder is installed (the telemetry wrapper then records
+/// payload sizes too, as an app with an exporter would).
 pub async fn jobs(
     backend: Backend,
     url: Option<&str>,
     sessions: usize,
+    recorded: bool,
 ) -> Result<Vec<Box<dyn Job>>> {
     let url = url.unwrap_or_default();
     match backend {
-        Backend::Memory => Ok(memory(sessions)),
-        Backend::Redis => redis(url).await,
+        Backend::Memory => Ok(memory(sessions, recorded)),
+        Backend::Redis => redis(url, recorded).await,
         Backend::Postgres => postgres(url).await,
         Backend::Mongo => mongo(url).await,
         Backend::Sqlite => sqlite(url).await,
@@ -125,12 +135,20 @@ pub async fn teardown(backend: Backend, url: Option<&str>) -> Result<()> {
     }
 }
 
-fn memory(sessions: usize) -> Vec<Box<dyn Job>> {
+fn memory(sessions: usize, recorded: bool) -> Vec<Box<dyn Job>> {
     let capacity = 2 * sessions as u64 + 2_000;
     vec![
         job(Ours::new(
             MemoryStore::new(),
             "session-memory MemoryStore",
+            "memory",
+        )),
+        job(Ours::new(
+            InstrumentedStore::builder(MemoryStore::new())
+                .system("memory")
+                .payload_sizes(recorded)
+                .build(),
+            INSTRUMENTED_MEMORY,
             "memory",
         )),
         job(MemoryKv::target()),
@@ -159,14 +177,20 @@ async fn fred_pool(url: &str) -> Result<Pool> {
     Ok(pool)
 }
 
-async fn redis(url: &str) -> Result<Vec<Box<dyn Job>>> {
+async fn redis(url: &str, recorded: bool) -> Result<Vec<Box<dyn Job>>> {
     let fred = redis_store(url, "fred").fred().connect().await?;
     let redis_rs = redis_store(url, "redis-rs").redis_rs().connect().await?;
     let cached = CachedStore::builder(redis_store(url, "cached").connect().await?).build();
+    let instrumented =
+        InstrumentedStore::builder(redis_store(url, "instrumented").connect().await?)
+            .system("redis")
+            .payload_sizes(recorded)
+            .build();
     Ok(vec![
         job(Ours::new(fred, "session-redis (fred)", "redis")),
         job(Ours::new(redis_rs, "session-redis (redis-rs)", "redis")),
         job(Ours::new(cached, "CachedStore<session-redis>", "redis")),
+        job(Ours::new(instrumented, INSTRUMENTED_REDIS, "redis")),
         job(RedisKv::connect(url, DEFAULT_POOL_SIZE, "bench:raw:").await?),
         job(Tower14::new(
             tower_sessions_redis_store::RedisStore::new(fred_pool(url).await?),

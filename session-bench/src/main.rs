@@ -84,6 +84,12 @@ struct Args {
     #[arg(long)]
     smoke: bool,
 
+    /// Install the Prometheus exporter's recorder first (as an app serving `/metrics`
+    /// would), so the `InstrumentedStore` rows pay for real metrics; without it they
+    /// measure the wrapper with no recorder.
+    #[arg(long)]
+    prometheus: bool,
+
     /// Write the JSON lines to this file instead of stdout (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -216,7 +222,7 @@ async fn run_backend(args: &Args, plan: &Plan, backend: Backend, outcome: &mut O
         }
     };
     eprintln!("{backend}:");
-    let jobs = match backends::jobs(backend, url, plan.sessions).await {
+    let jobs = match backends::jobs(backend, url, plan.sessions, args.prometheus).await {
         Ok(jobs) => jobs,
         Err(err) => {
             eprintln!("{backend}: setup failed: {err:#}");
@@ -267,7 +273,7 @@ fn print_report(args: &Args, plan: &Plan, outcome: &Outcome, took: Duration) -> 
     writeln!(
         text,
         "\nTargets:\n{}",
-        report::targets(&outcome.rows, plan.top())
+        report::targets(&outcome.rows, plan.top(), args.prometheus)
     )?;
     for (peer, why) in EXCLUDED {
         writeln!(text, "excluded: {peer}: {why}")?;
@@ -305,6 +311,11 @@ async fn main() -> Result<()> {
     }
     if args.memory_footprint {
         return print_footprint(&args);
+    }
+    if args.prometheus {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the Prometheus recorder")?;
     }
     let plan = args.plan();
     let started = Instant::now();

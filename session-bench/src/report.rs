@@ -75,9 +75,10 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met   " } else { "MISSED" }
 }
 
-/// The targets, one line each, judged from `rows` (`top`: the highest concurrency).
-pub fn targets(rows: &[Row], top: usize) -> String {
-    let mut out = String::new();
+/// The targets, one line each, judged from `rows` (`top`: the highest concurrency;
+/// `prometheus`: whether a metrics recorder was installed).
+pub fn targets(rows: &[Row], top: usize, prometheus: bool) -> String {
+    let mut out = telemetry_overhead(rows, top, prometheus);
     let ours = rows.iter().filter(|row| {
         row.kind == Kind::Ours && row.phase == Phase::Rmw.name() && row.concurrency == top
     });
@@ -127,6 +128,37 @@ pub fn targets(rows: &[Row], top: usize) -> String {
                 out,
                 "{} rmw@{top} >= 1.5x tower-sessions MemoryStore: {r:.2}x  {name}",
                 verdict(r >= 1.5)
+            );
+        }
+    }
+    out
+}
+
+/// The telemetry wrapper's cost on rmw at `top` against the bare store it wraps: under 3%
+/// with a recorder installed, under 1% without.
+fn telemetry_overhead(rows: &[Row], top: usize, prometheus: bool) -> String {
+    use crate::backends::{INSTRUMENTED_MEMORY, INSTRUMENTED_REDIS};
+    let mut out = String::new();
+    let (limit, with) = if prometheus {
+        (0.03, "the Prometheus recorder")
+    } else {
+        (0.01, "no recorder")
+    };
+    for (wrapped, bare) in [
+        (INSTRUMENTED_REDIS, "session-redis (fred)"),
+        (INSTRUMENTED_MEMORY, "session-memory MemoryStore"),
+    ] {
+        if let (Some(w), Some(b)) = (
+            find(rows, wrapped, Phase::Rmw, top),
+            find(rows, bare, Phase::Rmw, top),
+        ) {
+            let cost = 1.0 - w.ops_per_s / b.ops_per_s;
+            let _ = writeln!(
+                out,
+                "{} telemetry costs < {:.0}% of rmw@{top} with {with}: {:.1}%  {wrapped}",
+                verdict(cost < limit),
+                limit * 100.0,
+                cost * 100.0
             );
         }
     }

@@ -35,15 +35,17 @@ pub fn metrics_routes<S: Clone + Send + Sync + 'static>(handle: PrometheusHandle
     Router::new().route("/metrics", get(move || async move { handle.render() }))
 }
 
-/// `store` wrapped so every call is reported, named by the URL it was opened from: its
-/// scheme gives `db.system.name`, its host and port the spans' server fields (never the
-/// password).
+/// `store` wrapped so every call is reported (payload sizes included: the demo installs a
+/// recorder), named by the URL it was opened from: its scheme gives `db.system.name`, its
+/// host and port the spans' server fields (never the password).
 pub(crate) fn instrument<S: SessionStore + 'static>(
     store: S,
     system: &'static str,
     setting: &str,
 ) -> Arc<dyn SessionStore> {
-    let builder = InstrumentedStore::builder(store).system(system);
+    let builder = InstrumentedStore::builder(store)
+        .system(system)
+        .payload_sizes(true);
     Arc::new(
         match server(setting) {
             Some((host, port)) => builder.server(host, port),

@@ -5,8 +5,8 @@
 //! - a `tracing` span following OpenTelemetry's database conventions (`db.system.name`,
 //!   `db.operation.name`, `server.address`, `server.port`, `error.type`, plus `outcome` and
 //!   the session's fingerprint, never its id or data);
-//! - metrics through the `metrics` facade ([`metrics`] lists every name; free when no
-//!   recorder is installed);
+//! - metrics through the `metrics` facade ([`metrics`] lists every name; next to free when
+//!   no recorder is installed);
 //! - [`SessionEvent`]s (`Created`, `Rotated`, `Destroyed`, `Revoked`, `Purged`) to every
 //!   [subscriber](InstrumentedStore::subscribe), for cleaning up what the app keeps per
 //!   session (close a websocket at logout).
@@ -49,14 +49,16 @@
 //!
 //! # What events cover
 //!
-//! Events report the calls made through this wrapper in this process, each once, in the
-//! order the calls returned, to every subscriber that keeps up (one that falls behind the
-//! [capacity](Builder::event_capacity) is told how many it missed). They don't report other
-//! processes' calls, nor sessions that end by expiring.
+//! Events report the calls made through this wrapper in this process that returned success,
+//! each once, in the order the calls returned, to every subscriber that keeps up (one that
+//! falls behind the [capacity](Builder::event_capacity) is told how many it missed). They
+//! don't report failed or cancelled calls (which may or may not have taken effect: a
+//! `destroy` whose reply was lost sends no `Destroyed`), other processes' calls, nor
+//! sessions that end by expiring.
 
 mod events;
 pub mod metrics;
 mod store;
 
 pub use events::{Delivery, EventStream, SessionEvent};
-pub use store::{Builder, DEFAULT_EVENT_CAPACITY, InstrumentedStore};
+pub use store::{Builder, DEFAULT_EVENT_CAPACITY, InstrumentedStore, MAX_EVENT_CAPACITY};

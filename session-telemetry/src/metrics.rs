@@ -44,6 +44,9 @@ pub enum Outcome {
     Conflict,
     /// It failed (see [`ERRORS`]).
     Error,
+    /// Its caller dropped it before it returned (a request timeout, a client gone): it may
+    /// or may not have taken effect.
+    Cancelled,
 }
 
 impl Outcome {
@@ -54,6 +57,7 @@ impl Outcome {
             Self::Miss => "miss",
             Self::Conflict => "conflict",
             Self::Error => "error",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -117,7 +121,7 @@ pub(crate) fn call(
                     .increment(1);
             }
         }
-        Outcome::Ok | Outcome::Miss => {}
+        Outcome::Ok | Outcome::Miss | Outcome::Cancelled => {}
     }
 }
 

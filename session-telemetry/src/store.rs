@@ -16,6 +16,9 @@ use crate::metrics::{self, Outcome};
 /// How many events a subscriber may fall behind before it misses some, by default.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
+/// The largest event capacity: every slot is allocated up front.
+pub const MAX_EVENT_CAPACITY: usize = 1 << 16;
+
 /// Wraps any [`SessionStore`] and reports every call: a `tracing` span, metrics through the
 /// `metrics` facade, and [`SessionEvent`]s to subscribers. It changes nothing about what the
 /// store does: every call goes to the inner store once, as it was made.
@@ -57,16 +60,18 @@ impl<S: SessionStore> Builder<S> {
     }
 
     /// Whether to record the [payload size](crate::metrics::PAYLOAD_SIZE) of writes and
-    /// reads (default on). It costs a pass over the data counting its JSON size.
+    /// reads (default off). It costs a pass over the data counting its JSON size, on every
+    /// call, whether or not a recorder is installed: turn it on where one is.
     pub fn payload_sizes(mut self, on: bool) -> Self {
         self.payload_sizes = on;
         self
     }
 
     /// How many events a subscriber may fall behind before it misses some (default
-    /// [`DEFAULT_EVENT_CAPACITY`]).
+    /// [`DEFAULT_EVENT_CAPACITY`]): `capacity` rounded up to a power of two, between 1 and
+    /// [`MAX_EVENT_CAPACITY`] (every slot is allocated when the store is built).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity.max(1);
+        self.event_capacity = capacity.clamp(1, MAX_EVENT_CAPACITY).next_power_of_two();
         self
     }
 
@@ -97,7 +102,7 @@ impl<S: SessionStore> InstrumentedStore<S> {
             system: "other",
             server_address: None,
             server_port: None,
-            payload_sizes: true,
+            payload_sizes: false,
             event_capacity: DEFAULT_EVENT_CAPACITY,
         }
     }
@@ -154,9 +159,16 @@ impl<S: SessionStore> InstrumentedStore<S> {
         outcome: impl FnOnce(&T) -> Outcome,
     ) -> Result<T> {
         let span = self.span(operation, id);
-        let started = Instant::now();
+        let mut pending = Pending {
+            system: self.system,
+            operation,
+            started: Instant::now(),
+            span: &span,
+            done: false,
+        };
         let result = call.instrument(span.clone()).await;
-        let took = started.elapsed();
+        pending.done = true;
+        let took = pending.started.elapsed();
         let outcome = match &result {
             Ok(value) => outcome(value),
             Err(err) => Outcome::of_error(err),
@@ -211,6 +223,32 @@ impl<S: SessionStore> InstrumentedStore<S> {
                 count,
                 everywhere,
             });
+        }
+    }
+}
+
+/// A call in flight: dropped before it is done (its caller gave up on it), it is recorded
+/// with the outcome `cancelled`, so the slowest calls don't vanish from the metrics.
+struct Pending<'a> {
+    system: &'static str,
+    operation: &'static str,
+    started: Instant,
+    span: &'a Span,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let outcome = Outcome::Cancelled;
+            self.span.record("outcome", outcome.as_str());
+            metrics::call(
+                self.system,
+                self.operation,
+                outcome,
+                self.started.elapsed(),
+                None,
+            );
         }
     }
 }

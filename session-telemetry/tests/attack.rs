@@ -121,27 +121,30 @@ fn a_huge_event_capacity_does_not_panic() {
     );
 }
 
-/// `Builder::event_capacity`: "How many events a subscriber may fall behind before it
-/// misses some". With 3, a subscriber 4 events behind has fallen behind the capacity and
-/// must be told it missed one (tokio rounds the channel up to a power of two: 4).
+/// `Builder::event_capacity`: the capacity rounded up to a power of two is how far a
+/// subscriber may fall behind. With 3 (so 4), a subscriber 4 behind has missed nothing and
+/// one 5 behind is told it missed exactly one.
 #[test]
 fn the_event_capacity_is_how_far_a_subscriber_may_fall_behind() {
     runtime().block_on(async {
-        let store = InstrumentedStore::builder(MemoryStore::new())
-            .event_capacity(3)
-            .build();
-        let events = store.subscribe();
-        for _ in 0..4 {
-            store.destroy(&SessionId::generate()).await.unwrap();
+        for (behind, missed) in [(4, None), (5, Some(1))] {
+            let store = InstrumentedStore::builder(MemoryStore::new())
+                .event_capacity(3)
+                .build();
+            let events = store.subscribe();
+            for _ in 0..behind {
+                store.destroy(&SessionId::generate()).await.unwrap();
+            }
+            drop(store);
+            let got: Vec<Delivery> = events.collect().await;
+            match missed {
+                None => assert_eq!(got.len(), behind, "{behind} behind: {got:?}"),
+                Some(n) => {
+                    assert_eq!(got.first(), Some(&Delivery::Missed(n)), "{got:?}");
+                    assert_eq!(got.len(), 5, "the 4 newest after the miss: {got:?}");
+                }
+            }
         }
-        drop(store);
-        let got: Vec<Delivery> = events.collect().await;
-        assert_eq!(
-            got.first(),
-            Some(&Delivery::Missed(1)),
-            "capacity 3, 4 events behind: {} events kept, none reported missed",
-            got.len()
-        );
     });
 }
 
