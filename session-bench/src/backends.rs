@@ -23,6 +23,10 @@ use crate::target::Ours;
 /// The name of tower-sessions' MemoryStore in the output (the memory target compares to it).
 pub const TOWER_MEMORY: &str = "tower-sessions MemoryStore";
 
+/// The telemetry wrapper's payload-size sampling when a recorder is installed, as in the
+/// demo.
+const PAYLOAD_ONE_IN: u32 = 16;
+
 /// The telemetry wrapper over the memory store (its overhead against the bare store).
 pub const INSTRUMENTED_MEMORY: &str = "InstrumentedStore<session-memory>";
 
@@ -146,7 +150,7 @@ fn memory(sessions: usize, recorded: bool) -> Vec<Box<dyn Job>> {
         job(Ours::new(
             InstrumentedStore::builder(MemoryStore::new())
                 .system("memory")
-                .payload_sizes(recorded)
+                .payload_sizes(if recorded { PAYLOAD_ONE_IN } else { 0 })
                 .build(),
             INSTRUMENTED_MEMORY,
             "memory",
@@ -184,7 +188,7 @@ async fn redis(url: &str, recorded: bool) -> Result<Vec<Box<dyn Job>>> {
     let instrumented =
         InstrumentedStore::builder(redis_store(url, "instrumented").connect().await?)
             .system("redis")
-            .payload_sizes(recorded)
+            .payload_sizes(if recorded { PAYLOAD_ONE_IN } else { 0 })
             .build();
     Ok(vec![
         job(Ours::new(fred, "session-redis (fred)", "redis")),

@@ -35,8 +35,8 @@ pub fn metrics_routes<S: Clone + Send + Sync + 'static>(handle: PrometheusHandle
     Router::new().route("/metrics", get(move || async move { handle.render() }))
 }
 
-/// `store` wrapped so every call is reported (payload sizes included: the demo installs a
-/// recorder), named by the URL it was opened from: its scheme gives `db.system.name`, its
+/// `store` wrapped so every call is reported (the payload size of one write in 16: the demo
+/// installs a recorder), named by the URL it was opened from: its scheme gives `db.system.name`, its
 /// host and port the spans' server fields (never the password).
 pub(crate) fn instrument<S: SessionStore + 'static>(
     store: S,
@@ -45,7 +45,7 @@ pub(crate) fn instrument<S: SessionStore + 'static>(
 ) -> Arc<dyn SessionStore> {
     let builder = InstrumentedStore::builder(store)
         .system(system)
-        .payload_sizes(true);
+        .payload_sizes(16);
     Arc::new(
         match server(setting) {
             Some((host, port)) => builder.server(host, port),

@@ -4,9 +4,10 @@
 //! the `db_system` and `operation` labels carry OpenTelemetry's `db.system.name` and
 //! `db.operation.name`. The README's metrics table lists the same.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
 use session_core::Error;
 
 /// Histogram, seconds: one store call, labelled `db_system`, `operation`, `outcome`.
@@ -17,8 +18,9 @@ pub const ERRORS: &str = "session_store_errors_total";
 /// Counter: calls that lost to another session or writer (`update`'s compare-and-swap,
 /// `insert` of a taken id, `rename` onto a live session), labelled `db_system`, `operation`.
 pub const CONFLICTS: &str = "session_store_conflicts_total";
-/// Histogram, bytes: session data as JSON, on writes and on reads that found a session,
-/// labelled `db_system`, `operation`.
+/// Histogram, bytes: session data as JSON, on writes that stored (`insert`, `set`,
+/// `update`, `create`), labelled `db_system`, `operation`; recorded only when the store was
+/// built with [`payload_sizes`](crate::Builder::payload_sizes) (sampled).
 pub const PAYLOAD_SIZE: &str = "session_store_payload_bytes";
 /// Counter: sessions created (`insert` that stored, `create`), labelled `db_system`.
 pub const CREATED: &str = "session_store_sessions_created_total";
@@ -31,6 +33,49 @@ pub const PURGED: &str = "session_store_sessions_purged_total";
 /// Counter: live sessions ended by owner, labelled `db_system` and `reason`: `owner`
 /// (`destroy_by_owner`, "log out everywhere") or `limit` (`limit_owner`).
 pub const REVOKED: &str = "session_store_sessions_revoked_total";
+
+/// A store method, the `operation` label (its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Get,
+    Insert,
+    Set,
+    Update,
+    Touch,
+    Destroy,
+    Rename,
+    DeleteExpired,
+    ListByOwner,
+    DestroyByOwner,
+    Count,
+    Create,
+    CycleId,
+    LimitOwner,
+}
+
+const OPERATIONS: usize = 14;
+const OUTCOMES: usize = 5;
+
+impl Operation {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Insert => "insert",
+            Self::Set => "set",
+            Self::Update => "update",
+            Self::Touch => "touch",
+            Self::Destroy => "destroy",
+            Self::Rename => "rename",
+            Self::DeleteExpired => "delete_expired",
+            Self::ListByOwner => "list_by_owner",
+            Self::DestroyByOwner => "destroy_by_owner",
+            Self::Count => "count",
+            Self::Create => "create",
+            Self::CycleId => "cycle_id",
+            Self::LimitOwner => "limit_owner",
+        }
+    }
+}
 
 /// How a call ended, the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +104,10 @@ impl Outcome {
             Self::Error => "error",
             Self::Cancelled => "cancelled",
         }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 
     /// The outcome of a failed call.
@@ -100,28 +149,63 @@ pub fn describe() {
     );
 }
 
-/// Records one call's duration, outcome and error.
-pub(crate) fn call(
+/// One store's metric handles, each registered with the recorder on first use: a call then
+/// records into its handle without building a key or looking it up again.
+pub(crate) struct Handles {
     system: &'static str,
-    operation: &'static str,
-    outcome: Outcome,
-    took: Duration,
-    error: Option<&Error>,
-) {
-    histogram!(OPERATION_DURATION, "db_system" => system, "operation" => operation, "outcome" => outcome.as_str())
-        .record(took.as_secs_f64());
-    match outcome {
-        Outcome::Conflict => {
-            counter!(CONFLICTS, "db_system" => system, "operation" => operation).increment(1);
+    durations: [[OnceLock<Histogram>; OUTCOMES]; OPERATIONS],
+    payloads: [OnceLock<Histogram>; OPERATIONS],
+}
+
+impl Handles {
+    pub(crate) fn new(system: &'static str) -> Self {
+        Self {
+            system,
+            durations: Default::default(),
+            payloads: Default::default(),
         }
-        Outcome::Error => {
-            if let Some(err) = error {
-                let retryable = if err.is_retryable() { "true" } else { "false" };
-                counter!(ERRORS, "db_system" => system, "operation" => operation, "error_type" => err.kind(), "retryable" => retryable)
-                    .increment(1);
+    }
+
+    /// Records one call's duration, outcome and error.
+    pub(crate) fn call(
+        &self,
+        operation: Operation,
+        outcome: Outcome,
+        took: Duration,
+        error: Option<&Error>,
+    ) {
+        let (system, name) = (self.system, operation.name());
+        self.durations[operation as usize][outcome.index()]
+            .get_or_init(|| {
+                histogram!(OPERATION_DURATION, "db_system" => system, "operation" => name, "outcome" => outcome.as_str())
+            })
+            .record(took.as_secs_f64());
+        match outcome {
+            Outcome::Conflict => {
+                counter!(CONFLICTS, "db_system" => system, "operation" => name).increment(1);
             }
+            Outcome::Error => {
+                if let Some(err) = error {
+                    let retryable = if err.is_retryable() { "true" } else { "false" };
+                    counter!(ERRORS, "db_system" => system, "operation" => name, "error_type" => err.kind(), "retryable" => retryable)
+                        .increment(1);
+                }
+            }
+            Outcome::Ok | Outcome::Miss | Outcome::Cancelled => {}
         }
-        Outcome::Ok | Outcome::Miss | Outcome::Cancelled => {}
+    }
+
+    /// Records the size of `data` as JSON, counted as it is written out (nothing allocated).
+    pub(crate) fn payload(&self, operation: Operation, data: &session_core::Data) {
+        let mut size = Count(0);
+        if serde_json::to_writer(&mut size, data).is_ok() {
+            let (system, name) = (self.system, operation.name());
+            self.payloads[operation as usize]
+                .get_or_init(
+                    || histogram!(PAYLOAD_SIZE, "db_system" => system, "operation" => name),
+                )
+                .record(size.0 as f64);
+        }
     }
 }
 
@@ -136,15 +220,6 @@ pub(crate) fn sessions(name: &'static str, system: &'static str, n: u64) {
 pub(crate) fn revoked(system: &'static str, reason: &'static str, n: u64) {
     if n > 0 {
         counter!(REVOKED, "db_system" => system, "reason" => reason).increment(n);
-    }
-}
-
-/// Records the size of `data` as JSON, counted as it is written out (nothing allocated).
-pub(crate) fn payload(system: &'static str, operation: &'static str, data: &session_core::Data) {
-    let mut size = Count(0);
-    if serde_json::to_writer(&mut size, data).is_ok() {
-        histogram!(PAYLOAD_SIZE, "db_system" => system, "operation" => operation)
-            .record(size.0 as f64);
     }
 }
 

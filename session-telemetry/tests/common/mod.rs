@@ -22,7 +22,7 @@ pub fn instrumented() -> InstrumentedStore<MemoryStore> {
     InstrumentedStore::builder(MemoryStore::new())
         .system("memory")
         .server("cache.internal", Some(7000))
-        .payload_sizes(true)
+        .payload_sizes(1)
         .build()
 }
 
