@@ -197,7 +197,10 @@ impl<S: SessionStore> InstrumentedStore<S> {
     /// Measures the payload of one write in `payload_one_in`.
     fn payload(&self, operation: Operation, record: &Record) {
         if self.payload_one_in > 0
-            && self.writes.fetch_add(1, Ordering::Relaxed) % self.payload_one_in == 0
+            && self
+                .writes
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(self.payload_one_in)
         {
             self.handles.payload(operation, record.data());
         }
