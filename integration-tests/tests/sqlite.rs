@@ -1104,11 +1104,15 @@ async fn a_locked_database_gives_retryable_errors_then_the_store_works() {
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     // The patient update that timed out may still land once the lock is free (its statement
     // was already on the connection: an error means "maybe"), at the next version with the
-    // same data.
-    let mut again = store.get(record.id()).await.unwrap().unwrap();
-    assert_eq!(again.data(), record.data());
-    again.insert("after", "the lock").unwrap();
-    store.update(&mut again).await.unwrap();
+    // same data, even between a read and a write here: read-modify-write with retry (CI saw
+    // a plain get-then-update conflict with it once).
+    let (again, ()) = session_core::modify(&store, record.id(), 8, |s| {
+        assert_eq!(s.data(), record.data());
+        s.insert("after", "the lock").unwrap();
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(store.get(record.id()).await.unwrap().unwrap(), again);
     assert!(store.touch(record.id(), in_an_hour()).await.unwrap());
     assert!(store.insert(&mut fresh).await.unwrap());
