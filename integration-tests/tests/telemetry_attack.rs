@@ -10,8 +10,9 @@ use std::time::Duration as StdDuration;
 
 use integration_tests::proxy::FaultProxy;
 use integration_tests::targets::{host_port, with_host_port};
-use integration_tests::{Backend, server_url};
+use integration_tests::{Backend, Skip, server_url};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use session_core::conformance::skip;
 use session_core::{Record, SessionStore, modify, now};
 use session_postgres::PostgresStore;
 use session_redis::RedisStore;
@@ -114,8 +115,9 @@ async fn cancelled_after_the_server_ran_it<S: SessionStore>(
 #[tokio::test]
 async fn a_cancelled_redis_call_that_ran_is_still_counted() {
     prometheus();
-    let Ok(url) = server_url(Backend::Redis) else {
-        return;
+    let url = match server_url(Backend::Redis) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip("telemetry attack on Redis", &reason),
     };
     let proxy = FaultProxy::start(host_port(&url)).await.unwrap();
     let inner = RedisStore::from_url(&with_host_port(&url, proxy.listen()))
@@ -131,8 +133,9 @@ async fn a_cancelled_redis_call_that_ran_is_still_counted() {
 #[tokio::test]
 async fn a_cancelled_postgres_call_that_ran_is_still_counted() {
     prometheus();
-    let Ok(url) = server_url(Backend::Postgres) else {
-        return;
+    let url = match server_url(Backend::Postgres) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip("telemetry attack on Postgres", &reason),
     };
     let proxy = FaultProxy::start(host_port(&url)).await.unwrap();
     let inner = PostgresStore::builder()
@@ -154,8 +157,9 @@ async fn a_cancelled_postgres_call_that_ran_is_still_counted() {
 #[tokio::test]
 async fn modify_counts_match_the_conflicts_the_wrapper_saw_on_redis() {
     prometheus();
-    let Ok(url) = server_url(Backend::Redis) else {
-        return;
+    let url = match server_url(Backend::Redis) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip("telemetry attack on Redis", &reason),
     };
     let store = InstrumentedStore::builder(RedisStore::from_url(&url).await.unwrap())
         .system("redis-modify")

@@ -167,7 +167,19 @@ impl<S: SessionStore> InstrumentedStore<S> {
         call: impl Future<Output = Result<T>>,
         outcome: impl FnOnce(&T) -> Outcome,
     ) -> Result<T> {
-        let span = self.span(operation, id);
+        self.observe_in(self.span(operation, id), operation, call, outcome)
+            .await
+    }
+
+    /// [`Self::observe`] in a span made beforehand: a write's span takes the record's id
+    /// before the call borrows the record (no copy of the id per call).
+    async fn observe_in<T>(
+        &self,
+        span: Span,
+        operation: Operation,
+        call: impl Future<Output = Result<T>>,
+        outcome: impl FnOnce(&T) -> Outcome,
+    ) -> Result<T> {
         let mut pending = Pending {
             handles: &self.handles,
             operation,
@@ -293,11 +305,11 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     }
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
-        let id = record.id().clone();
+        let span = self.span(Operation::Insert, Some(record.id()));
         let stored = self
-            .observe(
+            .observe_in(
+                span,
                 Operation::Insert,
-                Some(&id),
                 self.inner.insert(record),
                 |stored| {
                     if *stored {
@@ -316,16 +328,16 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
-        let id = record.id().clone();
-        self.observe(Operation::Set, Some(&id), self.inner.set(record), ok)
+        let span = self.span(Operation::Set, Some(record.id()));
+        self.observe_in(span, Operation::Set, self.inner.set(record), ok)
             .await?;
         self.payload(Operation::Set, record);
         Ok(())
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
-        let id = record.id().clone();
-        self.observe(Operation::Update, Some(&id), self.inner.update(record), ok)
+        let span = self.span(Operation::Update, Some(record.id()));
+        self.observe_in(span, Operation::Update, self.inner.update(record), ok)
             .await?;
         self.payload(Operation::Update, record);
         Ok(())
@@ -419,8 +431,8 @@ impl<S: SessionStore> SessionStore for InstrumentedStore<S> {
     }
 
     async fn create(&self, record: &mut Record) -> Result<()> {
-        let id = record.id().clone();
-        self.observe(Operation::Create, Some(&id), self.inner.create(record), ok)
+        let span = self.span(Operation::Create, Some(record.id()));
+        self.observe_in(span, Operation::Create, self.inner.create(record), ok)
             .await?;
         self.payload(Operation::Create, record);
         self.created(record);
