@@ -47,6 +47,16 @@ pub enum SessionEvent {
         /// oldest beyond a limit (`limit_owner`).
         everywhere: bool,
     },
+    /// The backend reported a session that ended by itself: expired (or, on the memory
+    /// store, evicted for space). Only while
+    /// [`report_expiries`](crate::InstrumentedStore::report_expiries) runs; each backend
+    /// states its guarantee (at least once, within a bound), so one may arrive twice.
+    Expired {
+        /// Its id.
+        id: SessionId,
+        /// Its owner, where the backend still knew it.
+        owner: Option<String>,
+    },
     /// `delete_expired` removed expired records.
     Purged {
         /// How many.

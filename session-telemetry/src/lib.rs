@@ -53,12 +53,18 @@
 //! each once, in the order the calls returned, to every subscriber that keeps up (one that
 //! falls behind the [capacity](Builder::event_capacity) is told how many it missed). They
 //! don't report failed or cancelled calls (which may or may not have taken effect: a
-//! `destroy` whose reply was lost sends no `Destroyed`), other processes' calls, nor
-//! sessions that end by expiring.
+//! `destroy` whose reply was lost sends no `Destroyed`), nor other processes' calls.
+//!
+//! Sessions that end by expiring are reported by the backend, where it implements
+//! [`ExpiryFeed`](session_core::ExpiryFeed): [`InstrumentedStore::report_expiries`] turns
+//! its reports into [`SessionEvent::Expired`]. Each backend's docs (and the README's
+//! "Expiry events" table) state its guarantee: which process hears, how late, at least once.
 
 mod events;
+mod expiries;
 pub mod metrics;
 mod store;
 
 pub use events::{Delivery, EventStream, SessionEvent};
+pub use expiries::ExpiryReporter;
 pub use store::{Builder, DEFAULT_EVENT_CAPACITY, InstrumentedStore, MAX_EVENT_CAPACITY};

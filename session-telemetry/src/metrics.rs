@@ -30,6 +30,10 @@ pub const DESTROYED: &str = "session_store_sessions_destroyed_total";
 pub const ROTATED: &str = "session_store_sessions_rotated_total";
 /// Counter: expired records removed by `delete_expired`, labelled `db_system`.
 pub const PURGED: &str = "session_store_sessions_purged_total";
+/// Counter: sessions the backend reported expired (or evicted), labelled `db_system`; only
+/// while [`InstrumentedStore::report_expiries`](crate::InstrumentedStore::report_expiries)
+/// runs. Counts reports: a backend that reports at least once may count one twice.
+pub const EXPIRED: &str = "session_store_sessions_expired_total";
 /// Counter: live sessions ended by owner, labelled `db_system` and `reason`: `owner`
 /// (`destroy_by_owner`, "log out everywhere") or `limit` (`limit_owner`).
 pub const REVOKED: &str = "session_store_sessions_revoked_total";
@@ -139,6 +143,7 @@ pub fn describe() {
     describe_counter!(ROTATED, "Sessions moved to a fresh id.");
     describe_counter!(PURGED, "Expired sessions removed by a purge.");
     describe_counter!(REVOKED, "Live sessions ended by owner.");
+    describe_counter!(EXPIRED, "Sessions the backend reported expired.");
     describe_counter!(
         session_core::MODIFY_RETRIES,
         "Lost compare-and-swaps that session_core::modify read again after."

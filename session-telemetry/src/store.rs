@@ -120,6 +120,14 @@ impl<S: SessionStore> InstrumentedStore<S> {
         &self.inner
     }
 
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<SessionEvent> {
+        self.events.clone()
+    }
+
+    pub(crate) fn system(&self) -> &'static str {
+        self.system
+    }
+
     /// The events of calls made from now on through this store (and its clones' `Arc`).
     pub fn subscribe(&self) -> EventStream {
         EventStream::new(self.events.subscribe())

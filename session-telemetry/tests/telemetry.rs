@@ -246,3 +246,69 @@ fn a_subscriber_that_falls_behind_is_told_how_many_it_missed() {
         ));
     });
 }
+
+/// Sessions that expire on their own arrive as `Expired` events (with their owner), each
+/// once, counted in `session_store_sessions_expired_total`; those ended by a call don't.
+#[test]
+fn expiries_reported_by_the_backend_become_events_and_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let store = instrumented();
+                let mut events = store.subscribe();
+                let options = session_core::WatchOptions::default()
+                    .interval(std::time::Duration::from_millis(100));
+                let reporter = store.report_expiries(options).await.unwrap();
+                let mut expiring = std::collections::HashSet::new();
+                for i in 0..5 {
+                    let mut record = session(&format!("owner-{i}"));
+                    record.set_expires_at(session_core::now() + time::Duration::milliseconds(300));
+                    store.create(&mut record).await.unwrap();
+                    expiring.insert(record.id().clone());
+                }
+                let mut logged_out = session("w");
+                logged_out.set_expires_at(session_core::now() + time::Duration::milliseconds(300));
+                store.create(&mut logged_out).await.unwrap();
+                store.destroy(logged_out.id()).await.unwrap();
+
+                let mut expired = Vec::new();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                while expired.len() < expiring.len() {
+                    let next = tokio::time::timeout_at(deadline, events.next()).await;
+                    match next.expect("every expiry within 5 s").unwrap() {
+                        Delivery::Event(SessionEvent::Expired { id, owner }) => {
+                            assert!(owner.unwrap().starts_with("owner-"));
+                            expired.push(id);
+                        }
+                        Delivery::Event(
+                            SessionEvent::Created { .. } | SessionEvent::Destroyed { .. },
+                        ) => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                // Nothing more: the destroyed session is not reported, nothing twice.
+                let more =
+                    tokio::time::timeout(std::time::Duration::from_millis(500), events.next())
+                        .await;
+                assert!(more.is_err(), "unexpected {more:?}");
+                drop(reporter);
+                let heard: std::collections::HashSet<_> = expired.iter().cloned().collect();
+                assert_eq!(heard, expiring);
+                assert_eq!(expired.len(), expiring.len());
+            });
+    });
+    let metrics = read(&snapshotter);
+    assert_eq!(
+        counter(
+            &metrics,
+            session_telemetry::metrics::EXPIRED,
+            &[("db_system", "memory")]
+        ),
+        5
+    );
+}
