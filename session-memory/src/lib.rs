@@ -30,6 +30,12 @@
 //! Data is kept as its JSON encoding (about its JSON size in memory, not several times
 //! that as a tree of values would be), and decoded on `get`.
 //!
+//! # Expiry events
+//! [`MemoryStore`] is a [`session_core::ExpiryFeed`]: `watch_expired` reports every session
+//! that ends without a call ending it (expired, or evicted for space), once, to every
+//! watcher in this process, within the watch interval plus about a second (moka's timer
+//! wheel) after its `expires_at`, with its owner and, if asked, its record.
+//!
 //! # Atomicity
 //!
 //! Every write to a session runs under moka's per-key lock (`and_compute_with`), so
@@ -48,6 +54,7 @@
 
 mod cached;
 mod entry;
+mod expired;
 mod store;
 
 pub use cached::{CachedStore, CachedStoreBuilder};

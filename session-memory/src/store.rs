@@ -12,6 +12,7 @@ use session_core::{
 use time::OffsetDateTime;
 
 use crate::entry::{ENTRY_OVERHEAD, Entry, ExpiresAt};
+use crate::expired::{SharedWatchers, Watchers};
 
 /// Builds a [`MemoryStore`].
 #[derive(Debug, Clone)]
@@ -36,15 +37,19 @@ impl MemoryStoreBuilder {
 
     /// The store.
     pub fn build(self) -> MemoryStore {
+        let watchers = SharedWatchers::default();
+        let listener = Arc::clone(&watchers);
         let cache = Cache::builder()
             .max_capacity(self.max_bytes)
             .weigher(|_: &SessionId, entry: &Entry| {
                 u32::try_from(entry.data.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .expire_after(ExpiresAt)
+            .eviction_listener(move |id, entry, cause| listener.removed(&id, &entry, cause))
             .build();
         MemoryStore {
             cache,
+            watchers,
             options: self.options,
             span: Arc::default(),
         }
@@ -55,6 +60,8 @@ impl MemoryStoreBuilder {
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Cache<SessionId, Entry>,
+    /// Who hears of sessions ending by themselves ([`session_core::ExpiryFeed`]).
+    watchers: SharedWatchers,
     options: StoreOptions,
     /// Shared by the calls on one session, held alone by those spanning sessions.
     span: Arc<RwLock<()>>,
@@ -106,6 +113,15 @@ impl MemoryStore {
     pub async fn write_raw(&self, id: &SessionId, data: &str, expires_at: OffsetDateTime) {
         let _shared = self.shared();
         self.cache.insert(id.clone(), Entry::raw(data, expires_at));
+    }
+
+    pub(crate) fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
+    /// Lets moka remove what has expired now (it does so otherwise only as the cache is used).
+    pub(crate) fn run_housekeeping(&self) {
+        self.cache.run_pending_tasks();
     }
 
     fn shared(&self) -> RwLockReadGuard<'_, ()> {
@@ -283,7 +299,7 @@ impl SessionStore for MemoryStore {
 
     async fn delete_expired(&self) -> Result<u64> {
         // moka expires each entry at its own time; this only makes it happen now.
-        self.cache.run_pending_tasks();
+        self.run_housekeeping();
         Ok(0)
     }
 

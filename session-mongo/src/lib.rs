@@ -121,6 +121,7 @@ mod config;
 mod convert;
 mod document;
 mod errors;
+mod expired;
 mod locks;
 mod store;
 mod writes;

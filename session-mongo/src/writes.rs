@@ -74,7 +74,7 @@ impl MongoStore {
 
     /// With locks, the caller holding `id`'s: reads the document by `_id`, and deletes it by
     /// `_id` alone (FerretDB's fast path) if `matches` it; the lock keeps it as read.
-    async fn delete_by_id_if(
+    pub(crate) async fn delete_by_id_if(
         &self,
         id: &str,
         matches: impl Fn(&Document, DateTime) -> bool,

@@ -91,6 +91,7 @@
 //! an [`Error::Encode`](session_core::Error::Encode).
 
 mod error;
+mod expired;
 mod schema;
 mod store;
 

@@ -109,6 +109,7 @@ pub(crate) struct Statements {
     pub destroy: String,
     pub rename_move: String,
     pub purge_batch: String,
+    pub claim_expired: String,
     pub list_by_owner: String,
     pub destroy_by_owner: String,
     pub count: String,
@@ -209,6 +210,13 @@ impl Statements {
             purge_batch: format!(
                 "DELETE FROM {t} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
             ),
+            // ? now, ? batch size. The expiry feed's purge reads and locks the oldest expired
+            // rows (skipping those another purge holds), reports them, then deletes each
+            // with `take_expired` and commits: MySQL has no `DELETE ... RETURNING`.
+            claim_expired: format!(
+                "SELECT {READ_COLUMNS} FROM {t} WHERE expires_at <= ? \
+                 ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED"
+            ),
             // ? owner, ? now.
             list_by_owner: format!(
                 "SELECT {READ_COLUMNS} FROM {t} WHERE owner = ? AND expires_at > ?"
@@ -234,6 +242,7 @@ impl Statements {
             "destroy" => &self.destroy,
             "rename_move" => &self.rename_move,
             "purge_batch" => &self.purge_batch,
+            "claim_expired" => &self.claim_expired,
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,
             "count" => &self.count,

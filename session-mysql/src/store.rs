@@ -364,7 +364,11 @@ impl MysqlStore {
         .await
     }
 
-    async fn timed<T>(
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.inner.sql
+    }
+
+    pub(crate) async fn timed<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
@@ -553,7 +557,7 @@ impl<'a> WriteParams<'a> {
 ///
 /// Text columns are read as bytes: `id` and `owner` are `VARBINARY`, and sqlx refuses to
 /// read a column with a binary collation (`data`'s `utf8mb4_bin`) as a string.
-fn decode_row(id: &SessionId, row: &MySqlRow) -> Result<Record> {
+pub(crate) fn decode_row(id: &SessionId, row: &MySqlRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
     let data: &[u8] = row.try_get("data").map_err(column)?;
     let data = codec::parse_json(id, data)?;

@@ -61,6 +61,7 @@
 //! the writes treat it as the session it claims to be.
 
 mod error;
+mod expired;
 mod schema;
 mod store;
 

@@ -171,6 +171,7 @@ pub(crate) struct Statements {
     pub rename_move: String,
     pub rename_take_expired: String,
     pub purge_batch: String,
+    pub claim_expired: String,
     pub list_by_owner: String,
     pub destroy_by_owner: String,
     pub count: String,
@@ -291,6 +292,14 @@ impl Statements {
                    )) RETURNING expires_at\
                  ) SELECT count(*), max(expires_at)::text FROM gone"
             ),
+            // $1 batch size, $2 now. The expiry feed's purge: like `purge_batch`, returning
+            // the rows, run in a transaction that commits only once they were reported.
+            claim_expired: format!(
+                "DELETE FROM {t} WHERE id = ANY(ARRAY(\
+                   SELECT id FROM {t} WHERE expires_at <= $2 \
+                   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED\
+                 )) RETURNING {cols}"
+            ),
             // $2 now.
             list_by_owner: format!("SELECT {cols} FROM {t} WHERE owner = $1 AND expires_at > $2"),
             // $2 now. Expired rows of the owner go too; only live ones are counted.
@@ -315,6 +324,7 @@ impl Statements {
             "rename_move" => &self.rename_move,
             "rename_take_expired" => &self.rename_take_expired,
             "purge_batch" => &self.purge_batch,
+            "claim_expired" => &self.claim_expired,
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,
             "count" => &self.count,

@@ -325,7 +325,11 @@ impl PostgresStore {
         self.inner.sql.by_name(name)
     }
 
-    async fn timed<T>(
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.inner.sql
+    }
+
+    pub(crate) async fn timed<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
@@ -453,7 +457,7 @@ fn pg_micros_to_unix_millis(micros: i64) -> i64 {
 }
 
 /// A row of [`Statements::get`]'s columns as a record, or [`Error::Decode`] naming `id`.
-fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
+pub(crate) fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
     let data_text: String = row.try_get("data").map_err(column)?;
     // As every backend reads JSON back: a lone UTF-16 surrogate (which PostgreSQL's `json`

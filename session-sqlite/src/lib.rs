@@ -87,6 +87,7 @@
 //! session it claims to be.
 
 mod error;
+mod expired;
 mod schema;
 mod store;
 

@@ -124,6 +124,7 @@ pub(crate) struct Statements {
     pub rename_move: String,
     pub rename_take_expired: String,
     pub purge_batch: String,
+    pub claim_expired: String,
     pub list_by_owner: String,
     pub destroy_by_owner: String,
     pub count: String,
@@ -229,6 +230,13 @@ impl Statements {
                    SELECT rowid FROM {t} WHERE expires_at <= ?2 ORDER BY expires_at LIMIT ?1\
                  )"
             ),
+            // ?1 batch size, ?2 now. The expiry feed's purge: `purge_batch` returning the
+            // rows, in a write transaction that commits once they were reported.
+            claim_expired: format!(
+                "DELETE FROM {t} WHERE rowid IN (\
+                   SELECT rowid FROM {t} WHERE expires_at <= ?2 ORDER BY expires_at LIMIT ?1\
+                 ) RETURNING {cols}"
+            ),
             // ?2 now.
             list_by_owner: format!("SELECT {cols} FROM {t} WHERE owner = ?1 AND expires_at > ?2"),
             // Expired rows of the owner go too; the store counts the live ones it returns.
@@ -250,6 +258,7 @@ impl Statements {
             "rename_move" => &self.rename_move,
             "rename_take_expired" => &self.rename_take_expired,
             "purge_batch" => &self.purge_batch,
+            "claim_expired" => &self.claim_expired,
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,
             "count" => &self.count,

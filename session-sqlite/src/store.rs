@@ -373,7 +373,11 @@ impl SqliteStore {
         self.inner.sql.by_name(name)
     }
 
-    async fn timed<T>(
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.inner.sql
+    }
+
+    pub(crate) async fn timed<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
@@ -400,7 +404,7 @@ impl SqliteStore {
     /// otherwise judge a session by the time it started waiting: one that expired
     /// meanwhile, which readers already saw gone, would count as live, and `update` or
     /// `touch` would bring it back. Call it inside [`Self::timed`].
-    async fn begin_write(
+    pub(crate) async fn begin_write(
         &self,
     ) -> Result<(Transaction<'static, Sqlite>, i64, SemaphorePermit<'_>)> {
         let writer = self.writer_turn().await?;
@@ -510,7 +514,7 @@ impl<'a> WriteParams<'a> {
 }
 
 /// A row of [`Statements::get`]'s columns as a record, or [`Error::Decode`] naming `id`.
-fn decode_row(id: &SessionId, row: &SqliteRow) -> Result<Record> {
+pub(crate) fn decode_row(id: &SessionId, row: &SqliteRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
     // Bytes, not a `String`: text that is not UTF-8 (a hand edit) is the codec's decode
     // error like any other bad JSON.
