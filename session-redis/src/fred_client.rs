@@ -20,7 +20,7 @@ pub(crate) struct FredConnection {
     scripts: Vec<Script>,
 }
 
-fn map_err(err: FredError) -> Error {
+pub(crate) fn map_err(err: FredError) -> Error {
     let transient = matches!(
         err.kind(),
         ErrorKind::IO
@@ -37,7 +37,7 @@ fn map_err(err: FredError) -> Error {
     classify(Box::new(err), Some(&server), not_sent, transient)
 }
 
-fn config_err(err: FredError) -> Error {
+pub(crate) fn config_err(err: FredError) -> Error {
     Error::Config(format!("invalid Redis URL or settings: {}", err.details()))
 }
 
@@ -64,7 +64,7 @@ fn values(args: Vec<Bytes>) -> Vec<Value> {
     args.into_iter().map(Value::Bytes).collect()
 }
 
-fn config(target: &Target) -> Result<Config> {
+pub(crate) fn config(target: &Target) -> Result<Config> {
     let first = target.urls.first().map(String::as_str).unwrap_or_default();
     match target.topology {
         Topology::Standalone => Config::from_url_centralized(first).map_err(config_err),

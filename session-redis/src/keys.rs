@@ -41,6 +41,12 @@ impl Keys {
         pattern
     }
 
+    /// The session id a session key of this store names; `None` for any other key.
+    pub(crate) fn session_id(&self, key: &[u8]) -> Option<SessionId> {
+        let rest = key.strip_prefix(self.prefix.as_bytes())?;
+        SessionId::parse(std::str::from_utf8(rest).ok()?).ok()
+    }
+
     /// Whether `key` is a session key of this store (and not an owner index).
     pub(crate) fn is_session_key(&self, key: &[u8]) -> bool {
         key.strip_prefix(self.prefix.as_bytes())

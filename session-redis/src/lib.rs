@@ -193,9 +193,12 @@ compile_error!("session-redis needs at least one client feature: `fred` or `redi
 
 mod config;
 mod conn;
+mod expired;
 mod format;
 #[cfg(feature = "fred")]
 mod fred_client;
+#[cfg(feature = "fred")]
+mod fred_expiry;
 mod keys;
 mod moves;
 mod owners;

@@ -12,7 +12,7 @@ use session_core::{
 };
 use time::OffsetDateTime;
 
-use crate::config::{Client, RedisStoreBuilder, Topology, check_version, parse_target};
+use crate::config::{Client, RedisStoreBuilder, Target, Topology, check_version, parse_target};
 use crate::conn::{BACKEND, Command, Connection, Reply, RetryRefused, unexpected};
 use crate::format::Format;
 use crate::keys::Keys;
@@ -38,6 +38,9 @@ struct Inner {
     topology: Topology,
     client: Client,
     format: Format,
+    /// Where the store connects, for the expiry feed's own connections.
+    target: Target,
+    connect_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -117,6 +120,8 @@ impl RedisStore {
                 topology,
                 client: builder.client,
                 format: builder.format,
+                target,
+                connect_timeout: timeout,
             }),
         })
     }
@@ -220,6 +225,11 @@ impl RedisStore {
 
     pub(crate) fn conn(&self) -> &dyn Connection {
         &self.inner.conn
+    }
+
+    /// Where the store connects, and how long a connection may take.
+    pub(crate) fn target(&self) -> (&Target, std::time::Duration) {
+        (&self.inner.target, self.inner.connect_timeout)
     }
 
     pub(crate) fn keys(&self) -> &Keys {
