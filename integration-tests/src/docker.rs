@@ -301,8 +301,8 @@ impl RedisNode {
     }
 }
 
-/// A Redis Cluster of three masters (no replicas), each a container on a network of its
-/// own; dropping it removes them all.
+/// A Redis Cluster of three masters (and, from [`RedisCluster::start_with_replicas`], their
+/// replicas), each a container on a network of its own; dropping it removes them all.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisNode>,
@@ -318,6 +318,16 @@ impl RedisCluster {
     /// Check [`available`] first: this fails, rather than skips, when Docker or the image
     /// is missing.
     pub fn start(image: &str, node_timeout: Duration) -> Result<RedisCluster, DockerError> {
+        Self::start_with_replicas(image, node_timeout, 0)
+    }
+
+    /// [`Self::start`] with `replicas` replicas per master: nodes 0 to 2 start as the
+    /// masters, the others as replicas (`redis-cli --cluster create --cluster-replicas`).
+    pub fn start_with_replicas(
+        image: &str,
+        node_timeout: Duration,
+        replicas: usize,
+    ) -> Result<RedisCluster, DockerError> {
         let mut network = Network::create("redis-cluster")?;
         let node_timeout = node_timeout.as_millis().to_string();
         let command = [
@@ -338,7 +348,7 @@ impl RedisCluster {
             "",
         ];
         let mut nodes = Vec::new();
-        for i in 0..3 {
+        for i in 0..3 * (1 + replicas) {
             let container = network.run(&format!("redis-node{i}"), image, &command)?;
             let ip = network.ip(&container)?;
             nodes.push(RedisNode { container, ip });
@@ -360,7 +370,8 @@ impl RedisCluster {
             .map(|node| format!("{}:6379", node.ip))
             .collect();
         create.extend(addresses.iter().map(String::as_str));
-        create.push("--cluster-yes");
+        let replicas = replicas.to_string();
+        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         cluster.network.exec(&cluster.nodes[0].container, &create)?;
         cluster.wait_ok(Duration::from_secs(30))?;
         Ok(cluster)
@@ -386,6 +397,11 @@ impl RedisCluster {
     /// Cuts node `i` off the network: clients and the other nodes lose it.
     pub fn partition(&self, i: usize) -> Result<(), DockerError> {
         self.network.disconnect(&self.nodes[i].container)
+    }
+
+    /// Kills node `i`'s server at once (`docker kill`: SIGKILL, nothing flushed).
+    pub fn kill(&self, i: usize) -> Result<(), DockerError> {
+        docker(&["kill", &self.nodes[i].container]).map(drop)
     }
 
     /// Puts node `i` back on the network at its old address.
