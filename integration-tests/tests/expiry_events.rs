@@ -227,6 +227,10 @@ fn options() -> WatchOptions {
 }
 
 async fn two_feeds<S: ExpiryFeed>(a: &S, b: &S) -> Vec<ExpiredSessions> {
+    two_feeds_of(a, b).await
+}
+
+async fn two_feeds_of(a: &dyn ExpiryFeed, b: &dyn ExpiryFeed) -> Vec<ExpiredSessions> {
     vec![
         a.watch_expired(options()).await.expect("watching expiries"),
         b.watch_expired(options()).await.expect("watching expiries"),
@@ -250,9 +254,18 @@ async fn memory() {
 }
 
 async fn redis_store(url: String, prefix: &str) -> session_redis::RedisStore {
+    redis_store_on(session_redis::Client::Fred, url, prefix).await
+}
+
+async fn redis_store_on(
+    client: session_redis::Client,
+    url: String,
+    prefix: &str,
+) -> session_redis::RedisStore {
     session_redis::RedisStore::builder()
         .url(url)
         .prefix(prefix)
+        .client(client)
         .connect()
         .await
         .expect("a Redis server was given but the store could not connect")
@@ -294,6 +307,41 @@ async fn redis_cluster() {
     );
     let feeds = two_feeds(&a, &b).await;
     account("redis cluster", &a, feeds, Reach::EveryFeed).await;
+}
+
+/// The same on redis-rs: one process on each client, so each client's feed is checked
+/// against the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_both_clients() {
+    let Some(url) = server(Backend::Redis, "expiry events on Redis (redis-rs)") else {
+        return;
+    };
+    let prefix = format!("{}:", name());
+    let a = redis_store_on(session_redis::Client::RedisRs, url.clone(), &prefix).await;
+    let b = redis_store(url, &prefix).await;
+    let feeds = two_feeds_of(&a, &b).await;
+    account("redis (redis-rs and fred)", &a, feeds, Reach::EveryFeed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_both_clients() {
+    let Some(url) = server(
+        Backend::RedisCluster,
+        "expiry events on Redis Cluster (redis-rs)",
+    ) else {
+        return;
+    };
+    let prefix = format!("{}:", name());
+    let a = redis_store_on(session_redis::Client::RedisRs, url.clone(), &prefix).await;
+    let b = redis_store(url, &prefix).await;
+    let feeds = two_feeds_of(&a, &b).await;
+    account(
+        "redis cluster (redis-rs and fred)",
+        &a,
+        feeds,
+        Reach::EveryFeed,
+    )
+    .await;
 }
 
 async fn postgres_store(url: &str, table: &str) -> session_postgres::PostgresStore {

@@ -42,7 +42,6 @@ impl Keys {
     }
 
     /// The session id a session key of this store names; `None` for any other key.
-    #[cfg_attr(not(feature = "fred"), allow(dead_code))] // only the fred expiry feed
     pub(crate) fn session_id(&self, key: &[u8]) -> Option<SessionId> {
         let rest = key.strip_prefix(self.prefix.as_bytes())?;
         SessionId::parse(std::str::from_utf8(rest).ok()?).ok()

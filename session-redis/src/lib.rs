@@ -204,6 +204,8 @@ mod moves;
 mod owners;
 #[cfg(feature = "redis")]
 mod redis_rs_client;
+#[cfg(feature = "redis")]
+mod redis_rs_expiry;
 mod scripts;
 mod store;
 

@@ -38,10 +38,8 @@ struct Inner {
     topology: Topology,
     client: Client,
     format: Format,
-    /// Where the store connects, for the expiry feed's own connections (fred only).
-    #[cfg_attr(not(feature = "fred"), allow(dead_code))]
+    /// Where the store connects, for the expiry feed's own connections.
     target: Target,
-    #[cfg_attr(not(feature = "fred"), allow(dead_code))]
     connect_timeout: std::time::Duration,
 }
 
@@ -230,7 +228,6 @@ impl RedisStore {
     }
 
     /// Where the store connects, and how long a connection may take.
-    #[cfg_attr(not(feature = "fred"), allow(dead_code))]
     pub(crate) fn target(&self) -> (&Target, std::time::Duration) {
         (&self.inner.target, self.inner.connect_timeout)
     }
