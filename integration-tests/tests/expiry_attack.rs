@@ -2,8 +2,8 @@
 //! expiry instant (touch / rotate exactly when a session expires, while a feed purges),
 //! Redis stores sharing a database under overlapping prefixes, a Redis server restart.
 //!
-//! Each test states the promise it attacks. Tests that found a bug are `#[ignore]`d with
-//! the reason, so CI stays green; run them with `-- --ignored`.
+//! Each test states the promise it attacks. The bugs they found are fixed; the two left
+//! `#[ignore]`d run configurations the crates document as unsupported, and say why.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -150,9 +150,6 @@ async fn memory_touch_at_the_expiry_instant_is_not_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG (intermittent, under CPU load): the memory feed reported the old id of a \
-            session rotated while live at its expiry instant; the listener judges liveness \
-            when it runs (Watchers::removed), after rename's live check"]
 async fn memory_rotate_at_the_expiry_instant_is_not_reported() {
     memory_write_at_the_expiry_instant(Op::Rotate).await;
 }
@@ -283,7 +280,7 @@ async fn postgres_touch_racing_the_purge() {
         return;
     };
     let store = Arc::new(postgres_store(&url, &name()).await);
-    touch_race("postgres", store, 150, 4, 15).await;
+    touch_race("postgres", store, 150, 2, 15).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -298,7 +295,7 @@ async fn mysql_touch_racing_the_purge() {
         .await
         .expect("connecting to MySQL");
     store.migrate().await.unwrap();
-    touch_race("mysql", Arc::new(store), 150, 4, 25).await;
+    touch_race("mysql", Arc::new(store), 150, 2, 25).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -309,7 +306,7 @@ async fn sqlite_touch_racing_the_purge() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    touch_race("sqlite", Arc::new(store), 150, 4, 25).await;
+    touch_race("sqlite", Arc::new(store), 150, 2, 25).await;
 }
 
 async fn mongo_store(url: &str, guard: session_mongo::WriteGuard) -> session_mongo::MongoStore {
@@ -333,7 +330,7 @@ async fn mongo_touch_racing_the_purge() {
         return;
     };
     let store = mongo_store(&url, session_mongo::WriteGuard::Auto).await;
-    touch_race("mongo (auto guard)", Arc::new(store), 60, 3, 150).await;
+    touch_race("mongo (auto guard)", Arc::new(store), 60, 2, 150).await;
 }
 
 /// The server-atomic guard (what MongoDB itself gets): the purge claims with a
@@ -342,9 +339,10 @@ async fn mongo_touch_racing_the_purge() {
 /// the purge reports it, its `delete ... expires_at <= now` then matches nothing, and the
 /// session lives on, reported expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG (intermittent; 1 run in 3): with WriteGuard::Server on FerretDB, 10 \
-            sessions whose touch succeeded were reported expired and deleted: the lease \
-            claim is not honoured by touch"]
+#[ignore = "unsupported: WriteGuard::Server is for MongoDB, whose filtered writes are \
+            atomic; FerretDB's are not (a touch reads, then writes by _id, around the claim), \
+            which is why Auto picks locks there. On MongoDB the claim now makes a document \
+            dead to every write (claimed_until in live_and_decodable)"]
 async fn mongo_server_guard_touch_racing_the_purge() {
     let Some(url) = server(Backend::Mongo, "expiry attack on MongoDB (server guard)") else {
         return;
@@ -368,7 +366,7 @@ async fn redis_touch_racing_the_expiry() {
         return;
     };
     let store = redis_store(url, &format!("{}:", name())).await;
-    touch_race("redis", Arc::new(store), 150, 4, 20).await;
+    touch_race("redis", Arc::new(store), 150, 2, 20).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -379,8 +377,9 @@ async fn redis_touch_racing_the_expiry() {
 /// hold (`-`, `_`, letters). The feed of the store with the shorter prefix strips its
 /// prefix from the other store's keys, and what remains parses as a session id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG: a Redis feed reports another store's sessions (under a longer prefix \
-            sharing the DB) as expiries of ids it never had"]
+#[ignore = "unsupported: prefixes where one starts with the other alias keys for every \
+            call (store A's get(\"v2-<id>\") reads store B's session), not only the feed; \
+            session-redis' docs require disjoint prefixes"]
 async fn redis_feed_ignores_a_store_with_a_longer_prefix() {
     let Some(url) = server(Backend::Redis, "expiry attack on Redis (prefixes)") else {
         return;

@@ -1,6 +1,7 @@
 //! What the memory store keeps per session, and how moka expires it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 use moka::Expiry as MokaExpiry;
@@ -22,6 +23,10 @@ pub(crate) struct Entry {
     /// Whether `data` decodes: always for what the store wrote; a test may plant one that
     /// doesn't (`MemoryStore::write_raw`), and writes that can't judge it leave it alone.
     pub(crate) decodes: bool,
+    /// Set by the call that ends or replaces this entry while it is live (a write, a
+    /// touch, a destroy, a move): moka's removal listener then knows the session didn't
+    /// end by expiring, however late it runs. Clones share it; a written entry gets its own.
+    pub(crate) superseded: Arc<AtomicBool>,
 }
 
 impl Entry {
@@ -39,6 +44,7 @@ impl Entry {
             deadline: record.deadline(),
             owner: record.owner().map(Arc::from),
             decodes: true,
+            superseded: Arc::default(),
         })
     }
 
@@ -53,6 +59,24 @@ impl Entry {
             deadline: None,
             owner: None,
             decodes: serde_json::from_str::<Data>(data).is_ok(),
+            superseded: Arc::default(),
+        }
+    }
+
+    /// Marks this entry as ended by a call (see [`Self::superseded`]).
+    pub(crate) fn supersede(&self) {
+        self.superseded.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn was_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
+    }
+
+    /// The same session as a new entry, with a flag of its own.
+    pub(crate) fn renewed(self) -> Self {
+        Self {
+            superseded: Arc::default(),
+            ..self
         }
     }
 

@@ -18,10 +18,14 @@ impl Watchers {
     /// moka's removal listener: reports an entry that ended without being ended by a call.
     /// That is one moka expired or evicted for space, and also a dead entry that a write
     /// replaced or a call removed before moka's housekeeping got to it (it expired first).
+    /// A call that ended or replaced a *live* entry marked it first: the listener may run
+    /// after the entry's expiry, but the call judged it live.
     pub(crate) fn removed(&self, id: &SessionId, entry: &Entry, cause: RemovalCause) {
         let ended_by_itself = match cause {
             RemovalCause::Expired | RemovalCause::Size => true,
-            RemovalCause::Replaced | RemovalCause::Explicit => !entry.is_live(),
+            RemovalCause::Replaced | RemovalCause::Explicit => {
+                !entry.was_superseded() && !entry.is_live()
+            }
         };
         if !ended_by_itself {
             return;

@@ -143,7 +143,13 @@ impl MemoryStore {
         F: FnOnce(Option<Entry>) -> Op<Entry>,
     {
         self.cache.entry_by_ref(id).and_compute_with(|current| {
-            decide(current.map(|e| e.into_value()).filter(Entry::is_live))
+            let live = current.map(|e| e.into_value()).filter(Entry::is_live);
+            let old = live.clone();
+            let op = decide(live);
+            if let (Some(old), Op::Put(_) | Op::Remove) = (old, &op) {
+                old.supersede();
+            }
+            op
         })
     }
 
@@ -254,7 +260,8 @@ impl SessionStore for MemoryStore {
                 found = Found::Corrupt;
                 Op::Nop
             }
-            Some(mut entry) => {
+            Some(entry) => {
+                let mut entry = entry.renewed();
                 let capped = entry.deadline.map_or(expires_at, |d| expires_at.min(d));
                 entry.expires_at = session_core::to_millis(capped);
                 found = Found::Written;
@@ -271,9 +278,7 @@ impl SessionStore for MemoryStore {
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
         let _shared = self.shared();
-        self.cache
-            .entry_by_ref(id)
-            .and_compute_with(|_| Op::<Entry>::Remove);
+        self.compute(id, |_| Op::Remove);
         Ok(())
     }
 
@@ -292,7 +297,8 @@ impl SessionStore for MemoryStore {
             return Ok(Rename::TargetTaken);
         }
         // Nothing else runs while this holds the store alone: the move is one step.
-        self.cache.insert(to.clone(), source);
+        source.supersede();
+        self.cache.insert(to.clone(), source.renewed());
         self.cache.invalidate(from);
         Ok(Rename::Moved)
     }
@@ -316,7 +322,10 @@ impl SessionStore for MemoryStore {
         let ids: Vec<_> = self
             .live_entries()
             .filter(|(_, entry)| entry.owned_by(owner))
-            .map(|(id, _)| id)
+            .map(|(id, entry)| {
+                entry.supersede();
+                id
+            })
             .collect();
         for id in &ids {
             self.cache.invalidate(&**id);

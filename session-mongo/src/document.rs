@@ -65,6 +65,9 @@ pub(crate) fn live_and_decodable(id: &SessionId, now: DateTime) -> Document {
         "version": { "$gte": 0, "$lte": Record::MAX_VERSION as i64, "$type": integer },
         "created_at": date.clone(),
         "data": { "$type": "object" },
+        // Claimed by an expiry feed's purge (MongoDB): reported expired, so dead to every
+        // write, even one whose clock still counts it live.
+        "claimed_until": { "$exists": false },
         "$and": [
             { "$or": [{ "owner": null }, { "owner": { "$type": "string" } }] },
             { "$or": [{ "deadline": null }, { "deadline": date }] },
@@ -86,7 +89,11 @@ fn date_range() -> (DateTime, DateTime) {
 /// Whether `document`'s `expires_at` is a date after `now` (the live filter, checked here).
 pub(crate) fn is_live(document: &Document, now: DateTime) -> bool {
     matches!(document.get("expires_at"), Some(Bson::DateTime(at)) if *at > now)
+        && !document.contains_key(CLAIMED_UNTIL)
 }
+
+/// The field an expiry feed's purge sets on a document it claims (MongoDB, without locks).
+pub(crate) const CLAIMED_UNTIL: &str = "claimed_until";
 
 /// The stored version, when the document has a usable one (an integer from 0 to
 /// [`Record::MAX_VERSION`], as [`decode`] wants it).

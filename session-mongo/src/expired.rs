@@ -7,7 +7,7 @@ use session_core::{
 };
 
 use crate::config::ExpiryMode;
-use crate::document::{decode, is_live, now_bson};
+use crate::document::{CLAIMED_UNTIL, decode, is_live, now_bson};
 use crate::errors::backend_error;
 use crate::store::MongoStore;
 
@@ -82,7 +82,9 @@ impl MongoStore {
     /// With locks (FerretDB) the session's lock is the claim: under it the document is read
     /// again, reported and deleted; a purge that finds the lock busy leaves the document to
     /// whoever holds it. On MongoDB a `findOneAndUpdate` sets a lease (`claimed_until`, the
-    /// store's timeout twice over) on a document nobody holds, atomically. Either way a
+    /// store's timeout twice over) on a document nobody holds, atomically; a claimed
+    /// document is dead to every write (`live_and_decodable`), so a `touch` whose clock
+    /// still counted it live can't revive a session already reported expired. Either way a
     /// purge that dies after the claim leaves the document, reclaimable once the lease or
     /// lock expires: reported again, never lost.
     async fn claim_one(&self, id: String, with_data: bool, sink: ExpirySink) -> Result<bool> {
@@ -96,8 +98,8 @@ impl MongoStore {
             let claimed = self
                 .collection
                 .find_one_and_update(
-                    doc! { "_id": &id, "expires_at": { "$lte": now }, "claimed_until": { "$not": { "$gt": now } } },
-                    doc! { "$set": { "claimed_until": until } },
+                    doc! { "_id": &id, "expires_at": { "$lte": now }, CLAIMED_UNTIL: { "$not": { "$gt": now } } },
+                    doc! { "$set": { CLAIMED_UNTIL: until } },
                 )
                 .await
                 .map_err(backend_error)?;

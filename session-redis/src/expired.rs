@@ -27,7 +27,10 @@ use crate::store::RedisStore;
 /// moment never hears of it (another subscribed process does), and a burst beyond the
 /// buffer is logged as lost. Only the id: the key is gone, so neither the owner nor the
 /// data can be given. Each watching process costs the server one `SCAN` pass of the
-/// store's keys per interval: raise the interval for large stores.
+/// store's keys per interval: raise the interval for large stores. Like every call of the
+/// store, the feed takes any key of the database that reads as `{prefix}{id}` for one of
+/// its sessions: stores sharing a database need prefixes neither of which starts with the
+/// other (`app1:` and `app2:`, not `sess:` and `sess:v2-`).
 #[async_trait]
 impl ExpiryFeed for RedisStore {
     async fn watch_expired(&self, options: WatchOptions) -> Result<ExpiredSessions> {

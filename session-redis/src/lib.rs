@@ -51,6 +51,10 @@
 //!   session object express-session stores: see below), expiring at the record's `expires_at` to the
 //!   millisecond (`SET ... PXAT`). Redis removes expired sessions itself, so
 //!   `delete_expired` returns 0.
+//! - Stores sharing a database need prefixes neither of which starts with the other
+//!   (`app1:` and `app2:`, not `sess:` and `sess:v2-`): a key `sess:v2-<id>` reads as the
+//!   session `v2-<id>` of the store prefixed `sess:` (ids may hold `-`, `_` and letters),
+//!   for every call and for the expiry feed alike.
 //! - `{prefix}owner:{<owner>}`: a sorted set per owner, member = session id, score = expiry
 //!   in ms; the key itself expires with its latest member (`PEXPIREAT`).
 //!
