@@ -142,6 +142,16 @@ pub trait ExpiryFeed: Send + Sync {
     async fn watch_expired(&self, options: WatchOptions) -> Result<ExpiredSessions>;
 }
 
+/// A store whose expiry feed is its own purge (the SQL stores, MongoDB): see
+/// [`ExpiredSessions::purging`].
+#[async_trait]
+pub trait ClaimExpired: Clone + Send + Sync + 'static {
+    /// Removes up to a batch of expired sessions, delivering each to `sink` before its
+    /// removal is final (so a purge that fails leaves sessions that are reported again: at
+    /// least once); how many it claimed. `0` once the sink is closed.
+    async fn claim_expired(&self, options: WatchOptions, sink: &ExpirySink) -> Result<u64>;
+}
+
 /// Expired sessions as a feed reports them; dropping it stops the feed's task.
 #[derive(Debug)]
 pub struct ExpiredSessions {
@@ -190,16 +200,11 @@ impl ExpiredSessions {
         Self { receiver, task }
     }
 
-    /// A feed that purges: every `options`' interval, calls `claim` until it returns fewer
-    /// than a batch. `claim` removes up to a batch of expired sessions, delivering each to
-    /// the sink before its removal is final (so a purge that fails reports sessions that
-    /// stay, and are reported again: at least once), and returns how many it claimed.
-    /// Failures are logged and retried at the next tick.
-    pub fn purging<F, Fut>(options: WatchOptions, claim: F) -> Self
-    where
-        F: Fn(ExpirySink) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<u64>> + Send,
-    {
+    /// The feed of a store that purges: every `options`' interval, calls
+    /// [`ClaimExpired::claim_expired`] until it returns fewer than a batch. Failures are
+    /// logged and retried at the next tick.
+    pub fn purging<S: ClaimExpired>(store: &S, options: WatchOptions) -> Self {
+        let store = store.clone();
         Self::spawn(move |sink| async move {
             let mut ticks = tokio::time::interval(options.interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -209,7 +214,7 @@ impl ExpiredSessions {
                     _ = sink.closed() => return,
                 }
                 loop {
-                    match claim(sink.clone()).await {
+                    match store.claim_expired(options, &sink).await {
                         Ok(n) if n >= u64::from(options.batch) && !sink.is_closed() => {}
                         Ok(_) => break,
                         Err(error) => {

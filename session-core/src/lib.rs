@@ -50,7 +50,7 @@ mod time_util;
 
 pub use async_trait::async_trait;
 pub use error::{BoxError, Error, Result};
-pub use expired::{Expired, ExpiredSessions, ExpiryFeed, ExpirySink, WatchOptions};
+pub use expired::{ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, WatchOptions};
 pub use expiry::Expiry;
 pub use hashed::HashedIds;
 pub use id::{Fingerprint, InvalidId, MAX_ID_LEN, MIN_ID_LEN, SessionId};

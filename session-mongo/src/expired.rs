@@ -3,7 +3,8 @@
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc};
 use session_core::{
-    Error, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions, async_trait,
+    ClaimExpired, Error, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions,
+    async_trait,
 };
 
 use crate::config::ExpiryMode;
@@ -35,15 +36,12 @@ impl ExpiryFeed for MongoStore {
                 crate::config::TTL_INDEX,
             )));
         }
-        let store = self.clone();
-        Ok(ExpiredSessions::purging(options, move |sink| {
-            let store = store.clone();
-            async move { store.claim_expired(options, &sink).await }
-        }))
+        Ok(ExpiredSessions::purging(self, options))
     }
 }
 
-impl MongoStore {
+#[async_trait]
+impl ClaimExpired for MongoStore {
     /// One batch of the feed's purge; how many expired documents it found.
     async fn claim_expired(&self, options: WatchOptions, sink: &ExpirySink) -> Result<u64> {
         let find = self
@@ -75,7 +73,9 @@ impl MongoStore {
         }
         Ok(claimed)
     }
+}
 
+impl MongoStore {
     /// Claims the document under `id` if it is still expired and no other purge holds it,
     /// reports it, then deletes it. `false` once nobody listens.
     ///

@@ -1,8 +1,8 @@
 //! The MySQL/MariaDB store's [`ExpiryFeed`]: a purge that reports what it deletes.
 
 use session_core::{
-    Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions, async_trait, now,
-    unix_millis,
+    ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions,
+    async_trait, now, unix_millis,
 };
 use sqlx::Row;
 
@@ -19,15 +19,12 @@ use crate::store::{MysqlStore, decode_row};
 #[async_trait]
 impl ExpiryFeed for MysqlStore {
     async fn watch_expired(&self, options: WatchOptions) -> Result<ExpiredSessions> {
-        let store = self.clone();
-        Ok(ExpiredSessions::purging(options, move |sink| {
-            let store = store.clone();
-            async move { store.claim_expired(options, &sink).await }
-        }))
+        Ok(ExpiredSessions::purging(self, options))
     }
 }
 
-impl MysqlStore {
+#[async_trait]
+impl ClaimExpired for MysqlStore {
     /// One batch of the feed's purge; how many rows it claimed.
     async fn claim_expired(&self, options: WatchOptions, sink: &ExpirySink) -> Result<u64> {
         self.timed("claim_expired", async {

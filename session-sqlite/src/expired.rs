@@ -1,7 +1,8 @@
 //! The SQLite store's [`ExpiryFeed`]: a purge that reports what it deletes.
 
 use session_core::{
-    Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions, async_trait,
+    ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions,
+    async_trait,
 };
 use sqlx::Row;
 
@@ -18,15 +19,12 @@ use crate::store::{SqliteStore, decode_row};
 #[async_trait]
 impl ExpiryFeed for SqliteStore {
     async fn watch_expired(&self, options: WatchOptions) -> Result<ExpiredSessions> {
-        let store = self.clone();
-        Ok(ExpiredSessions::purging(options, move |sink| {
-            let store = store.clone();
-            async move { store.claim_expired(options, &sink).await }
-        }))
+        Ok(ExpiredSessions::purging(self, options))
     }
 }
 
-impl SqliteStore {
+#[async_trait]
+impl ClaimExpired for SqliteStore {
     /// One batch of the feed's purge; how many rows it claimed.
     async fn claim_expired(&self, options: WatchOptions, sink: &ExpirySink) -> Result<u64> {
         self.timed("claim_expired", async {
