@@ -85,7 +85,7 @@ async fn memory_write_at_the_expiry_instant(op: Op) {
     // Session i expires at its own millisecond; the write on it is issued `i % 150`
     // microseconds before that instant (by the nanosecond clock), so the instant falls
     // somewhere inside the write, at every point of it across the sessions.
-    const SESSIONS: i64 = 4_000;
+    const SESSIONS: i64 = 2_000;
     let base = now() + ms(1_500);
     let mut sessions = Vec::with_capacity(SESSIONS as usize);
     for i in 0..SESSIONS {
