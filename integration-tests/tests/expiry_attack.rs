@@ -280,7 +280,7 @@ async fn postgres_touch_racing_the_purge() {
         return;
     };
     let store = Arc::new(postgres_store(&url, &name()).await);
-    touch_race("postgres", store, 150, 2, 15).await;
+    touch_race("postgres", store, 150, 1, 15).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -295,7 +295,7 @@ async fn mysql_touch_racing_the_purge() {
         .await
         .expect("connecting to MySQL");
     store.migrate().await.unwrap();
-    touch_race("mysql", Arc::new(store), 150, 2, 25).await;
+    touch_race("mysql", Arc::new(store), 150, 1, 25).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -306,7 +306,7 @@ async fn sqlite_touch_racing_the_purge() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    touch_race("sqlite", Arc::new(store), 150, 2, 25).await;
+    touch_race("sqlite", Arc::new(store), 150, 1, 25).await;
 }
 
 async fn mongo_store(url: &str, guard: session_mongo::WriteGuard) -> session_mongo::MongoStore {
@@ -366,7 +366,7 @@ async fn redis_touch_racing_the_expiry() {
         return;
     };
     let store = redis_store(url, &format!("{}:", name())).await;
-    touch_race("redis", Arc::new(store), 150, 2, 20).await;
+    touch_race("redis", Arc::new(store), 150, 1, 20).await;
 }
 
 // ---------------------------------------------------------------------------------------
