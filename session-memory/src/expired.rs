@@ -22,7 +22,9 @@ impl Watchers {
     /// after the entry's expiry, but the call judged it live.
     pub(crate) fn removed(&self, id: &SessionId, entry: &Entry, cause: RemovalCause) {
         let ended_by_itself = match cause {
-            RemovalCause::Expired | RemovalCause::Size => true,
+            // moka's clock may expire an entry a moment before the store's does: a call
+            // that judged it live and moved it (rename) has marked it by then.
+            RemovalCause::Expired | RemovalCause::Size => !entry.was_superseded(),
             RemovalCause::Replaced | RemovalCause::Explicit => {
                 !entry.was_superseded() && !entry.is_live()
             }
