@@ -76,6 +76,14 @@ fn named<T>(result: Result<T>, id: &SessionId) -> Result<T> {
     })
 }
 
+/// A scan lists stored (hashed) ids, like `list_by_owner`: what a migration copies as is.
+#[async_trait]
+impl<S: crate::ScanSessions> crate::ScanSessions for HashedIds<S> {
+    async fn scan(&self, cursor: &crate::ScanCursor, limit: usize) -> Result<crate::ScanPage> {
+        self.inner.scan(cursor, limit).await
+    }
+}
+
 #[async_trait]
 impl<S: SessionStore> SessionStore for HashedIds<S> {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {

@@ -39,6 +39,9 @@
 //! docs state) passes with a `NOTE` printed the same way; that is never a failure.
 
 pub mod cases;
+mod scan;
+
+pub use scan::check_scan;
 
 use std::future::Future;
 use std::io::Write as _;

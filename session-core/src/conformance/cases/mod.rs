@@ -72,7 +72,7 @@ async fn created(store: &impl SessionStore, value: Value) -> Record {
 }
 
 /// Sleeps until 150 ms past `at`.
-async fn wait_past(at: OffsetDateTime) {
+pub(crate) async fn wait_past(at: OffsetDateTime) {
     let left = at - now() + Duration::milliseconds(150);
     if left.is_positive() {
         tokio::time::sleep(StdDuration::from_millis(left.whole_milliseconds() as u64)).await;
