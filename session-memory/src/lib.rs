@@ -36,6 +36,11 @@
 //! watcher in this process, within the watch interval plus about a second (moka's timer
 //! wheel) after its `expires_at`, with its owner and, if asked, its record.
 //!
+//! # Scans
+//! [`MemoryStore`] is a [`session_core::ScanSessions`]: pages in id order from a cursor (the
+//! last id of the previous page). Each page is a pass over the whole cache, so walk a large
+//! store in large pages (see the impl's docs).
+//!
 //! # Atomicity
 //!
 //! Every write to a session runs under moka's per-key lock (`and_compute_with`), so
@@ -55,6 +60,7 @@
 mod cached;
 mod entry;
 mod expired;
+mod scan;
 mod store;
 
 pub use cached::{CachedStore, CachedStoreBuilder};

@@ -153,7 +153,7 @@ impl MemoryStore {
         })
     }
 
-    fn live_entries(&self) -> impl Iterator<Item = (Arc<SessionId>, Entry)> + '_ {
+    pub(crate) fn live_entries(&self) -> impl Iterator<Item = (Arc<SessionId>, Entry)> + '_ {
         self.cache.iter().filter(|(_, entry)| entry.is_live())
     }
 

@@ -62,3 +62,39 @@ mod cached {
 
     session_core::conformance_suite!(Cached);
 }
+
+/// [`ScanSessions`](session_core::ScanSessions): every live session, whole, page by page.
+#[tokio::test]
+async fn scan() {
+    session_core::conformance::check_scan(&MemoryStore::new()).await;
+}
+
+/// A corrupt entry is counted, not returned, and the scan goes on past it.
+#[tokio::test]
+async fn scan_counts_a_corrupt_entry_and_goes_on() {
+    use session_core::{Record, ScanCursor, ScanSessions, SessionStore};
+
+    let store = MemoryStore::new();
+    let bad = SessionId::generate();
+    Memory.write_corrupt(&store, &bad).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        store.create(&mut record).await.unwrap();
+        ids.push(record.id().clone());
+    }
+    let (mut found, mut corrupt, mut cursor) = (Vec::new(), 0, Some(ScanCursor::start()));
+    while let Some(at) = cursor {
+        let page = store.scan(&at, 2).await.unwrap();
+        found.extend(page.records.into_iter().map(|r| r.id().clone()));
+        corrupt += page.corrupt;
+        cursor = page.next;
+    }
+    found.sort_by(|a, b| a.expose().cmp(b.expose()));
+    ids.sort_by(|a, b| a.expose().cmp(b.expose()));
+    assert_eq!(
+        found, ids,
+        "the live sessions, once each, and not the corrupt one"
+    );
+    assert_eq!(corrupt, 1);
+}
