@@ -39,8 +39,10 @@
 //! docs state) passes with a `NOTE` printed the same way; that is never a failure.
 
 pub mod cases;
+mod migration;
 mod scan;
 
+pub use migration::{Phase, PhasedMigration};
 pub use scan::check_scan;
 
 use std::future::Future;

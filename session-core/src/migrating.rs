@@ -1,0 +1,432 @@
+//! Moving sessions from one store to another while the application runs: reads find a
+//! session in the new store or, failing that, in the old one, which moves it over.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::record::Record;
+use crate::scan::{ScanCursor, ScanSessions};
+use crate::store::{Rename, SessionStore, rename_onto_itself};
+use crate::time_util::now;
+
+/// The data key that marks a record in the new store as a tombstone: the session was
+/// destroyed (or moved away) while the old store may still hold a copy. Reserved.
+pub const TOMBSTONE_KEY: &str = "__session_stores_tombstone";
+
+/// Whether `record`, as a store holds it, is a tombstone a [`MigratingStore`] wrote into its
+/// new store (an empty session but for [`TOMBSTONE_KEY`]; it expires by itself).
+pub fn is_tombstone(record: &Record) -> bool {
+    record.data().len() == 1 && record.data().contains_key(TOMBSTONE_KEY)
+}
+
+/// How many rounds a call makes when other calls keep changing the session under it.
+const ROUNDS: usize = 8;
+
+/// The cut-over from an `Old` store to a `New` one without downtime: every session's truth
+/// is in the new store once it is there, and the old store only serves sessions that have
+/// not moved yet.
+///
+/// - **Reads** look in the new store, then in the old; a session found only in the old one
+///   is copied to the new one (insert-if-free, every field and the version kept) and served
+///   from there from then on.
+/// - **Writes** (`set`, `update`, `touch`, `rename`) move the session to the new store first,
+///   remove the old copy, then write the new store: a compare-and-swap compares the
+///   version the caller read, in either store.
+/// - **Destroys and revocations** act on both: a *tombstone* in the new store (a record
+///   holding only [`TOMBSTONE_KEY`], no owner) keeps a copy that a concurrent read took
+///   from the old store from coming back, for as long as that copy could live.
+/// - `session-admin migrate` copies the remaining sessions meanwhile (insert-if-free, so it
+///   never overwrites a newer session or a tombstone).
+///
+/// Every call on one session stays atomic (a write never lost, a destroyed session never
+/// back) as long as **every process uses this wrapper** during the cut-over: a process
+/// still writing only the old store would write a copy the new store shadows. Deploy it
+/// everywhere at once (or stop old-only writers first). Why writes are not mirrored into
+/// the old store: an unconditional mirror arriving after a destroy would bring the session
+/// back there, and the two stores can't be changed in one step; to go back, migrate the
+/// other way.
+///
+/// Costs during the cut-over: a first read of a session not yet moved is two reads and an
+/// insert; a write adds a read of the new store and a delete in the old; a destroy adds a
+/// read of the old; `count` walks both stores ([`ScanSessions`]). Tombstones live in the
+/// new store for [`tombstone_ttl`](Self::tombstone_ttl) (default 60 s, or as long as the
+/// old copy would have), and read as missing.
+///
+/// A residual window, stated: a session whose expiry a `touch` (or a write) shortens to
+/// within one round trip, while another process's first read of it is copying it from the
+/// old store, can be copied back after it ends.
+///
+/// ```
+/// # async fn demo(old: impl session_core::ScanSessions, new: impl session_core::ScanSessions) {
+/// use session_core::{MigratingStore, SessionStore};
+/// let store = MigratingStore::new(old, new);
+/// let sessions = store.count().await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MigratingStore<Old, New> {
+    old: Old,
+    new: New,
+    tombstone_ttl: Duration,
+}
+
+/// Where a session stands, seen through both stores.
+enum Found {
+    Live(Record),
+    Tombstone(Record),
+    Missing,
+}
+
+impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
+    /// Serves sessions from `new`, moving them over from `old` as they are used.
+    pub fn new(old: Old, new: New) -> Self {
+        Self {
+            old,
+            new,
+            tombstone_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// How long a tombstone keeps a destroyed session from being copied back at least
+    /// (default 60 s): longer than any call of any process using this wrapper, or than a
+    /// `session-admin migrate` page takes between its read and its inserts.
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.tombstone_ttl = ttl;
+        self
+    }
+
+    /// The store sessions move from.
+    pub fn old(&self) -> &Old {
+        &self.old
+    }
+
+    /// The store sessions move to.
+    pub fn new_store(&self) -> &New {
+        &self.new
+    }
+
+    /// The session under `id`, copied into the new store if only the old one had it.
+    async fn find(&self, id: &SessionId) -> Result<Found> {
+        for _ in 0..ROUNDS {
+            match self.new.get(id).await? {
+                Some(record) if is_tombstone(&record) => return Ok(Found::Tombstone(record)),
+                Some(record) => return Ok(Found::Live(record)),
+                None => {}
+            }
+            let Some(old) = self.old.get(id).await? else {
+                return Ok(Found::Missing);
+            };
+            let mut copy = old.clone();
+            // `insert` stores the record's version + 1: the copy keeps the old version.
+            copy.set_version(old.version() - 1);
+            if self.new.insert(&mut copy).await? {
+                return Ok(Found::Live(copy));
+            }
+            // Taken meanwhile: another read copied it, or a destroy left a tombstone.
+        }
+        Err(Error::Conflict { id: id.clone() })
+    }
+
+    /// The live session under `id`, moved to the new store with no copy left in the old
+    /// one, ready for a write there; `None` when there is none.
+    async fn claim(&self, id: &SessionId) -> Result<Option<Record>> {
+        match self.find(id).await? {
+            Found::Live(record) => {
+                // A copy left in the old store would outlive a write that shortens the
+                // session, and come back through `find` once the new one expired.
+                self.old.destroy(id).await?;
+                Ok(Some(record))
+            }
+            Found::Tombstone(_) | Found::Missing => Ok(None),
+        }
+    }
+
+    /// A tombstone for `id`, live until `until` or [`Self::tombstone_ttl`] from now.
+    fn tombstone(&self, id: &SessionId, until: Option<OffsetDateTime>) -> Record {
+        let ttl = time::Duration::try_from(self.tombstone_ttl).unwrap_or(time::Duration::MINUTE);
+        let expires_at = until.map_or(now() + ttl, |until| until.max(now() + ttl));
+        let mut record = Record::with_id(id.clone(), expires_at);
+        record.data_mut().insert(TOMBSTONE_KEY.into(), true.into());
+        record
+    }
+
+    /// Ends `id` in both stores: a tombstone first (so a copy a concurrent read took from the
+    /// old store can't land), then the old copy. With `report`, whether a live session was
+    /// there (one more read); else `false`.
+    async fn end(&self, id: &SessionId, report: bool) -> Result<bool> {
+        let old = match self.old.get(id).await {
+            Ok(old) => old,
+            // A corrupt old copy: destroyed below; nothing could copy it meanwhile.
+            Err(Error::Decode { .. }) => None,
+            Err(err) => return Err(err),
+        };
+        let was_live = match report.then_some(self.new.get(id).await) {
+            None => false,
+            Some(Ok(Some(record))) => !is_tombstone(&record),
+            Some(Ok(None)) => old.is_some(),
+            Some(Err(Error::Decode { .. })) => true,
+            Some(Err(err)) => return Err(err),
+        };
+        let mut tombstone = self.tombstone(id, old.as_ref().map(Record::expires_at));
+        self.new.set(&mut tombstone).await?;
+        self.old.destroy(id).await?;
+        Ok(was_live)
+    }
+
+    /// Replaces `tombstone` with `record` (compare-and-swap on the tombstone's version).
+    async fn over_tombstone(&self, record: &mut Record, tombstone: &Record) -> Result<bool> {
+        let mut replacing = record.clone();
+        replacing.set_version(tombstone.version());
+        match self.new.update(&mut replacing).await {
+            Ok(()) => {
+                record.set_version(replacing.version());
+                Ok(true)
+            }
+            Err(Error::Conflict { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn insert_once(&self, record: &mut Record) -> Result<Option<bool>> {
+        match self.find(record.id()).await {
+            Ok(Found::Live(_)) | Err(Error::Decode { .. }) => Ok(Some(false)),
+            // Taken meanwhile (or by a record the new store treats as missing but keeps).
+            Ok(Found::Missing) => Ok(Some(self.new.insert(record).await?)),
+            Ok(Found::Tombstone(tombstone)) => {
+                self.old.destroy(record.id()).await?;
+                Ok(self
+                    .over_tombstone(record, &tombstone)
+                    .await?
+                    .then_some(true))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn rename_once(&self, from: &SessionId, to: &SessionId) -> Result<Option<Rename>> {
+        let Some(moving) = self.claim(from).await? else {
+            return Ok(Some(Rename::SourceMissing));
+        };
+        let mut copy = moving.clone();
+        copy.set_id(to.clone());
+        let placed = match self.find(to).await? {
+            Found::Live(_) => return Ok(Some(Rename::TargetTaken)),
+            Found::Missing => {
+                copy.set_version(moving.version() - 1);
+                self.new.insert(&mut copy).await?
+            }
+            Found::Tombstone(tombstone) => {
+                self.old.destroy(to).await?;
+                self.over_tombstone(&mut copy, &tombstone).await?
+            }
+        };
+        if !placed {
+            return Ok(Some(Rename::TargetTaken));
+        }
+        // Retire the source with a compare-and-swap: a write to it since the claim means the
+        // copy is stale; take it back and start over.
+        let mut tombstone = self.tombstone(from, None);
+        tombstone.set_version(moving.version());
+        match self.new.update(&mut tombstone).await {
+            Ok(()) => Ok(Some(Rename::Moved)),
+            Err(Error::Conflict { .. }) => {
+                self.new.destroy(to).await?;
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Runs `call` within this store's timeout.
+    async fn within<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.timeout(), call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    backend: "migrating",
+                    operation,
+                    after: self.timeout(),
+                })
+            })
+    }
+}
+
+#[async_trait]
+impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, New> {
+    async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        self.within("get", async {
+            Ok(match self.find(id).await? {
+                Found::Live(record) => Some(record),
+                Found::Tombstone(_) | Found::Missing => None,
+            })
+        })
+        .await
+    }
+
+    async fn insert(&self, record: &mut Record) -> Result<bool> {
+        self.within("insert", async {
+            for _ in 0..ROUNDS {
+                if let Some(inserted) = self.insert_once(record).await? {
+                    return Ok(inserted);
+                }
+            }
+            Err(Error::Conflict {
+                id: record.id().clone(),
+            })
+        })
+        .await
+    }
+
+    async fn set(&self, record: &mut Record) -> Result<()> {
+        self.within("set", async {
+            match self.claim(record.id()).await {
+                Ok(Some(_)) => {}
+                // Behind a tombstone the old copy may remain; `set` overwrites a corrupt
+                // record in either store.
+                Ok(None) | Err(Error::Decode { .. }) => self.old.destroy(record.id()).await?,
+                Err(err) => return Err(err),
+            }
+            self.new.set(record).await
+        })
+        .await
+    }
+
+    async fn update(&self, record: &mut Record) -> Result<()> {
+        self.within("update", async {
+            match self.claim(record.id()).await? {
+                Some(_) => self.new.update(record).await,
+                None => Err(Error::Conflict {
+                    id: record.id().clone(),
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        self.within("touch", async {
+            if self.claim(id).await?.is_none() {
+                return Ok(false);
+            }
+            if expires_at <= now() {
+                // Ending it: a tombstone, as for a destroy, so no copy comes back.
+                return self.end(id, true).await;
+            }
+            self.new.touch(id, expires_at).await
+        })
+        .await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<()> {
+        self.within("destroy", async { self.end(id, false).await.map(drop) })
+            .await
+    }
+
+    async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        if from == to {
+            return rename_onto_itself(self, from).await;
+        }
+        self.within("rename", async {
+            for _ in 0..ROUNDS {
+                if let Some(outcome) = self.rename_once(from, to).await? {
+                    return Ok(outcome);
+                }
+            }
+            Err(Error::Conflict { id: from.clone() })
+        })
+        .await
+    }
+
+    /// Purges both stores; returns the larger of their counts: a session copied to the new
+    /// store and expired in both counts once (the sum would count it twice), so this is a
+    /// lower bound while some sessions are in one store only.
+    async fn delete_expired(&self) -> Result<u64> {
+        self.within("delete_expired", async {
+            let old = self.old.delete_expired().await?;
+            Ok(old.max(self.new.delete_expired().await?))
+        })
+        .await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        self.within("list_by_owner", async {
+            let mut listed = self.new.list_by_owner(owner).await?;
+            for record in self.old.list_by_owner(owner).await? {
+                // The new store's copy (or tombstone), if any, is the truth.
+                if self.new.get(record.id()).await?.is_none() {
+                    listed.push(record);
+                }
+            }
+            Ok(listed)
+        })
+        .await
+    }
+
+    async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+        self.within("destroy_by_owner", async {
+            let mut ended = 0;
+            for record in self.old.list_by_owner(owner).await? {
+                if self.end(record.id(), true).await? {
+                    ended += 1;
+                }
+            }
+            Ok(ended + self.new.destroy_by_owner(owner).await?)
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64> {
+        // Each store counts its own; a session copied but still in the old store, or a
+        // tombstone, would count wrong: walk both and count ids.
+        self.within("count", async {
+            let mut seen = HashSet::new();
+            let mut buried = HashSet::new();
+            scan_each(&self.new, |record| {
+                if is_tombstone(&record) {
+                    buried.insert(record.id().clone());
+                } else {
+                    seen.insert(record.id().clone());
+                }
+            })
+            .await?;
+            scan_each(&self.old, |record| {
+                if !buried.contains(record.id()) {
+                    seen.insert(record.id().clone());
+                }
+            })
+            .await?;
+            Ok(seen.len() as u64)
+        })
+        .await
+    }
+
+    fn timeout(&self) -> Duration {
+        self.new.timeout().max(self.old.timeout())
+    }
+}
+
+/// Calls `each` with every record a full scan of `store` returns.
+async fn scan_each<S: ScanSessions + ?Sized>(
+    store: &S,
+    mut each: impl FnMut(Record),
+) -> Result<()> {
+    let mut cursor = ScanCursor::start();
+    loop {
+        let page = store.scan(&cursor, 1000).await?;
+        page.records.into_iter().for_each(&mut each);
+        match page.next {
+            Some(next) => cursor = next,
+            None => return Ok(()),
+        }
+    }
+}
