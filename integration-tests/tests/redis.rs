@@ -115,6 +115,14 @@ mod fred_standalone {
             backend: Backend::Redis,
         });
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan() {
+        super::check_scan(RedisHarness {
+            client: Client::Fred,
+            backend: Backend::Redis,
+        })
+        .await;
+    }
 }
 
 mod fred_cluster {
@@ -125,6 +133,14 @@ mod fred_cluster {
             client: Client::Fred,
             backend: Backend::RedisCluster,
         });
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan() {
+        super::check_scan(RedisHarness {
+            client: Client::Fred,
+            backend: Backend::RedisCluster,
+        })
+        .await;
     }
 }
 
@@ -137,6 +153,14 @@ mod redis_rs_standalone {
             backend: Backend::Redis,
         });
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan() {
+        super::check_scan(RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::Redis,
+        })
+        .await;
+    }
 }
 
 mod redis_rs_cluster {
@@ -147,6 +171,14 @@ mod redis_rs_cluster {
             client: Client::RedisRs,
             backend: Backend::RedisCluster,
         });
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan() {
+        super::check_scan(RedisHarness {
+            client: Client::RedisRs,
+            backend: Backend::RedisCluster,
+        })
+        .await;
     }
 }
 
@@ -383,6 +415,15 @@ mod extra {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan_passes_over_other_prefixes_and_corrupt_values() {
+        for harness in available().await {
+            let url = server_url(harness.backend).unwrap();
+            let builder = RedisStore::builder().url(&url).client(harness.client);
+            super::scan_passes_over_others(builder).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_urls_are_config_errors() {
         for url in [
             "",
@@ -532,6 +573,14 @@ mod express {
                 })
             });
         }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn scan() {
+            crate::check_scan(ExpressHarness(RedisHarness {
+                client: Client::Fred,
+                backend: Backend::Redis,
+            }))
+            .await;
+        }
     }
 
     mod fred_cluster {
@@ -544,6 +593,14 @@ mod express {
                     backend: Backend::RedisCluster,
                 })
             });
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn scan() {
+            crate::check_scan(ExpressHarness(RedisHarness {
+                client: Client::Fred,
+                backend: Backend::RedisCluster,
+            }))
+            .await;
         }
     }
 
@@ -558,6 +615,14 @@ mod express {
                 })
             });
         }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn scan() {
+            crate::check_scan(ExpressHarness(RedisHarness {
+                client: Client::RedisRs,
+                backend: Backend::Redis,
+            }))
+            .await;
+        }
     }
 
     mod redis_rs_cluster {
@@ -570,6 +635,26 @@ mod express {
                     backend: Backend::RedisCluster,
                 })
             });
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn scan() {
+            crate::check_scan(ExpressHarness(RedisHarness {
+                client: Client::RedisRs,
+                backend: Backend::RedisCluster,
+            }))
+            .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scan_passes_over_other_prefixes_and_corrupt_values() {
+        for ExpressHarness(harness) in available().await {
+            let url = server_url(harness.backend).unwrap();
+            let builder = RedisStore::builder()
+                .url(&url)
+                .client(harness.client)
+                .express_session();
+            crate::scan_passes_over_others(builder).await;
         }
     }
 
@@ -831,6 +916,82 @@ mod express {
                 assert!(store.raw_exists(&store.key_for(&id)).await.unwrap());
             }
         }
+    }
+}
+
+/// [`check_scan`](session_core::conformance::check_scan) on a fresh store of `harness`; a
+/// missing server is reported as a skip (a failure under CI).
+async fn check_scan<H: Harness<Store = RedisStore> + std::fmt::Debug>(harness: H) {
+    match harness.available().await {
+        Ok(()) => {
+            let store = harness.store(StoreOptions::default()).await;
+            session_core::conformance::check_scan(&store).await;
+        }
+        Err(Skip(reason)) => {
+            session_core::conformance::skip(&format!("{harness:?}: scan"), &reason)
+        }
+    }
+}
+
+/// A scan of a store built by `builder` returns its own sessions only: not those of a store
+/// whose prefix shares all but its end (`…:app:` and `…:app2:`, disjoint as the crate docs
+/// ask), not its owner indexes nor another key under its prefix that is no session, and not
+/// a corrupt value, which it counts in `corrupt` and goes on past.
+async fn scan_passes_over_others(builder: session_redis::RedisStoreBuilder) {
+    use session_core::{Record, ScanCursor, ScanSessions, SessionStore, now};
+
+    let base = format!("test:{}:", &SessionId::generate().expose()[..16]);
+    let ours = builder
+        .clone()
+        .prefix(format!("{base}app:"))
+        .connect()
+        .await
+        .unwrap();
+    let theirs = builder
+        .prefix(format!("{base}app2:"))
+        .connect()
+        .await
+        .unwrap();
+    let in_an_hour = now() + time::Duration::hours(1);
+    let mut expected = std::collections::BTreeSet::new();
+    for n in 0..6 {
+        for (store, mine) in [(&ours, true), (&theirs, false)] {
+            let mut record = Record::new(in_an_hour);
+            record.set_owner(Some(format!("owner-{}", n % 2)));
+            store.create(&mut record).await.unwrap();
+            if mine {
+                expected.insert(record.id().expose().to_owned());
+            }
+        }
+    }
+    let corrupt = SessionId::generate();
+    let at = session_core::unix_millis(in_an_hour);
+    ours.raw_set_pxat(&ours.key_for(&corrupt), b"{not json", at)
+        .await
+        .unwrap();
+    let stray = format!("{base}app:not a session id");
+    ours.raw_set_pxat(&stray, b"{}", at).await.unwrap();
+
+    let (mut found, mut corrupt_seen, mut pages) = (Vec::new(), 0, 0);
+    let mut cursor = Some(ScanCursor::start());
+    while let Some(at) = cursor {
+        let page = ours.scan(&at, 2).await.unwrap();
+        found.extend(page.records.iter().map(|r| r.id().expose().to_owned()));
+        corrupt_seen += page.corrupt;
+        cursor = page.next;
+        pages += 1;
+        assert!(pages < 10_000, "the scan never ends");
+    }
+    let found_set: std::collections::BTreeSet<_> = found.iter().cloned().collect();
+    assert_eq!(
+        found_set,
+        expected,
+        "{:?}: the scan returned other keys than this store's sessions",
+        ours.topology()
+    );
+    assert_eq!(corrupt_seen, 1, "the corrupt value is counted once");
+    for key in [ours.key_for(&corrupt), stray] {
+        ours.raw_set_pxat(&key, b"", 1).await.unwrap();
     }
 }
 

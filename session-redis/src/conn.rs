@@ -180,6 +180,20 @@ impl Connection for RetryRefused {
     async fn info_server(&self) -> Result<Vec<String>> {
         retry_refused(|| self.0.info_server()).await
     }
+
+    async fn scan_nodes(&self) -> Result<Vec<String>> {
+        retry_refused(|| self.0.scan_nodes()).await
+    }
+
+    async fn scan_step(
+        &self,
+        node: &str,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> Result<ScanStep> {
+        retry_refused(|| self.0.scan_step(node, cursor, pattern, count)).await
+    }
 }
 
 /// The plain single-key commands the store sends. Typed rather than named so that each
@@ -263,6 +277,67 @@ pub(crate) trait Connection: Send + Sync + 'static {
 
     /// `INFO server` of the node(s) the client reaches.
     async fn info_server(&self) -> Result<Vec<String>>;
+
+    /// The nodes a [`ScanSessions`](session_core::ScanSessions) scan walks, in an order that
+    /// stays the same while the deployment does: on a Cluster the primaries' `host:port`,
+    /// ordered by the lowest hash slot each serves (so a failover keeps a shard's place);
+    /// otherwise the one server, as `""`.
+    async fn scan_nodes(&self) -> Result<Vec<String>>;
+
+    /// One `SCAN cursor MATCH pattern COUNT count` on `node` (from [`Self::scan_nodes`]).
+    async fn scan_step(
+        &self,
+        node: &str,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> Result<ScanStep>;
+}
+
+/// A node from [`Connection::scan_nodes`] as host and port; `None` for the one server.
+pub(crate) fn node_address(node: &str) -> Result<Option<(&str, u16)>> {
+    if node.is_empty() {
+        return Ok(None);
+    }
+    node.rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse().ok()?)))
+        .map(Some)
+        .ok_or_else(|| Error::Config(format!("not a cluster node address: {node}")))
+}
+
+/// What one `SCAN` step returned.
+#[derive(Debug, Default)]
+pub(crate) struct ScanStep {
+    /// The cursor to continue from; 0 once the node has been walked.
+    pub(crate) cursor: u64,
+    /// The keys met (those matching the pattern; some may be met again later).
+    pub(crate) keys: Vec<Vec<u8>>,
+}
+
+impl ScanStep {
+    /// A `SCAN` reply: `[cursor, [key, ...]]`.
+    pub(crate) fn parse(reply: Reply) -> Result<Self> {
+        let shape = |got: &Reply| unexpected("a SCAN reply [cursor, [keys]]", got);
+        let mut items = reply.into_array()?.into_iter();
+        let cursor = match items.next() {
+            Some(Reply::Bytes(text)) => std::str::from_utf8(&text)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| shape(&Reply::Bytes(text.clone())))?,
+            Some(Reply::Int(n)) => u64::try_from(n).map_err(|_| shape(&Reply::Int(n)))?,
+            other => return Err(shape(&other.unwrap_or(Reply::Nil))),
+        };
+        let mut keys = Vec::new();
+        for key in items
+            .next()
+            .map(Reply::into_array)
+            .transpose()?
+            .unwrap_or_default()
+        {
+            keys.extend(key.into_opt_bytes()?.map(Vec::from));
+        }
+        Ok(Self { cursor, keys })
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +376,29 @@ mod tests {
             wire(Command::set(Bytes::from_static(b"v"), None)),
             ("SET", vec!["v".into()])
         );
+    }
+
+    #[test]
+    fn scan_replies_parse_and_node_addresses_split() {
+        let reply = Reply::Array(vec![
+            Reply::Bytes(Bytes::from_static(b"17")),
+            Reply::Array(vec![Reply::Bytes(Bytes::from_static(b"sess:a"))]),
+        ]);
+        let step = ScanStep::parse(reply).unwrap();
+        assert_eq!((step.cursor, step.keys), (17, vec![b"sess:a".to_vec()]));
+        for bad in [
+            Reply::Int(1),
+            Reply::Array(vec![Reply::Bytes(Bytes::from_static(b"-1"))]),
+            Reply::Array(vec![Reply::Nil]),
+        ] {
+            assert!(ScanStep::parse(bad).is_err());
+        }
+        assert_eq!(node_address("").unwrap(), None);
+        assert_eq!(
+            node_address("127.0.0.1:17001").unwrap(),
+            Some(("127.0.0.1", 17001))
+        );
+        assert!(node_address("nowhere").is_err());
     }
 
     #[test]

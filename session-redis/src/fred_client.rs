@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::{
-    ClientLike, Config, Error as FredError, ErrorKind, KeysInterface, Pool, ReconnectPolicy,
-    ServerConfig, Value,
+    ClientLike, ClusterInterface, Config, Error as FredError, ErrorKind, KeysInterface, Pool,
+    ReconnectPolicy, Server, ServerConfig, Value,
 };
 use fred::types::scripts::Script;
 use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, SetOptions};
@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
-use crate::conn::{Command, Connection, Reply, classify};
+use crate::conn::{Command, Connection, Reply, ScanStep, classify, node_address};
 use crate::scripts::ScriptId;
 
 pub(crate) struct FredConnection {
@@ -173,6 +173,54 @@ impl Connection for FredConnection {
             .into_iter()
             .map(|key| key.as_bytes().to_vec())
             .collect())
+    }
+
+    async fn scan_nodes(&self) -> Result<Vec<String>> {
+        let client = self.pool.next();
+        if !client.is_clustered() {
+            return Ok(vec![String::new()]);
+        }
+        let routing = match client.cached_cluster_state() {
+            Some(routing) if !routing.slots().is_empty() => routing,
+            _ => {
+                client.sync_cluster().await.map_err(map_err)?;
+                client.cached_cluster_state().ok_or_else(|| {
+                    Error::transient(crate::conn::BACKEND, "the cluster's slot map is unknown")
+                })?
+            }
+        };
+        // fred keeps the slot ranges sorted by their first slot.
+        let mut nodes: Vec<String> = Vec::new();
+        for range in routing.slots() {
+            let node = range.primary.to_string();
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        Ok(nodes)
+    }
+
+    async fn scan_step(
+        &self,
+        node: &str,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> Result<ScanStep> {
+        let client = self.pool.next();
+        let cursor = cursor.to_string();
+        let pattern = pattern.to_owned();
+        let value: Value = match node_address(node)? {
+            None => client.scan_page(cursor, pattern, Some(count), None).await,
+            Some((host, port)) => {
+                client
+                    .with_cluster_node(Server::new(host, port))
+                    .scan_page(cursor, pattern, Some(count), None)
+                    .await
+            }
+        }
+        .map_err(map_err)?;
+        ScanStep::parse(reply(value))
     }
 
     async fn info_server(&self) -> Result<Vec<String>> {

@@ -91,6 +91,12 @@
 //!   again after such a race, or run one server (with Sentinel for failover) where that
 //!   matters.
 //! - `count` scans `{prefix}*` on every primary and counts session keys only.
+//! - [`ScanSessions`](session_core::ScanSessions) (`scan`) walks the same keys page by page
+//!   (`SCAN ... MATCH {prefix}* COUNT n`, on a Cluster one primary after another, ordered by
+//!   the lowest hash slot each serves), then reads each session key found: owner indexes
+//!   and other apps' keys are passed over, a value that doesn't decode is counted as
+//!   corrupt and left alone. Its cursor (`<node>:<SCAN cursor>`) holds while the deployment
+//!   does; after a failover or resharding mid-scan, start over to be sure of every session.
 //! - **Corrupt records**: the scripts refuse what the decoder refuses in the metadata
 //!   (format, version, times, owner, data an object), so `update`, `touch` and `rename`
 //!   leave such a value as it is. Damage inside the data (a number beyond `f64`'s range)
@@ -210,6 +216,7 @@ mod owners;
 mod redis_rs_client;
 #[cfg(feature = "redis")]
 mod redis_rs_expiry;
+mod scan;
 mod scripts;
 mod store;
 

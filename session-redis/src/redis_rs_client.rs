@@ -10,7 +10,7 @@ use redis::{Cmd, ErrorKind, RedisError, RetryMethod, Script, Value};
 use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
-use crate::conn::{Command, Connection, Reply, classify, unexpected};
+use crate::conn::{Command, Connection, Reply, ScanStep, classify, node_address, unexpected};
 use crate::scripts::ScriptId;
 
 #[derive(Clone)]
@@ -159,54 +159,58 @@ impl RedisRsConnection {
         Ok(Self { handle, scripts })
     }
 
+    /// Every key matching `pattern` on `node` (`None`: the one server).
     async fn scan_node(&self, pattern: &str, node: Option<(&str, u16)>) -> Result<Vec<Vec<u8>>> {
         let mut keys = Vec::new();
-        let mut cursor = b"0".to_vec();
+        let mut cursor = 0;
         loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(&cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let page = match node {
-                Some((host, port)) => self.handle.route(cmd, host, port).await?,
-                None => self.handle.query(&cmd).await?,
-            };
-            let mut page = page.into_array()?.into_iter();
-            cursor = page
-                .next()
-                .map(Reply::into_opt_bytes)
-                .transpose()?
-                .flatten()
-                .map(Vec::from)
-                .unwrap_or_default();
-            for key in page
-                .next()
-                .map(Reply::into_array)
-                .transpose()?
-                .unwrap_or_default()
-            {
-                keys.extend(key.into_opt_bytes()?.map(Vec::from));
-            }
-            if cursor.is_empty() || cursor == b"0" {
+            let step = self.scan_once(node, cursor, pattern, 1000).await?;
+            keys.extend(step.keys);
+            cursor = step.cursor;
+            if cursor == 0 {
                 return Ok(keys);
             }
         }
     }
 
-    /// The primaries' addresses, from `CLUSTER SLOTS` (each slot range: start, end, primary).
+    /// One `SCAN` step on `node` (`None`: the one server).
+    async fn scan_once(
+        &self,
+        node: Option<(&str, u16)>,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> Result<ScanStep> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        let reply = match node {
+            Some((host, port)) => self.handle.route(cmd, host, port).await?,
+            None => self.handle.query(&cmd).await?,
+        };
+        ScanStep::parse(reply)
+    }
+
+    /// The primaries' addresses, from `CLUSTER SLOTS` (each slot range: start, end, primary),
+    /// ordered by the lowest slot each serves (the order a scan walks them in).
     async fn primaries(&self) -> Result<Vec<(String, u16)>> {
         let slots = self
             .handle
             .query(&redis::cmd("CLUSTER").arg("SLOTS").clone())
             .await?;
-        let mut nodes = Vec::new();
+        let mut ranges = Vec::new();
         for range in slots.into_array()? {
-            let mut primary = range
-                .into_array()?
-                .into_iter()
-                .nth(2)
+            let mut fields = range.into_array()?.into_iter();
+            let start = fields.next().map(Reply::into_int).transpose()?.unwrap_or(0);
+            ranges.push((start, fields.nth(1)));
+        }
+        ranges.sort_by_key(|(start, _)| *start);
+        let mut nodes = Vec::new();
+        for (_, primary) in ranges {
+            let mut primary = primary
                 .map(Reply::into_array)
                 .transpose()?
                 .unwrap_or_default()
@@ -262,6 +266,29 @@ impl Connection for RedisRsConnection {
                 Ok(keys)
             }
         }
+    }
+
+    async fn scan_nodes(&self) -> Result<Vec<String>> {
+        match &self.handle {
+            Handle::Standalone(_) => Ok(vec![String::new()]),
+            Handle::Cluster(_) => Ok(self
+                .primaries()
+                .await?
+                .into_iter()
+                .map(|(host, port)| format!("{host}:{port}"))
+                .collect()),
+        }
+    }
+
+    async fn scan_step(
+        &self,
+        node: &str,
+        cursor: u64,
+        pattern: &str,
+        count: u32,
+    ) -> Result<ScanStep> {
+        self.scan_once(node_address(node)?, cursor, pattern, count)
+            .await
     }
 
     async fn info_server(&self) -> Result<Vec<String>> {

@@ -212,7 +212,7 @@ impl RedisStore {
         Ok(reply.into_int()? > 0)
     }
 
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         operation: &'static str,
         fut: impl Future<Output = Result<T>> + Send,
