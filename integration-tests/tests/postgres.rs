@@ -79,6 +79,66 @@ mod conformance {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Scans
+
+/// [`ScanSessions`](session_core::ScanSessions): every live session, whole, page by page.
+#[tokio::test]
+async fn scan() {
+    let Some(_) = url() else { return };
+    let store = PgHarness.store(StoreOptions::default()).await;
+    session_core::conformance::check_scan(&store).await;
+}
+
+/// A scan counts rows that don't decode (data not an object, an id that is no session id,
+/// an unknown format) and goes on past them, returning every live session once.
+#[tokio::test]
+async fn scan_counts_corrupt_rows_and_goes_on() {
+    use session_core::{ScanCursor, ScanSessions};
+
+    let Some(_) = url() else { return };
+    let store = fresh_store(StoreOptions::default(), |b| b).await;
+    let mut expected = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        let mut record = Record::new(in_an_hour());
+        store.create(&mut record).await.unwrap();
+        expected.insert(record.id().expose().to_owned());
+    }
+    let hour = "now() + interval '1 hour'";
+    raw_row(&store, &SessionId::generate(), "'[1,2]'::json", hour, 1, 1).await;
+    raw_row(&store, &SessionId::generate(), "'{}'::json", hour, 1, 99).await;
+    let sql = format!(
+        "INSERT INTO {} (id, data, expires_at, created_at, version, format) \
+         VALUES ('not a session id', '{{}}'::json, {hour}, now(), 1, 1)",
+        store.table()
+    );
+    sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    // Expired and corrupt: neither returned nor counted.
+    let expired = "now() - interval '1 hour'";
+    raw_row(&store, &SessionId::generate(), "'[1]'::json", expired, 1, 1).await;
+
+    for limit in [1, 3, 100] {
+        let (mut found, mut corrupt) = (Vec::new(), 0);
+        let mut cursor = Some(ScanCursor::start());
+        while let Some(at) = cursor {
+            let page = store.scan(&at, limit).await.unwrap();
+            found.extend(page.records.iter().map(|r| r.id().expose().to_owned()));
+            corrupt += page.corrupt;
+            cursor = page.next;
+        }
+        assert_eq!(
+            found.len(),
+            expected.len(),
+            "pages of {limit}: each session once"
+        );
+        assert_eq!(
+            found.into_iter().collect::<std::collections::BTreeSet<_>>(),
+            expected
+        );
+        assert_eq!(corrupt, 3, "pages of {limit}: the three corrupt rows");
+    }
+}
+
 fn url() -> Option<String> {
     match server_url(Backend::Postgres) {
         Ok(url) => Some(url),
@@ -699,6 +759,16 @@ async fn explain_shows_index_use() {
             "list_by_owner",
             plan(&store, "list_by_owner", |q| q.bind("owner-7").bind(now())).await,
             &[&owner],
+        ),
+        (
+            "scan",
+            plan(&store, "scan", |q| q.bind("").bind(now()).bind(100_i64)).await,
+            &by_id,
+        ),
+        (
+            "scan (a later page)",
+            plan(&store, "scan", |q| q.bind(id).bind(now()).bind(100_i64)).await,
+            &by_id,
         ),
         (
             "destroy_by_owner",

@@ -51,6 +51,8 @@
 //!   "log out everywhere" (`DELETE ... WHERE owner = $o`) that waited for the row follows it
 //!   to its new id, which a copy-then-delete would have hidden from it;
 //! - `destroy_by_owner` is one `DELETE`, `list_by_owner` one `SELECT` (one snapshot).
+//! - [`ScanSessions`](session_core::ScanSessions) pages are keyset pages along the primary
+//!   key (`WHERE id > $cursor AND expires_at > $now ORDER BY id LIMIT n`), each one `SELECT`.
 //!
 //! `update`, `touch` and `rename` leave a row that doesn't decode (unknown format, a
 //! version out of range, data not an object, a timestamp out of range) as it is, as if the
@@ -62,6 +64,7 @@
 
 mod error;
 mod expired;
+mod scan;
 mod schema;
 mod store;
 

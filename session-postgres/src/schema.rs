@@ -175,6 +175,7 @@ pub(crate) struct Statements {
     pub list_by_owner: String,
     pub destroy_by_owner: String,
     pub count: String,
+    pub scan: String,
 }
 
 /// The columns a read returns, by the names `decode_row` reads. The timestamps go out as
@@ -309,6 +310,11 @@ impl Statements {
             ),
             // $1 now.
             count: format!("SELECT count(*) FROM {t} WHERE expires_at > $1"),
+            // $1 the last id of the previous page ('' at the start), $2 now, $3 the page size:
+            // a keyset page along the primary key.
+            scan: format!(
+                "SELECT {cols} FROM {t} WHERE id > $1 AND expires_at > $2 ORDER BY id LIMIT $3"
+            ),
         }
     }
 
@@ -328,6 +334,7 @@ impl Statements {
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,
             "count" => &self.count,
+            "scan" => &self.scan,
             _ => return None,
         })
     }

@@ -348,7 +348,7 @@ impl PostgresStore {
     /// meanwhile, which other callers already saw gone, as live, and `update` or `touch`
     /// would bring it back. Call it inside [`Self::timed`], so the wait counts against the
     /// call's timeout.
-    async fn connection(&self) -> Result<(PoolConnection<Postgres>, OffsetDateTime)> {
+    pub(crate) async fn connection(&self) -> Result<(PoolConnection<Postgres>, OffsetDateTime)> {
         let connection = self.pool.acquire().await.map_err(backend)?;
         Ok((connection, now()))
     }
