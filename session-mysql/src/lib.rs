@@ -67,6 +67,8 @@
 //!   row under the target is a duplicate key: [`Rename::TargetTaken`](session_core::Rename);
 //!   an expired one is deleted first.
 //! - `destroy_by_owner` is one `DELETE`, `list_by_owner` one `SELECT` (one snapshot).
+//! - [`ScanSessions`](session_core::ScanSessions) pages are keyset pages along the primary
+//!   key (`WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`), each one `SELECT`.
 //!
 //! Single statements rather than short transactions (`SELECT ... FOR UPDATE`, then a
 //! write): a locking read of a missing key takes a gap lock, which two callers can hold at
@@ -92,6 +94,7 @@
 
 mod error;
 mod expired;
+mod scan;
 mod schema;
 mod store;
 

@@ -113,6 +113,7 @@ pub(crate) struct Statements {
     pub list_by_owner: String,
     pub destroy_by_owner: String,
     pub count: String,
+    pub scan: String,
 }
 
 /// The columns a read returns, in the order `decode_row` reads them.
@@ -226,6 +227,12 @@ impl Statements {
             destroy_by_owner: format!("DELETE FROM {t} WHERE owner = ? AND expires_at > ?"),
             // ? now.
             count: format!("SELECT COUNT(*) FROM {t} WHERE expires_at > ?"),
+            // ? the last id of the previous page (empty at the start), ? now, ? the page
+            // size: a keyset page along the primary key.
+            scan: format!(
+                "SELECT {READ_COLUMNS} FROM {t} WHERE id > ? AND expires_at > ? \
+                 ORDER BY id LIMIT ?"
+            ),
         }
     }
 
@@ -246,6 +253,7 @@ impl Statements {
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,
             "count" => &self.count,
+            "scan" => &self.scan,
             _ => return None,
         })
     }

@@ -346,7 +346,7 @@ impl MysqlStore {
     /// apply anything twice. Earlier statements of the call only removed expired rows,
     /// and each statement re-judges the row as it finds it. Any other error, a lost reply
     /// above all, is returned as it is.
-    async fn retried<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T>
+    pub(crate) async fn retried<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -386,7 +386,7 @@ impl MysqlStore {
     /// waits for one (a busy pool): the statement would then count a session that expired
     /// meanwhile as live, and `update` or `touch` would bring it back. Call it inside
     /// [`Self::timed`], so the wait counts against the call's timeout.
-    async fn connection(&self) -> Result<(PoolConnection<MySql>, i64)> {
+    pub(crate) async fn connection(&self) -> Result<(PoolConnection<MySql>, i64)> {
         let connection = self.pool.acquire().await.map_err(backend)?;
         Ok((connection, unix_millis(now())))
     }
