@@ -200,6 +200,68 @@ fn conformance() {
     session_core::conformance::run_suite(SqliteHarness::new);
 }
 
+/// [`ScanSessions`](session_core::ScanSessions): every live session, whole, page by page.
+#[tokio::test]
+async fn scan() {
+    let harness = SqliteHarness::new();
+    let store = harness.store(StoreOptions::default()).await;
+    session_core::conformance::check_scan(&store).await;
+}
+
+/// A scan counts rows that don't decode, an id that is not UTF-8 among them (SQLite never
+/// checks text), and goes on past them in pages of any size: the cursor names such an id's
+/// bytes exactly, so no page repeats and the scan ends.
+#[tokio::test]
+async fn scan_counts_corrupt_rows_and_goes_on() {
+    use session_core::{ScanCursor, ScanSessions};
+
+    let harness = SqliteHarness::new();
+    let store = harness.store(StoreOptions::default()).await;
+    let mut expected = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let mut record = Record::new(in_an_hour());
+        store.create(&mut record).await.unwrap();
+        expected.insert(record.id().expose().to_owned());
+    }
+    SqliteHarness::corrupt(&store, &SessionId::generate()).await;
+    let sql = format!(
+        "INSERT INTO {} (id, data, expires_at, created_at, version, format) \
+         VALUES (CAST(?1 AS TEXT), '{{}}', ?2, ?2, 1, 1)",
+        store.table()
+    );
+    for id in [&b"\xff\xfe"[..], b"M\xff", b"hex:zz"] {
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(hour_from_now_millis())
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    for limit in [1, 2, 100] {
+        let (mut found, mut corrupt, mut pages) = (Vec::new(), 0, 0);
+        let mut cursor = Some(ScanCursor::start());
+        while let Some(at) = cursor {
+            let at: ScanCursor = at.to_string().parse().unwrap();
+            let page = store.scan(&at, limit).await.unwrap();
+            found.extend(page.records.iter().map(|r| r.id().expose().to_owned()));
+            corrupt += page.corrupt;
+            cursor = page.next;
+            pages += 1;
+            assert!(pages < 100, "pages of {limit}: the scan never ends");
+        }
+        assert_eq!(
+            found.len(),
+            expected.len(),
+            "pages of {limit}: each session once"
+        );
+        assert_eq!(
+            found.into_iter().collect::<std::collections::BTreeSet<_>>(),
+            expected
+        );
+        assert_eq!(corrupt, 4, "pages of {limit}: the four corrupt rows");
+    }
+}
+
 /// The whole suite on `sqlite::memory:` databases (one connection each).
 mod in_memory {
     use super::*;
@@ -909,6 +971,16 @@ async fn explain_query_plan_shows_index_use() {
             "list_by_owner",
             plan(&store, "list_by_owner", &[Text("owner-7"), Int(now_ms)]).await,
             &owner,
+        ),
+        (
+            "scan",
+            plan(&store, "scan", &[Text(""), Int(now_ms), Int(100)]).await,
+            &pkey,
+        ),
+        (
+            "scan (a later page)",
+            plan(&store, "scan", &[Text(id), Int(now_ms), Int(100)]).await,
+            &pkey,
         ),
         (
             "destroy_by_owner",

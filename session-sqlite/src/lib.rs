@@ -51,8 +51,11 @@
 //! woken in order) rather than in SQLite's busy handler, which sleeps between tries. Each
 //! call is atomic:
 //!
-//! - `get`, `list_by_owner` and `count` are one `SELECT` each (one snapshot), with the clock
-//!   read once the pool has handed the call a connection; `destroy` is one `DELETE`;
+//! - `get`, `list_by_owner`, `count` and each page of a
+//!   [`ScanSessions`](session_core::ScanSessions) scan (a keyset page along the primary key,
+//!   `WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?`) are one `SELECT` each (one
+//!   snapshot), with the clock read once the pool has handed the call a connection;
+//!   `destroy` is one `DELETE`;
 //! - every write that judges liveness reads the clock only once it holds the write lock, so
 //!   a call that waited for another writer never judges a session by the time it started
 //!   waiting (which would let `update` or `touch` revive a session that expired
@@ -88,6 +91,7 @@
 
 mod error;
 mod expired;
+mod scan;
 mod schema;
 mod store;
 

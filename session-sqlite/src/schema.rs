@@ -128,6 +128,7 @@ pub(crate) struct Statements {
     pub list_by_owner: String,
     pub destroy_by_owner: String,
     pub count: String,
+    pub scan: String,
 }
 
 /// The columns a read returns, by the names `decode_row` reads.
@@ -243,6 +244,13 @@ impl Statements {
             destroy_by_owner: format!("DELETE FROM {t} WHERE owner = ?1 RETURNING expires_at"),
             // ?1 now.
             count: format!("SELECT count(*) FROM {t} WHERE expires_at > ?1"),
+            // ?1 the last id of the previous page (bytes, empty at the start; cast so it
+            // compares as text, which sorts before every blob), ?2 now, ?3 the page size: a
+            // keyset page along the primary key.
+            scan: format!(
+                "SELECT {cols} FROM {t} WHERE id > CAST(?1 AS TEXT) AND expires_at > ?2 \
+                 ORDER BY id LIMIT ?3"
+            ),
         }
     }
 
@@ -262,6 +270,7 @@ impl Statements {
             "list_by_owner" => &self.list_by_owner,
             "destroy_by_owner" => &self.destroy_by_owner,
             "count" => &self.count,
+            "scan" => &self.scan,
             _ => return None,
         })
     }

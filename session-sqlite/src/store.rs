@@ -392,7 +392,7 @@ impl SqliteStore {
     /// once it is in hand: the `now` to bind into a read that judges liveness. Read before,
     /// it would go stale while the call waits for a connection. Call it inside
     /// [`Self::timed`], so the wait counts against the call's timeout.
-    async fn connection(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
+    pub(crate) async fn connection(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
         let connection = self.pool.acquire().await.map_err(backend)?;
         Ok((connection, unix_millis(now())))
     }
