@@ -232,6 +232,72 @@ mod native {
     }
 }
 
+/// [`ScanSessions`](session_core::ScanSessions) on the interval harness's stores.
+mod scan {
+    use session_core::{ScanCursor, ScanSessions};
+
+    use super::*;
+
+    /// Every live session, whole, page by page.
+    #[tokio::test]
+    async fn scan() {
+        let harness = interval::IntervalHarness;
+        if let Err(Skip(reason)) = harness.available().await {
+            return skip_or_fail("mongo scan", &reason);
+        }
+        let store = harness.store(StoreOptions::default()).await;
+        session_core::conformance::check_scan(&store).await;
+    }
+
+    /// A document an expiry feed's purge claimed (`claimed_until`) is dead, as for `get`,
+    /// even with `expires_at` still ahead; a document that doesn't decode is counted and
+    /// passed over.
+    #[tokio::test]
+    async fn scan_skips_claimed_documents_and_counts_corrupt_ones() {
+        let Some(store) = store_on_server(
+            "scan_skips_claimed_documents_and_counts_corrupt_ones",
+            ExpiryMode::Disabled,
+            StoreOptions::default(),
+        )
+        .await
+        else {
+            return;
+        };
+        let mut live = Vec::new();
+        for _ in 0..3 {
+            let mut record = Record::new(now() + Duration::hours(1));
+            store.create(&mut record).await.unwrap();
+            live.push(record.id().expose().to_owned());
+        }
+        let mut claimed = Record::new(now() + Duration::hours(1));
+        store.create(&mut claimed).await.unwrap();
+        let until = DateTime::from_millis(session_core::unix_millis(now() + Duration::hours(1)));
+        store
+            .collection()
+            .update_one(
+                doc! { "_id": claimed.id().expose() },
+                doc! { "$set": { "claimed_until": until } },
+            )
+            .await
+            .unwrap();
+        assert!(store.get(claimed.id()).await.unwrap().is_none());
+        write_garbage(&store, &SessionId::generate()).await;
+
+        let (mut found, mut corrupt) = (Vec::new(), 0);
+        let mut cursor = Some(ScanCursor::start());
+        while let Some(at) = cursor {
+            let page = store.scan(&at, 2).await.unwrap();
+            found.extend(page.records.iter().map(|r| r.id().expose().to_owned()));
+            corrupt += page.corrupt;
+            cursor = page.next;
+        }
+        found.sort();
+        live.sort();
+        assert_eq!(found, live, "the live sessions, and not the claimed one");
+        assert_eq!(corrupt, 1);
+    }
+}
+
 /// Indexes, pruning, and the failure modes the spec names.
 mod behaviour {
     use super::*;

@@ -109,7 +109,8 @@
 //! the version and expiry it read; and each on `expires_at > now` when it found the
 //! session live (one that expired since the read stays gone).
 //! The collection-wide calls (`delete_expired`, `list_by_owner`, `destroy_by_owner`,
-//! `count`) filter on other fields, once per call (per pass).
+//! `count`) filter on other fields, once per call (per pass), and so does each page of a
+//! [`ScanSessions`](session_core::ScanSessions) scan (keyset pages along `_id`).
 //!
 //! On MongoDB that `{_id}` query is an index lookup. On FerretDB's SQLite backend (1.24)
 //! it is still a scan of the table inside SQLite, since the query's expression
@@ -123,6 +124,7 @@ mod document;
 mod errors;
 mod expired;
 mod locks;
+mod scan;
 mod store;
 mod writes;
 
