@@ -35,66 +35,20 @@ use telemetry::instrument;
 pub use telemetry::{install_prometheus, metrics_routes};
 
 /// The store a setting names: `memory` (or nothing) for the in-process store, or a
-/// `redis://` (also `rediss://`, `redis+cluster://`, comma-separated nodes),
-/// `postgres://`, `mysql://` (also `mariadb://`), `sqlite://path/to/file.db` (or
-/// `sqlite::memory:`) or `mongodb://` URL. The SQL databases get their table created; MongoDB uses the
-/// interval expiry mode, which works on MongoDB and on MongoDB-protocol servers without TTL
-/// indexes alike. Every store comes wrapped in an
-/// [`InstrumentedStore`](session_telemetry::InstrumentedStore): spans and metrics for every
-/// call.
+/// `redis://` (also `rediss://`, `redis+cluster://`, comma-separated nodes,
+/// `redis+sentinel://`), `postgres://`, `mysql://` (also `mariadb://`),
+/// `sqlite://path/to/file.db` (or `sqlite::memory:`) or `mongodb://` URL, opened by
+/// [`session_admin::open`] (the operator's tool reads the same URLs, in one place). The SQL
+/// databases get their table created; MongoDB uses the interval expiry mode, which works on
+/// MongoDB and on MongoDB-protocol servers without TTL indexes alike. Every store comes
+/// wrapped in an [`InstrumentedStore`](session_telemetry::InstrumentedStore): spans and
+/// metrics for every call.
 pub async fn store_from_setting(
     setting: Option<&str>,
 ) -> session_core::Result<Arc<dyn SessionStore>> {
     let setting = setting.map(str::trim).unwrap_or_default();
-    let scheme = setting
-        .split_once(':')
-        .map_or(setting, |(scheme, _)| scheme);
-    Ok(match scheme {
-        "" | "memory" => instrument(session_memory::MemoryStore::new(), "memory", setting),
-        "redis" | "rediss" | "redis+cluster" | "redis-cluster" | "redis+sentinel" => instrument(
-            session_redis::RedisStore::from_url(setting).await?,
-            "redis",
-            setting,
-        ),
-        "postgres" | "postgresql" => {
-            let store = session_postgres::PostgresStore::builder()
-                .connect(setting)
-                .await?;
-            store.migrate().await?;
-            instrument(store, "postgresql", setting)
-        }
-        "mysql" | "mariadb" => {
-            let store = session_mysql::MysqlStore::builder()
-                .connect(&setting.replacen("mariadb:", "mysql:", 1))
-                .await?;
-            store.migrate().await?;
-            instrument(store, "mysql", setting)
-        }
-        "sqlite" => {
-            let store = session_sqlite::SqliteStore::builder()
-                .connect(setting)
-                .await?;
-            store.migrate().await?;
-            instrument(store, "sqlite", setting)
-        }
-        "mongodb" | "mongodb+srv" => {
-            let config = session_mongo::MongoConfig {
-                expiry: session_mongo::ExpiryMode::Interval(std::time::Duration::from_secs(60)),
-                ..Default::default()
-            };
-            instrument(
-                session_mongo::MongoStore::connect(setting, config).await?,
-                "mongodb",
-                setting,
-            )
-        }
-        _ => {
-            return Err(session_core::Error::Config(format!(
-                "SESSION_DEMO_STORE is {scheme:?}: expected memory, or a redis://, postgres://, \
-                 mysql://, sqlite:// or mongodb:// URL"
-            )));
-        }
-    })
+    let opened = session_admin::open(setting).await?;
+    Ok(instrument(opened.store, opened.backend, setting))
 }
 
 /// The session cookie's name.
