@@ -10,7 +10,8 @@ use crate::output::{Report, pairs};
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct Args {
-    /// The session id to end.
+    /// The session id to end (one starting with `-` is an id too, not an option).
+    #[arg(allow_hyphen_values = true)]
     id: Option<String>,
     /// End every live session of this owner ("log out everywhere").
     #[arg(long)]

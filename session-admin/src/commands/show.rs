@@ -11,7 +11,9 @@ use crate::output::{Report, Table, pairs, when};
 /// `show`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The session id (the cookie's value; 22 to 128 characters of A-Z a-z 0-9 - _).
+    /// The session id (the cookie's value; 22 to 128 characters of A-Z a-z 0-9 - _; one
+    /// starting with `-` is an id too, not an option).
+    #[arg(allow_hyphen_values = true)]
     id: String,
     /// Print the data's values too, not only their types and sizes.
     #[arg(long)]
