@@ -98,18 +98,20 @@ pub(crate) async fn run(ctx: &Context) -> Result<Report, Failure> {
         .max()
         .unwrap_or(1);
     let bar = |n: u64| "#".repeat(((n * BAR).div_ceil(widest.max(1))) as usize);
-    let mut table = Table::new(&["size (bytes)", "sessions#", ""]);
-    for &(from, to, n) in &size_rows {
-        table.row(vec![format!("{from}-{to}"), n.to_string(), bar(n)]);
+    if sessions > 0 {
+        let mut table = Table::new(&["size (bytes)", "sessions#", ""]);
+        for &(from, to, n) in &size_rows {
+            table.row(vec![format!("{from}-{to}"), n.to_string(), bar(n)]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+        let mut table = Table::new(&["expires in", "sessions#", ""]);
+        for (&h, &n) in &expiries {
+            table.row(vec![format!("{h}-{} h", h + 1), n.to_string(), bar(n)]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
     }
-    text.push('\n');
-    text.push_str(&table.render());
-    let mut table = Table::new(&["expires in", "sessions#", ""]);
-    for (&h, &n) in &expiries {
-        table.row(vec![format!("{h}-{} h", h + 1), n.to_string(), bar(n)]);
-    }
-    text.push('\n');
-    text.push_str(&table.render());
     if corrupt > 0 {
         text.push_str(&format!(
             "\n{corrupt} stored record(s) did not decode (left as they are, not counted above)\n"
