@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use session_core::{SessionId, SessionStore, StoreOptions};
+use session_core::{ScanSessions, SessionId, SessionStore, StoreOptions};
 
 use crate::Backend;
 use crate::linearizable::Partitions;
@@ -72,13 +72,22 @@ impl Target {
         url: &str,
         options: StoreOptions,
     ) -> Result<Arc<dyn SessionStore>, session_core::Error> {
+        Ok(self.connect_scanning(url, options).await?)
+    }
+
+    /// [`Self::connect`], as a store that can also be walked ([`ScanSessions`]).
+    pub async fn connect_scanning(
+        self,
+        url: &str,
+        options: StoreOptions,
+    ) -> Result<Arc<dyn ScanSessions>, session_core::Error> {
         let namespace = format!(
             "stress_{}",
             SessionId::generate().expose()[..12]
                 .to_ascii_lowercase()
                 .replace('-', "_")
         );
-        let store: Arc<dyn SessionStore> = match self {
+        let store: Arc<dyn ScanSessions> = match self {
             Self::RedisFred | Self::RedisRs => {
                 let builder = session_redis::RedisStore::builder()
                     .url(url)

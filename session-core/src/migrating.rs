@@ -13,7 +13,7 @@ use crate::id::SessionId;
 use crate::record::Record;
 use crate::scan::{ScanCursor, ScanSessions};
 use crate::store::{Rename, SessionStore, rename_onto_itself};
-use crate::time_util::now;
+use crate::time_util::{from_unix_millis, now, unix_millis};
 
 /// The data key that marks a record in the new store as a tombstone: the session was
 /// destroyed (or moved away) while the old store may still hold a copy. Reserved.
@@ -24,6 +24,21 @@ pub const TOMBSTONE_KEY: &str = "__session_stores_tombstone";
 pub fn is_tombstone(record: &Record) -> bool {
     record.data().len() == 1 && record.data().contains_key(TOMBSTONE_KEY)
 }
+
+/// The version a tombstone is written at (at least): far above any session's, so the
+/// compare-and-swap that clears a tombstone can never match a session that took the id
+/// meanwhile at the same version (a session would need 2^52 writes to get there).
+const TOMBSTONE_VERSION: u64 = 1 << 52;
+
+/// How long a read may take, from its read of the old store to its copy into the new one,
+/// before it reads again: this bounds how late a copy of a session taken before a destroy
+/// can land.
+const COPY_WINDOW: Duration = Duration::from_millis(250);
+
+/// How old a tombstone must be before a new session may take its id: past
+/// [`COPY_WINDOW`] (with room for a copy already sent), no copy taken before the destroy
+/// can land any more.
+const TOMBSTONE_SETTLE: Duration = Duration::from_secs(1);
 
 /// How many rounds a call makes when other calls keep changing the session under it.
 const ROUNDS: usize = 8;
@@ -58,9 +73,11 @@ const ROUNDS: usize = 8;
 /// new store for [`tombstone_ttl`](Self::tombstone_ttl) (default 60 s, or as long as the
 /// old copy would have), and read as missing.
 ///
-/// A residual window, stated: a session whose expiry a `touch` (or a write) shortens to
-/// within one round trip, while another process's first read of it is copying it from the
-/// old store, can be copied back after it ends.
+/// A new session may take the id of one destroyed less than a second ago only once the
+/// tombstone is a second old (the call waits): until then a copy taken from the old store
+/// before the destroy could still land. A residual window, stated: a session whose expiry
+/// a `touch` (or a write) shortens to within one round trip, while another process's first
+/// read of it is copying it from the old store, can be copied back after it ends.
 ///
 /// ```
 /// # async fn demo(old: impl session_core::ScanSessions, new: impl session_core::ScanSessions) {
@@ -119,9 +136,18 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
                 Some(record) => return Ok(Found::Live(record)),
                 None => {}
             }
+            let reading = std::time::Instant::now();
             let Some(old) = self.old.get(id).await? else {
-                return Ok(Found::Missing);
+                // Moved over between the two reads (copied, then the old copy removed)?
+                return Ok(match self.new.get(id).await? {
+                    Some(record) if is_tombstone(&record) => Found::Tombstone(record),
+                    Some(record) => Found::Live(record),
+                    None => Found::Missing,
+                });
             };
+            if reading.elapsed() > COPY_WINDOW {
+                continue; // too slow to copy safely (see TOMBSTONE_SETTLE): read again
+            }
             let mut copy = old.clone();
             // `insert` stores the record's version + 1: the copy keeps the old version.
             copy.set_version(old.version() - 1);
@@ -152,7 +178,11 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
         let ttl = time::Duration::try_from(self.tombstone_ttl).unwrap_or(time::Duration::MINUTE);
         let expires_at = until.map_or(now() + ttl, |until| until.max(now() + ttl));
         let mut record = Record::with_id(id.clone(), expires_at);
-        record.data_mut().insert(TOMBSTONE_KEY.into(), true.into());
+        // When it was written, for `clear_tombstone`.
+        record
+            .data_mut()
+            .insert(TOMBSTONE_KEY.into(), unix_millis(now()).into());
+        record.set_version(TOMBSTONE_VERSION);
         record
     }
 
@@ -179,31 +209,76 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
         Ok(was_live)
     }
 
-    /// Replaces `tombstone` with `record` (compare-and-swap on the tombstone's version).
-    async fn over_tombstone(&self, record: &mut Record, tombstone: &Record) -> Result<bool> {
-        let mut replacing = record.clone();
-        replacing.set_version(tombstone.version());
-        match self.new.update(&mut replacing).await {
-            Ok(()) => {
-                record.set_version(replacing.version());
-                Ok(true)
+    /// Clears `tombstone` (and any old copy behind it), so its id takes a new session at the
+    /// version the caller's write gives it, not one counted on from the tombstone's. The
+    /// tombstone is expired by a compare-and-swap, never deleted: a delete could remove a
+    /// session another call put there meanwhile.
+    async fn clear_tombstone(&self, tombstone: Record) -> Result<()> {
+        let written = tombstone.data()[TOMBSTONE_KEY]
+            .as_i64()
+            .and_then(from_unix_millis)
+            .unwrap_or_else(now);
+        let age = std::time::Duration::try_from(now() - written).unwrap_or_default();
+        if let Some(wait) = TOMBSTONE_SETTLE.checked_sub(age) {
+            tokio::time::sleep(wait).await;
+        }
+        let id = tombstone.id().clone();
+        let mut expired = tombstone;
+        expired.set_expires_at(now() - time::Duration::SECOND);
+        match self.new.update(&mut expired).await {
+            // Replaced meanwhile: the caller's insert finds what is there.
+            Ok(()) | Err(Error::Conflict { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        self.old.destroy(&id).await
+    }
+
+    async fn insert_once(&self, record: &mut Record) -> Result<bool> {
+        match self.find(record.id()).await {
+            Ok(Found::Live(_)) | Err(Error::Decode { .. }) => Ok(false),
+            // `false` when taken meanwhile, or by a record the new store keeps but treats
+            // as missing.
+            Ok(Found::Missing) => self.new.insert(record).await,
+            Ok(Found::Tombstone(tombstone)) => {
+                self.clear_tombstone(tombstone).await?;
+                self.new.insert(record).await
             }
-            Err(Error::Conflict { .. }) => Ok(false),
             Err(err) => Err(err),
         }
     }
 
-    async fn insert_once(&self, record: &mut Record) -> Result<Option<bool>> {
-        match self.find(record.id()).await {
-            Ok(Found::Live(_)) | Err(Error::Decode { .. }) => Ok(Some(false)),
-            // Taken meanwhile (or by a record the new store treats as missing but keeps).
-            Ok(Found::Missing) => Ok(Some(self.new.insert(record).await?)),
+    /// One try of `set`, by insert or compare-and-swap so that a tombstone written
+    /// meanwhile never counts in the version it stores; `false` when the session changed
+    /// under it.
+    async fn set_once(&self, record: &mut Record) -> Result<bool> {
+        let id = record.id().clone();
+        match self.find(&id).await {
             Ok(Found::Tombstone(tombstone)) => {
-                self.old.destroy(record.id()).await?;
-                Ok(self
-                    .over_tombstone(record, &tombstone)
-                    .await?
-                    .then_some(true))
+                self.clear_tombstone(tombstone).await?;
+                self.new.insert(record).await
+            }
+            Ok(Found::Missing) => {
+                self.old.destroy(&id).await?;
+                self.new.insert(record).await
+            }
+            Ok(Found::Live(live)) if record.version() <= live.version() => {
+                // An old copy must not outlive what this writes.
+                self.old.destroy(&id).await?;
+                let mut swap = record.clone();
+                swap.set_version(live.version());
+                match self.new.update(&mut swap).await {
+                    Ok(()) => {
+                        record.set_version(swap.version());
+                        Ok(true)
+                    }
+                    Err(Error::Conflict { .. }) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            }
+            // A record newer than the stored one, or a corrupt record: overwritten.
+            Ok(Found::Live(_)) | Err(Error::Decode { .. }) => {
+                self.old.destroy(&id).await?;
+                self.new.set(record).await.map(|()| true)
             }
             Err(err) => Err(err),
         }
@@ -215,18 +290,13 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
         };
         let mut copy = moving.clone();
         copy.set_id(to.clone());
-        let placed = match self.find(to).await? {
+        match self.find(to).await? {
             Found::Live(_) => return Ok(Some(Rename::TargetTaken)),
-            Found::Missing => {
-                copy.set_version(moving.version() - 1);
-                self.new.insert(&mut copy).await?
-            }
-            Found::Tombstone(tombstone) => {
-                self.old.destroy(to).await?;
-                self.over_tombstone(&mut copy, &tombstone).await?
-            }
-        };
-        if !placed {
+            Found::Missing => {}
+            Found::Tombstone(tombstone) => self.clear_tombstone(tombstone).await?,
+        }
+        copy.set_version(moving.version() - 1);
+        if !self.new.insert(&mut copy).await? {
             return Ok(Some(Rename::TargetTaken));
         }
         // Retire the source with a compare-and-swap: a write to it since the claim means the
@@ -234,6 +304,10 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
         let mut tombstone = self.tombstone(from, None);
         tombstone.set_version(moving.version());
         match self.new.update(&mut tombstone).await {
+            // This tombstone is at a session's version + 1, not TOMBSTONE_VERSION (raising it
+            // would take an unconditional write, which could land on a session that took
+            // the id meanwhile); `clear_tombstone` keeps the window for a mix-up to one
+            // round trip.
             Ok(()) => Ok(Some(Rename::Moved)),
             Err(Error::Conflict { .. }) => {
                 self.new.destroy(to).await?;
@@ -274,28 +348,18 @@ impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, 
     }
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
-        self.within("insert", async {
-            for _ in 0..ROUNDS {
-                if let Some(inserted) = self.insert_once(record).await? {
-                    return Ok(inserted);
-                }
-            }
-            Err(Error::Conflict {
-                id: record.id().clone(),
-            })
-        })
-        .await
+        self.within("insert", self.insert_once(record)).await
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
         self.within("set", async {
-            match self.claim(record.id()).await {
-                Ok(Some(_)) => {}
-                // Behind a tombstone the old copy may remain; `set` overwrites a corrupt
-                // record in either store.
-                Ok(None) | Err(Error::Decode { .. }) => self.old.destroy(record.id()).await?,
-                Err(err) => return Err(err),
+            for _ in 0..ROUNDS {
+                if self.set_once(record).await? {
+                    return Ok(());
+                }
             }
+            // Kept busy all along: overwrite (the version may then count on from a
+            // tombstone's).
             self.new.set(record).await
         })
         .await
@@ -360,11 +424,18 @@ impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, 
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
         self.within("list_by_owner", async {
+            // The old store first: a session moving meanwhile shows in one list or both.
+            let old = self.old.list_by_owner(owner).await?;
             let mut listed = self.new.list_by_owner(owner).await?;
-            for record in self.old.list_by_owner(owner).await? {
+            let ids: HashSet<SessionId> = listed.iter().map(|r| r.id().clone()).collect();
+            for record in old.into_iter().filter(|r| !ids.contains(r.id())) {
                 // The new store's copy (or tombstone), if any, is the truth.
-                if self.new.get(record.id()).await?.is_none() {
-                    listed.push(record);
+                match self.new.get(record.id()).await? {
+                    None => listed.push(record),
+                    Some(moved) if !is_tombstone(&moved) && moved.owner() == Some(owner) => {
+                        listed.push(moved)
+                    }
+                    Some(_) => {}
                 }
             }
             Ok(listed)
@@ -387,20 +458,18 @@ impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, 
 
     async fn count(&self) -> Result<u64> {
         // Each store counts its own; a session copied but still in the old store, or a
-        // tombstone, would count wrong: walk both and count ids.
+        // tombstone, would count wrong: walk both and count ids, the old store first (a
+        // session moving meanwhile is seen in one walk or both).
         self.within("count", async {
             let mut seen = HashSet::new();
-            let mut buried = HashSet::new();
-            scan_each(&self.new, |record| {
-                if is_tombstone(&record) {
-                    buried.insert(record.id().clone());
-                } else {
-                    seen.insert(record.id().clone());
-                }
+            scan_each(&self.old, |record| {
+                seen.insert(record.id().clone());
             })
             .await?;
-            scan_each(&self.old, |record| {
-                if !buried.contains(record.id()) {
+            scan_each(&self.new, |record| {
+                if is_tombstone(&record) {
+                    seen.remove(record.id());
+                } else {
                     seen.insert(record.id().clone());
                 }
             })

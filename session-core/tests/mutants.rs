@@ -945,10 +945,7 @@ impl Harness for MigratingHarness {
 
     async fn store(&self, options: StoreOptions) -> Self::Store {
         let build = || ReferenceHarness(None).build(options.clone(), None);
-        PhasedMigration {
-            store: MigratingStore::new(build(), build()),
-            phase: self.0,
-        }
+        PhasedMigration::new(MigratingStore::new(build(), build()), self.0)
     }
 
     async fn write_corrupt(
@@ -967,10 +964,10 @@ impl Harness for MigratingHarness {
     async fn slow_store(&self, options: StoreOptions) -> std::result::Result<Self::Store, Unrun> {
         let slow = Some(options.timeout * 3);
         let build = || ReferenceHarness(None).build(options.clone(), slow);
-        Ok(PhasedMigration {
-            store: MigratingStore::new(build(), build()),
-            phase: self.0,
-        })
+        Ok(PhasedMigration::new(
+            MigratingStore::new(build(), build()),
+            self.0,
+        ))
     }
 }
 

@@ -27,12 +27,28 @@ pub enum Phase {
 
 /// A [`MigratingStore`] whose `insert` puts new sessions where `phase` says; every other
 /// call goes through the wrapper.
-#[derive(Debug, Clone)]
+///
+/// A session put into the old store appears at once to the wrapper's calls (they wait
+/// while it is written): in a real cut-over those sessions were there before the wrapper
+/// ran, so no call of it races their creation.
+#[derive(Debug)]
 pub struct PhasedMigration<Old, New> {
     /// The store under test.
     pub store: MigratingStore<Old, New>,
     /// Where sessions start.
     pub phase: Phase,
+    creating: tokio::sync::RwLock<()>,
+}
+
+impl<Old, New> PhasedMigration<Old, New> {
+    /// `store`, with sessions starting where `phase` says.
+    pub fn new(store: MigratingStore<Old, New>, phase: Phase) -> Self {
+        Self {
+            store,
+            phase,
+            creating: tokio::sync::RwLock::new(()),
+        }
+    }
 }
 
 impl<Old: ScanSessions, New: ScanSessions> PhasedMigration<Old, New> {
@@ -56,41 +72,53 @@ impl<Old: ScanSessions, New: ScanSessions> PhasedMigration<Old, New> {
 #[async_trait]
 impl<Old: ScanSessions, New: ScanSessions> SessionStore for PhasedMigration<Old, New> {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        let _shared = self.creating.read().await;
         self.store.get(id).await
     }
     async fn insert(&self, record: &mut Record) -> Result<bool> {
-        if self.phase != Phase::Fresh
-            && let Some(inserted) = self.insert_old(record).await?
-        {
-            return Ok(inserted);
+        if self.phase != Phase::Fresh {
+            let _alone = self.creating.write().await;
+            if let Some(inserted) = self.insert_old(record).await? {
+                return Ok(inserted);
+            }
         }
+        let _shared = self.creating.read().await;
         self.store.insert(record).await
     }
     async fn set(&self, record: &mut Record) -> Result<()> {
+        let _shared = self.creating.read().await;
         self.store.set(record).await
     }
     async fn update(&self, record: &mut Record) -> Result<()> {
+        let _shared = self.creating.read().await;
         self.store.update(record).await
     }
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        let _shared = self.creating.read().await;
         self.store.touch(id, expires_at).await
     }
     async fn destroy(&self, id: &SessionId) -> Result<()> {
+        let _shared = self.creating.read().await;
         self.store.destroy(id).await
     }
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
+        let _shared = self.creating.read().await;
         self.store.rename(from, to).await
     }
     async fn delete_expired(&self) -> Result<u64> {
+        let _shared = self.creating.read().await;
         self.store.delete_expired().await
     }
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        let _shared = self.creating.read().await;
         self.store.list_by_owner(owner).await
     }
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+        let _shared = self.creating.read().await;
         self.store.destroy_by_owner(owner).await
     }
     async fn count(&self) -> Result<u64> {
+        let _shared = self.creating.read().await;
         self.store.count().await
     }
     fn timeout(&self) -> Duration {

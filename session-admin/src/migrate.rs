@@ -1,0 +1,326 @@
+//! Copying every live session from one store to another: resumable from a checkpoint,
+//! rate-limited, never overwriting a session the target already holds, verified at the end.
+//!
+//! Run it while every application process serves through a
+//! [`MigratingStore`](session_core::MigratingStore) over the same two stores: the
+//! wrapper moves sessions as they are used, this copies the rest, and both insert only
+//! into a free id, so neither overwrites the other (or a tombstone).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+use session_core::{Error, Record, Result, ScanCursor, ScanSessions, SessionStore};
+
+/// How a migration runs.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Sessions per page read from the source (default 500).
+    pub batch: usize,
+    /// At most this many sessions copied per second (default: no limit).
+    pub rate: Option<u32>,
+    /// Inserts in flight at once (default 16).
+    pub concurrency: usize,
+    /// Read and count only; write nothing (default off).
+    pub dry_run: bool,
+    /// Where the cursor is written after every page, and read from at start to continue an
+    /// interrupted run (default: none, no resuming).
+    pub checkpoint: Option<PathBuf>,
+    /// Sessions compared field by field between the stores at the end (default 100).
+    pub verify_sample: usize,
+    /// A record read longer ago than this is read again before it is copied, so that a copy
+    /// of a session destroyed meanwhile can't land once a `MigratingStore` lets a new session
+    /// take its id (a second after the destroy). Default 200 ms; keep it well under 1 s.
+    pub fresh_for: Duration,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            rate: None,
+            concurrency: 16,
+            dry_run: false,
+            checkpoint: None,
+            verify_sample: 100,
+            fresh_for: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What a migration did (so far, when given to a progress callback).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// Live sessions read from the source (a session a scan returned twice counts twice).
+    pub scanned: u64,
+    /// Sessions written to the target.
+    pub copied: u64,
+    /// Sessions the target already held under their id (copied by an earlier run, moved by
+    /// a `MigratingStore`, written since, or destroyed there: a tombstone), left as they are.
+    pub kept: u64,
+    /// Sessions that ended between the page's read and their copy (not copied).
+    pub ended: u64,
+    /// Stored records of the source that did not decode (not copied).
+    pub corrupt: u64,
+    /// Pages read.
+    pub pages: u64,
+    /// Whether this run continued an interrupted one (its counts included).
+    pub resumed: bool,
+    /// Whether the scan reached its end.
+    pub complete: bool,
+    /// The final check, once complete (not in a dry run).
+    pub verification: Option<Verification>,
+}
+
+/// The final check of a migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// The source's count of live sessions at the end.
+    pub source_count: u64,
+    /// The target's count of live sessions at the end.
+    pub target_count: u64,
+    /// Sessions compared field by field.
+    pub sampled: u64,
+    /// Sampled sessions the target holds at a newer version (written since the copy).
+    pub newer_in_target: u64,
+    /// Fingerprints of sampled sessions live in the source but missing or different (at an
+    /// equal or older version) in the target.
+    pub mismatched: Vec<String>,
+}
+
+impl Verification {
+    /// Whether every sampled session arrived (counts may differ while traffic runs).
+    pub fn passed(&self) -> bool {
+        self.mismatched.is_empty()
+    }
+}
+
+/// Copies every live session of `source` into `target` (see the module docs), calling
+/// `progress` after every page. Continues from `options.checkpoint` when it holds the
+/// cursor of an interrupted run; a finished run's checkpoint makes this an error (delete
+/// it to copy again).
+pub async fn migrate(
+    source: &dyn ScanSessions,
+    target: &dyn SessionStore,
+    options: &MigrateOptions,
+    mut progress: impl FnMut(&MigrateReport),
+) -> Result<MigrateReport> {
+    let (mut cursor, mut report) = match &options.checkpoint {
+        Some(path) => load_checkpoint(path)?,
+        None => (ScanCursor::start(), MigrateReport::default()),
+    };
+    let started = Instant::now();
+    let copied_before = report.copied + report.kept;
+    let mut sample: Vec<Record> = Vec::new();
+    loop {
+        let page = source.scan(&cursor, options.batch.max(1)).await?;
+        let read_at = Instant::now();
+        report.pages += 1;
+        report.corrupt += page.corrupt;
+        report.scanned += page.records.len() as u64;
+        if !options.dry_run {
+            let outcomes: Vec<Result<Outcome>> = stream::iter(page.records.iter())
+                .map(|record| copy_one(source, target, record, read_at, options.fresh_for))
+                .buffer_unordered(options.concurrency.max(1))
+                .collect()
+                .await;
+            for outcome in outcomes {
+                match outcome? {
+                    Outcome::Copied => report.copied += 1,
+                    Outcome::Kept => report.kept += 1,
+                    Outcome::Ended => report.ended += 1,
+                }
+            }
+            keep_sample(
+                &mut sample,
+                page.records,
+                options.verify_sample,
+                report.pages,
+            );
+        }
+        match page.next {
+            Some(next) => cursor = next,
+            None => {
+                report.complete = true;
+            }
+        }
+        if let Some(path) = &options.checkpoint {
+            save_checkpoint(path, &cursor, &report)?;
+        }
+        progress(&report);
+        if report.complete {
+            break;
+        }
+        pace(
+            options.rate,
+            report.copied + report.kept - copied_before,
+            started,
+        )
+        .await;
+    }
+    if !options.dry_run {
+        report.verification = Some(verify(source, target, &sample).await?);
+    }
+    Ok(report)
+}
+
+/// What became of one session.
+enum Outcome {
+    Copied,
+    Kept,
+    Ended,
+}
+
+/// Copies `record` into a free id of `target`, keeping its version; read again from
+/// `source` first when the page is older than `fresh_for`.
+async fn copy_one(
+    source: &dyn ScanSessions,
+    target: &dyn SessionStore,
+    record: &Record,
+    read_at: Instant,
+    fresh_for: Duration,
+) -> Result<Outcome> {
+    let mut copy = if read_at.elapsed() > fresh_for {
+        match source.get(record.id()).await? {
+            Some(fresh) => fresh,
+            None => return Ok(Outcome::Ended),
+        }
+    } else {
+        record.clone()
+    };
+    if copy.is_expired() {
+        return Ok(Outcome::Ended);
+    }
+    // `insert` stores the record's version + 1.
+    copy.set_version(copy.version() - 1);
+    // Inserting into a free id only is safe to send again after a lost reply: a second
+    // try finds the first one's copy and keeps it.
+    let mut tries = 0;
+    loop {
+        match target.insert(&mut copy).await {
+            Ok(true) => return Ok(Outcome::Copied),
+            Ok(false) => return Ok(Outcome::Kept),
+            Err(err) if err.is_retryable() && tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Keeps an even spread of up to `size` records of the pages seen (one per page first).
+fn keep_sample(sample: &mut Vec<Record>, page: Vec<Record>, size: usize, pages: u64) {
+    let Some(first) = page.into_iter().next() else {
+        return;
+    };
+    if sample.len() < size {
+        sample.push(first);
+    } else if size > 0 {
+        // Reservoir sampling over pages: page `n` replaces a kept one with chance size/n.
+        let slot = fastrand::u64(..pages);
+        if (slot as usize) < size {
+            sample[slot as usize] = first;
+        }
+    }
+}
+
+/// Sleeps so that `done` sessions since `started` stay within `rate` per second.
+async fn pace(rate: Option<u32>, done: u64, started: Instant) {
+    if let Some(rate) = rate.filter(|rate| *rate > 0) {
+        let due = Duration::from_secs_f64(done as f64 / f64::from(rate));
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(ahead).await;
+        }
+    }
+}
+
+/// Counts both stores and compares `sample` field by field, as each store holds it now.
+async fn verify(
+    source: &dyn ScanSessions,
+    target: &dyn SessionStore,
+    sample: &[Record],
+) -> Result<Verification> {
+    let mut verification = Verification {
+        source_count: source.count().await?,
+        target_count: target.count().await?,
+        ..Verification::default()
+    };
+    for record in sample {
+        let Some(now_in_source) = source.get(record.id()).await? else {
+            continue; // ended since: nothing to compare
+        };
+        verification.sampled += 1;
+        match target.get(record.id()).await {
+            Ok(Some(copy)) if copy == now_in_source => {}
+            Ok(Some(copy)) if copy.version() > now_in_source.version() => {
+                verification.newer_in_target += 1;
+            }
+            Ok(_) | Err(_) => verification
+                .mismatched
+                .push(record.id().fingerprint().to_string()),
+        }
+    }
+    Ok(verification)
+}
+
+/// The cursor and counts an interrupted run left, or the start.
+fn load_checkpoint(path: &Path) -> Result<(ScanCursor, MigrateReport)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((ScanCursor::start(), MigrateReport::default()));
+        }
+        Err(err) => return Err(checkpoint_error(path, &err.to_string())),
+    };
+    let saved: serde_json::Value =
+        serde_json::from_str(&text).map_err(|err| checkpoint_error(path, &err.to_string()))?;
+    let count = |key: &str| saved[key].as_u64().unwrap_or(0);
+    if saved["complete"].as_bool() == Some(true) {
+        return Err(Error::Config(format!(
+            "the checkpoint {} is of a finished migration; delete it to copy again",
+            path.display()
+        )));
+    }
+    let cursor = saved["cursor"]
+        .as_str()
+        .ok_or_else(|| checkpoint_error(path, "no cursor in it"))?;
+    let report = MigrateReport {
+        scanned: count("scanned"),
+        copied: count("copied"),
+        kept: count("kept"),
+        ended: count("ended"),
+        corrupt: count("corrupt"),
+        pages: count("pages"),
+        resumed: true,
+        ..MigrateReport::default()
+    };
+    Ok((cursor.parse().unwrap_or_default(), report))
+}
+
+/// Writes the checkpoint whole or not at all (a temporary file, then a rename), so a
+/// crash mid-write leaves the previous one.
+fn save_checkpoint(path: &Path, cursor: &ScanCursor, report: &MigrateReport) -> Result<()> {
+    let saved = json!({
+        "cursor": cursor.to_string(),
+        "complete": report.complete,
+        "scanned": report.scanned,
+        "copied": report.copied,
+        "kept": report.kept,
+        "ended": report.ended,
+        "corrupt": report.corrupt,
+        "pages": report.pages,
+    });
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, saved.to_string())
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|err| checkpoint_error(path, &err.to_string()))
+}
+
+fn checkpoint_error(path: &Path, reason: &str) -> Error {
+    Error::Config(format!(
+        "the migration checkpoint {} can't be used: {reason}",
+        path.display()
+    ))
+}
