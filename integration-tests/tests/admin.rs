@@ -472,3 +472,113 @@ async fn usage_errors_exit_2_and_say_why() {
     let path = absent.trim_start_matches("sqlite://");
     assert!(!std::path::Path::new(path).exists());
 }
+
+/// `migrate` from SQLite to PostgreSQL by URL: a dry run writes nothing, the copy takes
+/// every live session (not the expired one) and verifies, a second run with the finished
+/// checkpoint refuses, a store that doesn't decode is refused with exit 4, the password is
+/// never printed.
+#[tokio::test]
+async fn migrate_by_url() {
+    let Some(postgres) = server(Backend::Postgres, "session-admin migrate to PostgreSQL") else {
+        return;
+    };
+    let from = integration_tests::sqlite_test_url("admin-migrate");
+    let source = OpenOptions::new().open(&from).await.unwrap().store;
+    let mut ids = Vec::new();
+    for owner in ["ann", "bob", "cy"] {
+        let mut record = session(owner, time::Duration::hours(1));
+        source.create(&mut record).await.unwrap();
+        ids.push(record.id().clone());
+    }
+    let mut expiring = session("dee", time::Duration::milliseconds(300));
+    source.create(&mut expiring).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let to = with_params(
+        &with_password(&postgres, "sessions"),
+        &format!("session_schema=admin_tests&session_table={}", name()),
+    );
+    let checkpoint = std::env::temp_dir().join(format!("{}.json", name()));
+    let run = |extra: &'static [&'static str]| {
+        let (from, to, checkpoint) = (from.clone(), to.clone(), checkpoint.clone());
+        async move {
+            let checkpoint = checkpoint.display().to_string();
+            let mut argv = vec![
+                "session-admin",
+                "--json",
+                "migrate",
+                "--from",
+                &from,
+                "--to",
+                &to,
+            ];
+            argv.extend(["--checkpoint", &checkpoint]);
+            argv.extend_from_slice(extra);
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let exit = session_admin::run(argv, &mut out, &mut err).await;
+            (
+                exit,
+                String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap(),
+            )
+        }
+    };
+
+    let (exit, dry) = run(&["--dry-run"]).await;
+    assert_eq!(exit, Exit::Ok, "{dry}");
+    let dry: Value = serde_json::from_str(dry.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&dry["scanned"], &dry["copied"]),
+        (&3.into(), &0.into()),
+        "{dry}"
+    );
+    std::fs::remove_file(&checkpoint).unwrap();
+
+    let (exit, output) = run(&[]).await;
+    assert_eq!(exit, Exit::Ok, "{output}");
+    assert!(
+        !output.contains(":sessions@"),
+        "a password was printed: {output}"
+    );
+    let done: Value = serde_json::from_str(output.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&done["copied"], &done["complete"]),
+        (&3.into(), &true.into()),
+        "{done}"
+    );
+    assert_eq!(done["verification"]["passed"], true, "{done}");
+    let target = OpenOptions::inspect().open(&to).await.unwrap().store;
+    for id in &ids {
+        assert_eq!(
+            target.get(id).await.unwrap(),
+            source.get(id).await.unwrap(),
+            "a session differs after the copy"
+        );
+    }
+    assert!(
+        target.get(expiring.id()).await.unwrap().is_none(),
+        "an expired session was copied"
+    );
+
+    let (exit, again) = run(&[]).await;
+    assert_eq!(
+        exit,
+        Exit::Usage,
+        "a finished checkpoint must refuse: {again}"
+    );
+    assert!(again.contains("finished migration"), "{again}");
+    std::fs::remove_file(&checkpoint).unwrap();
+
+    // A source whose records don't decode (here: every row's data overwritten).
+    let raw = session_sqlite::SqliteStore::builder()
+        .connect(&from)
+        .await
+        .unwrap();
+    session_sqlite::sqlx::query("UPDATE sessions SET data = '[1,2]'")
+        .execute(raw.pool())
+        .await
+        .unwrap();
+    let (exit, refused) = run(&[]).await;
+    assert_eq!(exit, Exit::Corrupt, "{refused}");
+    assert!(refused.contains("another format"), "{refused}");
+    std::fs::remove_file(&checkpoint).ok();
+}

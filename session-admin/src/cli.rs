@@ -24,7 +24,9 @@ Exit codes:
   1  the store failed or could not be reached (connection, authentication, timeout)
   2  usage: bad arguments, a malformed session id, a store URL that can't be read
   3  not found: `show` or `revoke` of a session id that has no live session
-  4  corrupt records: some stored records did not decode (`stats`, `list`, `show`)
+  4  corrupt records: some stored records did not decode (`stats`, `list`, `show`,
+     `migrate`, which copies the rest)
+  5  `migrate`'s verification failed: sampled sessions missing or different in the target
 
 The store URL's passwords are never printed (`***` stands in for them).";
 
@@ -43,6 +45,9 @@ pub enum Exit {
     NotFound,
     /// 4: some stored records did not decode (the output lists the rest).
     Corrupt,
+    /// 5: `migrate` finished but its verification found sampled sessions missing or
+    /// different in the target.
+    Unverified,
 }
 
 impl Exit {
@@ -54,6 +59,7 @@ impl Exit {
             Self::Usage => 2,
             Self::NotFound => 3,
             Self::Corrupt => 4,
+            Self::Unverified => 5,
         }
     }
 }
@@ -107,6 +113,11 @@ enum Command {
     Purge(commands::purge::Args),
     /// Sessions by size and by time to expiry, from a full scan; counts corrupt records.
     Stats,
+    /// Copy every live session from --from to --to (insert-if-free: never over a session
+    /// the target holds), resumable with --checkpoint, verified at the end. Run it while
+    /// the application serves through session_core::MigratingStore (see the README's
+    /// runbook). --url is not used.
+    Migrate(commands::migrate::Args),
 }
 
 impl Command {
@@ -118,6 +129,7 @@ impl Command {
             Self::Revoke(args) => commands::revoke::run(ctx, args).await,
             Self::Purge(args) => commands::purge::run(ctx, args).await,
             Self::Stats => commands::stats::run(ctx).await,
+            Self::Migrate(args) => commands::migrate::run(ctx, args).await,
         }
     }
 }
@@ -156,10 +168,31 @@ impl Context {
     /// The store `--url` names, opened for inspection (nothing created, no background
     /// tasks).
     pub async fn open(&self) -> Result<Opened, Failure> {
-        Ok(OpenOptions::inspect()
+        if self.url.trim().is_empty() {
+            return Err(Failure::usage(
+                "no store URL: give --url or set SESSION_ADMIN_URL (see --help)",
+            ));
+        }
+        self.open_url(&self.url, false).await
+    }
+
+    /// The store `url` names; with `create`, its table or collection is made when missing
+    /// (a migration's target), else nothing is created.
+    pub async fn open_url(&self, url: &str, create: bool) -> Result<Opened, Failure> {
+        let options = if create {
+            OpenOptions::new()
+        } else {
+            OpenOptions::inspect()
+        };
+        options
             .timeout(self.timeout)
-            .open(&self.url)
-            .await?)
+            .open(url)
+            .await
+            .map_err(|err| {
+                let mut failure = Failure::from(err);
+                failure.message = scrub(&failure.message, url);
+                failure
+            })
     }
 
     /// The store's URL as it may be printed.
@@ -290,18 +323,12 @@ where
         }
     };
     let url = cli.url.clone().unwrap_or_default();
-    let result = if url.trim().is_empty() {
-        Err(Failure::usage(
-            "no store URL: give --url or set SESSION_ADMIN_URL (see --help)",
-        ))
-    } else {
-        let ctx = Context {
-            url: url.clone(),
-            timeout: cli.timeout,
-            progress,
-        };
-        cli.command.run(&ctx).await
+    let ctx = Context {
+        url: url.clone(),
+        timeout: cli.timeout,
+        progress,
     };
+    let result = cli.command.run(&ctx).await;
     match result {
         Ok(report) => {
             // Built by the command from the store's records and the redacted URL: nothing

@@ -12,6 +12,7 @@
 //! session-admin purge [--batch 1000]       # remove expired sessions (SQL, MongoDB)
 //! session-admin stats                      # sizes, expiries, corrupt records (full scan)
 //! session-admin --json stats               # any command: one JSON document on stdout
+//! session-admin migrate --from redis://old --to postgres://new/app --checkpoint m.json
 //! ```
 //!
 //! The URLs are the demo's (it opens its store through [`open`]): `memory`, `redis://`,
@@ -33,7 +34,8 @@
 //! | 1 | the store failed or could not be reached (connection, authentication, timeout) |
 //! | 2 | usage: bad arguments (clap's own errors), a malformed session id, a store URL that can't be read |
 //! | 3 | not found: `show` or `revoke` of a session id with no live session |
-//! | 4 | corrupt records: some stored records did not decode (`stats`, `list`, `show`); the output still lists the rest |
+//! | 4 | corrupt records: some stored records did not decode (`stats`, `list`, `show`, `migrate`); the output still lists the rest |
+//! | 5 | `migrate`'s verification failed: sampled sessions missing or different in the target |
 //!
 //! # From code
 //!

@@ -2,6 +2,7 @@
 
 pub(crate) mod count;
 pub(crate) mod list;
+pub(crate) mod migrate;
 pub(crate) mod purge;
 pub(crate) mod revoke;
 pub(crate) mod show;
