@@ -113,6 +113,7 @@ pub async fn migrate(
     let started = Instant::now();
     let copied_before = report.copied + report.kept;
     let mut sample: Vec<Record> = Vec::new();
+    let mut seen = 0;
     loop {
         let page = source.scan(&cursor, options.batch.max(1)).await?;
         let read_at = Instant::now();
@@ -132,12 +133,7 @@ pub async fn migrate(
                     Outcome::Ended => report.ended += 1,
                 }
             }
-            keep_sample(
-                &mut sample,
-                page.records,
-                options.verify_sample,
-                report.pages,
-            );
+            keep_sample(&mut sample, page.records, options.verify_sample, &mut seen);
         }
         match page.next {
             Some(next) => cursor = next,
@@ -210,18 +206,18 @@ async fn copy_one(
     }
 }
 
-/// Keeps an even spread of up to `size` records of the pages seen (one per page first).
-fn keep_sample(sample: &mut Vec<Record>, page: Vec<Record>, size: usize, pages: u64) {
-    let Some(first) = page.into_iter().next() else {
-        return;
-    };
-    if sample.len() < size {
-        sample.push(first);
-    } else if size > 0 {
-        // Reservoir sampling over pages: page `n` replaces a kept one with chance size/n.
-        let slot = fastrand::u64(..pages);
-        if (slot as usize) < size {
-            sample[slot as usize] = first;
+/// Keeps a uniform sample of up to `size` of the records seen (`seen` counts them all).
+fn keep_sample(sample: &mut Vec<Record>, page: Vec<Record>, size: usize, seen: &mut u64) {
+    for record in page {
+        *seen += 1;
+        if sample.len() < size {
+            sample.push(record);
+        } else {
+            // Reservoir sampling: the n-th record replaces a kept one with chance size/n.
+            let slot = fastrand::u64(..*seen) as usize;
+            if slot < size {
+                sample[slot] = record;
+            }
         }
     }
 }

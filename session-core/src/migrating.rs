@@ -40,6 +40,9 @@ const COPY_WINDOW: Duration = Duration::from_millis(250);
 /// can land any more.
 const TOMBSTONE_SETTLE: Duration = Duration::from_secs(1);
 
+/// How many sessions of one owner a revocation ends at once.
+const BURIALS_AT_ONCE: usize = 16;
+
 /// How many rounds a call makes when other calls keep changing the session under it.
 const ROUNDS: usize = 8;
 
@@ -203,10 +206,16 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
             Some(Err(Error::Decode { .. })) => true,
             Some(Err(err)) => return Err(err),
         };
-        let mut tombstone = self.tombstone(id, old.as_ref().map(Record::expires_at));
-        self.new.set(&mut tombstone).await?;
-        self.old.destroy(id).await?;
+        self.bury(id, old.as_ref().map(Record::expires_at)).await?;
         Ok(was_live)
+    }
+
+    /// A tombstone under `id` that outlives an old copy expiring at `old_expiry`, then the
+    /// old copy removed.
+    async fn bury(&self, id: &SessionId, old_expiry: Option<OffsetDateTime>) -> Result<()> {
+        let mut tombstone = self.tombstone(id, old_expiry);
+        self.new.set(&mut tombstone).await?;
+        self.old.destroy(id).await
     }
 
     /// Clears `tombstone` (and any old copy behind it), so its id takes a new session at the
@@ -445,13 +454,20 @@ impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, 
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
         self.within("destroy_by_owner", async {
-            let mut ended = 0;
-            for record in self.old.list_by_owner(owner).await? {
-                if self.end(record.id(), true).await? {
-                    ended += 1;
+            // Every session the old store lists is live (a session's old copy goes when the
+            // wrapper ends or writes it), and its tombstone replaces any copy in the new
+            // store, so the new store's own revocation doesn't count it again.
+            let listed = self.old.list_by_owner(owner).await?;
+            for batch in listed.chunks(BURIALS_AT_ONCE) {
+                let mut burials = Vec::with_capacity(batch.len());
+                for record in batch {
+                    burials.push(self.bury(record.id(), Some(record.expires_at())));
+                }
+                for buried in futures::future::join_all(burials).await {
+                    buried?;
                 }
             }
-            Ok(ended + self.new.destroy_by_owner(owner).await?)
+            Ok(listed.len() as u64 + self.new.destroy_by_owner(owner).await?)
         })
         .await
     }
