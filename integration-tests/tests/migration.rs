@@ -393,12 +393,13 @@ async fn migrate_between_every_pair_of_backends() {
                 continue;
             }
             match migrate_pair(from, to).await {
-                Ok(line) => figures.push(line),
+                Ok(line) => {
+                    eprintln!("{line}");
+                    figures.push(line);
+                }
                 Err(Skip(reason)) => skip(&format!("migration {from:?} -> {to:?}"), &reason),
             }
         }
     }
-    for line in figures {
-        eprintln!("{line}");
-    }
+    eprintln!("{} pairs migrated", figures.len());
 }
