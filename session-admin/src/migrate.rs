@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde_json::json;
-use session_core::{Error, Record, Result, ScanCursor, ScanSessions, SessionStore};
+use std::collections::HashSet;
+
+use session_core::{
+    Error, MIGRATION_COPY_WINDOW, Record, Result, ScanCursor, ScanSessions, SessionStore,
+    is_tombstone,
+};
 
 /// How a migration runs.
 #[derive(Debug, Clone)]
@@ -29,10 +34,9 @@ pub struct MigrateOptions {
     pub checkpoint: Option<PathBuf>,
     /// Sessions compared field by field between the stores at the end (default 100).
     pub verify_sample: usize,
-    /// A record read longer ago than this is read again before it is copied, so that a copy
-    /// of a session destroyed meanwhile can't land once a `MigratingStore` lets a new session
-    /// take its id (a second after the destroy). Default 200 ms; keep it well under 1 s.
-    pub fresh_for: Duration,
+    /// What the checkpoint belongs to (e.g. the two stores' redacted URLs): a checkpoint
+    /// written for another pair is refused. Default: not checked.
+    pub pair: Option<String>,
 }
 
 impl Default for MigrateOptions {
@@ -44,7 +48,7 @@ impl Default for MigrateOptions {
             dry_run: false,
             checkpoint: None,
             verify_sample: 100,
-            fresh_for: Duration::from_millis(200),
+            pair: None,
         }
     }
 }
@@ -90,9 +94,12 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// Whether every sampled session arrived (counts may differ while traffic runs).
+    /// Whether every sampled session arrived and the target holds at least as many live
+    /// sessions as the source (more when sessions were created through a
+    /// `MigratingStore` meanwhile; fewer means sessions are missing, also from pages an
+    /// interrupted run copied, which this run did not sample).
     pub fn passed(&self) -> bool {
-        self.mismatched.is_empty()
+        self.mismatched.is_empty() && self.target_count >= self.source_count
     }
 }
 
@@ -102,12 +109,12 @@ impl Verification {
 /// it to copy again).
 pub async fn migrate(
     source: &dyn ScanSessions,
-    target: &dyn SessionStore,
+    target: &dyn ScanSessions,
     options: &MigrateOptions,
     mut progress: impl FnMut(&MigrateReport),
 ) -> Result<MigrateReport> {
     let (mut cursor, mut report) = match &options.checkpoint {
-        Some(path) => load_checkpoint(path)?,
+        Some(path) => load_checkpoint(path, options.pair.as_deref())?,
         None => (ScanCursor::start(), MigrateReport::default()),
     };
     let started = Instant::now();
@@ -116,13 +123,12 @@ pub async fn migrate(
     let mut seen = 0;
     loop {
         let page = source.scan(&cursor, options.batch.max(1)).await?;
-        let read_at = Instant::now();
         report.pages += 1;
         report.corrupt += page.corrupt;
         report.scanned += page.records.len() as u64;
         if !options.dry_run {
             let outcomes: Vec<Result<Outcome>> = stream::iter(page.records.iter())
-                .map(|record| copy_one(source, target, record, read_at, options.fresh_for))
+                .map(|record| copy_one(source, target, record))
                 .buffer_unordered(options.concurrency.max(1))
                 .collect()
                 .await;
@@ -142,7 +148,7 @@ pub async fn migrate(
             }
         }
         if let Some(path) = &options.checkpoint {
-            save_checkpoint(path, &cursor, &report)?;
+            save_checkpoint(path, options.pair.as_deref(), &cursor, &report)?;
         }
         progress(&report);
         if report.complete {
@@ -168,32 +174,37 @@ enum Outcome {
     Ended,
 }
 
-/// Copies `record` into a free id of `target`, keeping its version; read again from
-/// `source` first when the page is older than `fresh_for`.
+/// Copies the session `record` names into a free id of `target`, keeping its version. The
+/// page's record is only where to look: the session is read again right before its copy,
+/// so a copy is never older than one round trip (a session a `MigratingStore` wrote,
+/// shortened or ended since the page was read is copied as it is now, or not at all).
 async fn copy_one(
     source: &dyn ScanSessions,
     target: &dyn SessionStore,
     record: &Record,
-    read_at: Instant,
-    fresh_for: Duration,
 ) -> Result<Outcome> {
-    let mut copy = if read_at.elapsed() > fresh_for {
-        match source.get(record.id()).await? {
-            Some(fresh) => fresh,
-            None => return Ok(Outcome::Ended),
-        }
-    } else {
-        record.clone()
-    };
-    if copy.is_expired() {
-        return Ok(Outcome::Ended);
-    }
-    // `insert` stores the record's version + 1.
-    copy.set_version(copy.version() - 1);
-    // Inserting into a free id only is safe to send again after a lost reply: a second
-    // try finds the first one's copy and keeps it.
-    let mut tries = 0;
+    let (mut tries, mut slow) = (0, 0);
     loop {
+        let reading = Instant::now();
+        let Some(mut copy) = source.get(record.id()).await? else {
+            return Ok(Outcome::Ended);
+        };
+        if reading.elapsed() > MIGRATION_COPY_WINDOW {
+            // Too slow to copy safely: a MigratingStore may have moved it meanwhile.
+            slow += 1;
+            if slow > 10 {
+                return Err(Error::transient(
+                    "migrate",
+                    "the source keeps answering slower than MIGRATION_COPY_WINDOW (250 ms): \
+                     lower --concurrency or the load on it",
+                ));
+            }
+            continue;
+        }
+        // `insert` stores the record's version + 1.
+        copy.set_version(copy.version() - 1);
+        // Inserting into a free id only is safe to send again after a lost reply: a
+        // second try finds the first one's copy and keeps it.
         match target.insert(&mut copy).await {
             Ok(true) => return Ok(Outcome::Copied),
             Ok(false) => return Ok(Outcome::Kept),
@@ -232,15 +243,18 @@ async fn pace(rate: Option<u32>, done: u64, started: Instant) {
     }
 }
 
-/// Counts both stores and compares `sample` field by field, as each store holds it now.
+/// Counts both stores (the target first: a session created meanwhile through a
+/// `MigratingStore` only adds to it) and compares `sample` field by field, as each store
+/// holds it now.
 async fn verify(
     source: &dyn ScanSessions,
-    target: &dyn SessionStore,
+    target: &dyn ScanSessions,
     sample: &[Record],
 ) -> Result<Verification> {
+    let target_count = live_sessions(target).await?;
     let mut verification = Verification {
-        source_count: source.count().await?,
-        target_count: target.count().await?,
+        source_count: live_sessions(source).await?,
+        target_count,
         ..Verification::default()
     };
     for record in sample {
@@ -250,7 +264,7 @@ async fn verify(
         verification.sampled += 1;
         match target.get(record.id()).await {
             Ok(Some(copy)) if copy == now_in_source => {}
-            Ok(Some(copy)) if copy.version() > now_in_source.version() => {
+            Ok(Some(copy)) if copy.version() > now_in_source.version() && !is_tombstone(&copy) => {
                 verification.newer_in_target += 1;
             }
             Ok(_) | Err(_) => verification
@@ -261,8 +275,27 @@ async fn verify(
     Ok(verification)
 }
 
+/// The live sessions a full scan finds, tombstones of a `MigratingStore` left out.
+async fn live_sessions(store: &dyn ScanSessions) -> Result<u64> {
+    let mut ids = HashSet::new();
+    let mut cursor = ScanCursor::start();
+    loop {
+        let page = store.scan(&cursor, 1000).await?;
+        ids.extend(
+            page.records
+                .into_iter()
+                .filter(|record| !is_tombstone(record))
+                .map(|record| record.id().clone()),
+        );
+        match page.next {
+            Some(next) => cursor = next,
+            None => return Ok(ids.len() as u64),
+        }
+    }
+}
+
 /// The cursor and counts an interrupted run left, or the start.
-fn load_checkpoint(path: &Path) -> Result<(ScanCursor, MigrateReport)> {
+fn load_checkpoint(path: &Path, pair: Option<&str>) -> Result<(ScanCursor, MigrateReport)> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -278,6 +311,14 @@ fn load_checkpoint(path: &Path) -> Result<(ScanCursor, MigrateReport)> {
             "the checkpoint {} is of a finished migration; delete it to copy again",
             path.display()
         )));
+    }
+    if let (Some(pair), Some(saved_pair)) = (pair, saved["pair"].as_str())
+        && pair != saved_pair
+    {
+        return Err(checkpoint_error(
+            path,
+            &format!("it is of another migration ({saved_pair}), not of {pair}"),
+        ));
     }
     let cursor = saved["cursor"]
         .as_str()
@@ -297,8 +338,14 @@ fn load_checkpoint(path: &Path) -> Result<(ScanCursor, MigrateReport)> {
 
 /// Writes the checkpoint whole or not at all (a temporary file, then a rename), so a
 /// crash mid-write leaves the previous one.
-fn save_checkpoint(path: &Path, cursor: &ScanCursor, report: &MigrateReport) -> Result<()> {
+fn save_checkpoint(
+    path: &Path,
+    pair: Option<&str>,
+    cursor: &ScanCursor,
+    report: &MigrateReport,
+) -> Result<()> {
     let saved = json!({
+        "pair": pair,
         "cursor": cursor.to_string(),
         "complete": report.complete,
         "scanned": report.scanned,

@@ -56,7 +56,7 @@ pub use expired::{ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink
 pub use expiry::Expiry;
 pub use hashed::HashedIds;
 pub use id::{Fingerprint, InvalidId, MAX_ID_LEN, MIN_ID_LEN, SessionId};
-pub use migrating::{MigratingStore, TOMBSTONE_KEY, is_tombstone};
+pub use migrating::{MIGRATION_COPY_WINDOW, MigratingStore, TOMBSTONE_KEY, is_tombstone};
 pub use modify::{MODIFY_GIVE_UPS, MODIFY_RETRIES, modify};
 pub use options::{CorruptPolicy, StoreOptions};
 pub use pruner::Pruner;

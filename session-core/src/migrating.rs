@@ -30,18 +30,28 @@ pub fn is_tombstone(record: &Record) -> bool {
 /// meanwhile at the same version (a session would need 2^52 writes to get there).
 const TOMBSTONE_VERSION: u64 = 1 << 52;
 
-/// How long a read may take, from its read of the old store to its copy into the new one,
-/// before it reads again: this bounds how late a copy of a session taken before a destroy
-/// can land.
-const COPY_WINDOW: Duration = Duration::from_millis(250);
+/// How long a read of the old store may take before its copy into the new one is sent; a
+/// slower read is read again. This bounds how late a copy taken before a destroy or a move
+/// can land; anything else copying into the new store while the wrapper serves
+/// (`session-admin migrate`) keeps to it too.
+pub const MIGRATION_COPY_WINDOW: Duration = Duration::from_millis(250);
 
 /// How old a tombstone must be before a new session may take its id: past
-/// [`COPY_WINDOW`] (with room for a copy already sent), no copy taken before the destroy
+/// [`MIGRATION_COPY_WINDOW`] (with room for a copy already sent), no copy taken before the destroy
 /// can land any more.
 const TOMBSTONE_SETTLE: Duration = Duration::from_secs(1);
 
 /// How many sessions of one owner a revocation ends at once.
 const BURIALS_AT_ONCE: usize = 16;
+
+/// How long ago `tombstone` was written (by the clock of the process that wrote it).
+fn tombstone_age(tombstone: &Record) -> Duration {
+    let written = tombstone.data()[TOMBSTONE_KEY]
+        .as_i64()
+        .and_then(from_unix_millis)
+        .unwrap_or_else(now);
+    Duration::try_from(now() - written).unwrap_or_default()
+}
 
 /// How many rounds a call makes when other calls keep changing the session under it.
 const ROUNDS: usize = 8;
@@ -148,7 +158,7 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
                     None => Found::Missing,
                 });
             };
-            if reading.elapsed() > COPY_WINDOW {
+            if reading.elapsed() > MIGRATION_COPY_WINDOW {
                 continue; // too slow to copy safely (see TOMBSTONE_SETTLE): read again
             }
             let mut copy = old.clone();
@@ -176,9 +186,13 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
         }
     }
 
+    fn ttl(&self) -> time::Duration {
+        time::Duration::try_from(self.tombstone_ttl).unwrap_or(time::Duration::MINUTE)
+    }
+
     /// A tombstone for `id`, live until `until` or [`Self::tombstone_ttl`] from now.
     fn tombstone(&self, id: &SessionId, until: Option<OffsetDateTime>) -> Record {
-        let ttl = time::Duration::try_from(self.tombstone_ttl).unwrap_or(time::Duration::MINUTE);
+        let ttl = self.ttl();
         let expires_at = until.map_or(now() + ttl, |until| until.max(now() + ttl));
         let mut record = Record::with_id(id.clone(), expires_at);
         // When it was written, for `clear_tombstone`.
@@ -206,16 +220,33 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
             Some(Err(Error::Decode { .. })) => true,
             Some(Err(err)) => return Err(err),
         };
-        self.bury(id, old.as_ref().map(Record::expires_at)).await?;
-        Ok(was_live)
+        let buried = self.bury(id, old.as_ref().map(Record::expires_at)).await?;
+        Ok(was_live && buried)
     }
 
     /// A tombstone under `id` that outlives an old copy expiring at `old_expiry`, then the
-    /// old copy removed.
-    async fn bury(&self, id: &SessionId, old_expiry: Option<OffsetDateTime>) -> Result<()> {
+    /// old copy removed. `false` when a tombstone was there already (another call ended the
+    /// session first): `set` stores one more than the live version it replaced.
+    async fn bury(&self, id: &SessionId, old_expiry: Option<OffsetDateTime>) -> Result<bool> {
         let mut tombstone = self.tombstone(id, old_expiry);
         self.new.set(&mut tombstone).await?;
-        self.old.destroy(id).await
+        self.old.destroy(id).await?;
+        Ok(tombstone.version() == TOMBSTONE_VERSION + 1)
+    }
+
+    /// Gives a tombstone a racing `touch` shortened its life back. Unconditionally while it
+    /// is younger than [`TOMBSTONE_SETTLE`] (no new session can have taken the id yet, and
+    /// the touch may have expired it already), else by compare-and-swap.
+    async fn restore(&self, tombstone: Record) -> Result<()> {
+        let mut restored = tombstone;
+        restored.set_expires_at(restored.expires_at().max(now() + self.ttl()));
+        if tombstone_age(&restored) < TOMBSTONE_SETTLE {
+            return self.new.set(&mut restored).await;
+        }
+        match self.new.update(&mut restored).await {
+            Ok(()) | Err(Error::Conflict { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Clears `tombstone` (and any old copy behind it), so its id takes a new session at the
@@ -223,12 +254,7 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
     /// tombstone is expired by a compare-and-swap, never deleted: a delete could remove a
     /// session another call put there meanwhile.
     async fn clear_tombstone(&self, tombstone: Record) -> Result<()> {
-        let written = tombstone.data()[TOMBSTONE_KEY]
-            .as_i64()
-            .and_then(from_unix_millis)
-            .unwrap_or_else(now);
-        let age = std::time::Duration::try_from(now() - written).unwrap_or_default();
-        if let Some(wait) = TOMBSTONE_SETTLE.checked_sub(age) {
+        if let Some(wait) = TOMBSTONE_SETTLE.checked_sub(tombstone_age(&tombstone)) {
             tokio::time::sleep(wait).await;
         }
         let id = tombstone.id().clone();
@@ -294,35 +320,37 @@ impl<Old: ScanSessions, New: ScanSessions> MigratingStore<Old, New> {
     }
 
     async fn rename_once(&self, from: &SessionId, to: &SessionId) -> Result<Option<Rename>> {
-        let Some(moving) = self.claim(from).await? else {
+        // Whether the old store holds a copy (read before `claim` could copy it over).
+        let copied_from_old = !matches!(self.old.get(from).await, Ok(None));
+        if self.claim(from).await?.is_none() {
             return Ok(Some(Rename::SourceMissing));
-        };
-        let mut copy = moving.clone();
-        copy.set_id(to.clone());
+        }
+        if copied_from_old {
+            // A read that took the old copy before `claim` removed it sends its copy within
+            // MIGRATION_COPY_WINDOW; once the session has moved away, that copy would bring
+            // it back under `from`. Wait it out (once per session, while it moves).
+            tokio::time::sleep(MIGRATION_COPY_WINDOW + MIGRATION_COPY_WINDOW / 5).await;
+        }
         match self.find(to).await? {
             Found::Live(_) => return Ok(Some(Rename::TargetTaken)),
             Found::Missing => {}
             Found::Tombstone(tombstone) => self.clear_tombstone(tombstone).await?,
         }
-        copy.set_version(moving.version() - 1);
-        if !self.new.insert(&mut copy).await? {
-            return Ok(Some(Rename::TargetTaken));
-        }
-        // Retire the source with a compare-and-swap: a write to it since the claim means the
-        // copy is stale; take it back and start over.
-        let mut tombstone = self.tombstone(from, None);
-        tombstone.set_version(moving.version());
-        match self.new.update(&mut tombstone).await {
-            // This tombstone is at a session's version + 1, not TOMBSTONE_VERSION (raising it
-            // would take an unconditional write, which could land on a session that took
-            // the id meanwhile); `clear_tombstone` keeps the window for a mix-up to one
-            // round trip.
-            Ok(()) => Ok(Some(Rename::Moved)),
-            Err(Error::Conflict { .. }) => {
-                self.new.destroy(to).await?;
-                Ok(None)
-            }
-            Err(err) => Err(err),
+        // The new store's own move: atomic where it is, every field kept, a touch or write
+        // racing it never lost.
+        match self.new.rename(from, to).await? {
+            Rename::Moved => match self.new.get(to).await? {
+                // A destroy's tombstone came between the claim and the move, and moved:
+                // the session had ended. Put the tombstone back where it guards.
+                Some(tombstone) if is_tombstone(&tombstone) => {
+                    self.new.rename(to, from).await?;
+                    Ok(Some(Rename::SourceMissing))
+                }
+                _ => Ok(Some(Rename::Moved)),
+            },
+            // Taken meanwhile (a session, or a tombstone written since): look again.
+            Rename::TargetTaken => Ok(None),
+            Rename::SourceMissing => Ok(Some(Rename::SourceMissing)),
         }
     }
 
@@ -395,7 +423,26 @@ impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, 
                 // Ending it: a tombstone, as for a destroy, so no copy comes back.
                 return self.end(id, true).await;
             }
-            self.new.touch(id, expires_at).await
+            if !self.new.touch(id, expires_at).await? {
+                return Ok(false);
+            }
+            // A destroy between the claim and this touch: it touched the tombstone. Give the
+            // tombstone its life back; the touch came after the destroy.
+            match self.new.get(id).await? {
+                Some(tombstone) if is_tombstone(&tombstone) => {
+                    self.restore(tombstone).await?;
+                    Ok(false)
+                }
+                // Ended already by this touch's short expiry (the session's, or a
+                // tombstone's it shortened): a tombstone where none is, so that no copy
+                // from the old store lands.
+                None => {
+                    let mut guard = self.tombstone(id, None);
+                    self.new.insert(&mut guard).await?;
+                    Ok(true)
+                }
+                Some(_) => Ok(true),
+            }
         })
         .await
     }
@@ -454,20 +501,22 @@ impl<Old: ScanSessions, New: ScanSessions> SessionStore for MigratingStore<Old, 
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
         self.within("destroy_by_owner", async {
-            // Every session the old store lists is live (a session's old copy goes when the
-            // wrapper ends or writes it), and its tombstone replaces any copy in the new
-            // store, so the new store's own revocation doesn't count it again.
+            // A session the old store lists is live (its old copy goes when the wrapper ends
+            // or writes it) unless a call ended it meanwhile, which left a tombstone: `bury`
+            // tells. Its tombstone replaces any copy in the new store, so the new store's
+            // own revocation doesn't count it again.
             let listed = self.old.list_by_owner(owner).await?;
+            let mut ended = 0;
             for batch in listed.chunks(BURIALS_AT_ONCE) {
                 let mut burials = Vec::with_capacity(batch.len());
                 for record in batch {
                     burials.push(self.bury(record.id(), Some(record.expires_at())));
                 }
                 for buried in futures::future::join_all(burials).await {
-                    buried?;
+                    ended += u64::from(buried?);
                 }
             }
-            Ok(listed.len() as u64 + self.new.destroy_by_owner(owner).await?)
+            Ok(ended + self.new.destroy_by_owner(owner).await?)
         })
         .await
     }

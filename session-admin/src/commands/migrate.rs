@@ -62,7 +62,11 @@ pub(crate) async fn run(ctx: &Context, args: &Args) -> Result<Report, Failure> {
         dry_run: args.dry_run,
         checkpoint: args.checkpoint.clone(),
         verify_sample: args.verify_sample,
-        ..MigrateOptions::default()
+        pair: Some(format!(
+            "{} -> {}",
+            redacted(&args.from),
+            redacted(&args.to)
+        )),
     };
     let progress = ctx.spinner("sessions read");
     let started = Instant::now();
