@@ -18,7 +18,7 @@ use crate::time_util::now;
 ///
 /// Call it from a test of the store (it is not part of
 /// [`conformance_suite!`](crate::conformance_suite), whose harness needs only
-/// [`SessionStore`]).
+/// [`SessionStore`](crate::SessionStore)).
 pub async fn check_scan<S: ScanSessions + ?Sized>(store: &S) {
     let (empty, _) = scan_all(store, 10).await;
     assert!(
