@@ -5,7 +5,8 @@
 //!
 //! `SESSION_STORES_MIGRATE_SESSIONS` sets the sessions per pair (CI: 400; the documented
 //! run: 100000, with `-- --nocapture` for the figures); `SESSION_STORES_MIGRATE_EXCLUDE`
-//! (e.g. `Mongo`) leaves backends out of that run.
+//! (e.g. `Mongo`) leaves backends out of that run, `SESSION_STORES_MIGRATE_PAIRS` (e.g.
+//! `Redis:Postgres,Mongo:Sqlite`) runs only those pairs.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test, and unwrap says where
 
@@ -331,8 +332,8 @@ async fn migrate_pair(from: Place, to: Place) -> Result<String, Skip> {
     let checkpoint = std::env::temp_dir().join(format!("{}.checkpoint", namespace()));
     let options = MigrateOptions {
         batch: (n / 8).max(10),
-        // About a second and a half, so that traffic runs through the whole copy.
-        rate: Some((n as u32 * 2 / 3).max(100)),
+        // About three quarters of a second, so that traffic runs through the whole copy.
+        rate: Some((n as u32 * 4 / 3).max(100)),
         checkpoint: Some(checkpoint.clone()),
         ..MigrateOptions::default()
     };
@@ -403,7 +404,12 @@ async fn migrate_between_every_pair_of_backends() {
             let excluded = std::env::var("SESSION_STORES_MIGRATE_EXCLUDE").unwrap_or_default();
             let excluded =
                 |place: Place| excluded.split(',').any(|name| name == format!("{place:?}"));
-            if from == to || excluded(from) || excluded(to) {
+            let pairs = std::env::var("SESSION_STORES_MIGRATE_PAIRS").unwrap_or_default();
+            let chosen = pairs.is_empty()
+                || pairs
+                    .split(',')
+                    .any(|pair| pair == format!("{from:?}:{to:?}"));
+            if from == to || excluded(from) || excluded(to) || !chosen {
                 continue;
             }
             match migrate_pair(from, to).await {
