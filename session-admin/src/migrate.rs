@@ -261,10 +261,20 @@ async fn verify(
         let Some(now_in_source) = source.get(record.id()).await? else {
             continue; // ended since: nothing to compare
         };
+        let in_target = target.get(record.id()).await;
+        // Ended meanwhile (a MigratingStore's destroy leaves a tombstone in the target,
+        // then removes the source's copy): nothing to compare.
+        let ended = match &in_target {
+            Ok(Some(copy)) => is_tombstone(copy),
+            _ => false,
+        } || source.get(record.id()).await?.is_none();
+        if ended {
+            continue;
+        }
         verification.sampled += 1;
-        match target.get(record.id()).await {
+        match in_target {
             Ok(Some(copy)) if copy == now_in_source => {}
-            Ok(Some(copy)) if copy.version() > now_in_source.version() && !is_tombstone(&copy) => {
+            Ok(Some(copy)) if copy.version() > now_in_source.version() => {
                 verification.newer_in_target += 1;
             }
             Ok(_) | Err(_) => verification
