@@ -61,7 +61,7 @@ pub use modify::{MODIFY_GIVE_UPS, MODIFY_RETRIES, modify};
 pub use options::{CorruptPolicy, StoreOptions};
 pub use pruner::Pruner;
 pub use record::{Data, Record};
-pub use scan::{ScanCursor, ScanPage, ScanSessions};
+pub use scan::{KeysetPage, ScanCursor, ScanPage, ScanSessions};
 pub use signed_cookie::SignedCookie;
 pub use store::{MAX_ID_ATTEMPTS, Rename, SessionStore, rename_onto_itself};
 pub use time_util::{from_unix_millis, now, to_millis, unix_millis};

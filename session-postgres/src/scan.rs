@@ -1,6 +1,6 @@
 //! [`ScanSessions`] for [`PostgresStore`]: keyset pages along the primary key.
 
-use session_core::{Result, ScanCursor, ScanPage, ScanSessions, SessionId, async_trait};
+use session_core::{KeysetPage, Result, ScanCursor, ScanPage, ScanSessions, async_trait};
 use sqlx::Row;
 
 use crate::error::backend;
@@ -20,11 +20,13 @@ use crate::store::{PostgresStore, decode_row};
 impl ScanSessions for PostgresStore {
     async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage> {
         let limit = limit.max(1);
+        // Ids here are text, so the bytes a cursor names are always UTF-8.
+        let after = String::from_utf8_lossy(&cursor.id_bytes()).into_owned();
         let rows = self
             .timed("scan", async {
                 let (mut connection, now) = self.connection().await?;
                 sqlx::query(&self.statements().scan)
-                    .bind(cursor.as_str())
+                    .bind(after.as_str())
                     .bind(now)
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .fetch_all(&mut *connection)
@@ -32,18 +34,11 @@ impl ScanSessions for PostgresStore {
                     .map_err(backend)
             })
             .await?;
-        let full = rows.len() >= limit;
-        let mut records = Vec::with_capacity(rows.len());
-        let (mut corrupt, mut last) = (0, None);
+        let mut page = KeysetPage::new(limit);
         for row in &rows {
             let id: String = row.try_get("id").map_err(backend)?;
-            match SessionId::parse(&id).map(|parsed| decode_row(&parsed, row)) {
-                Ok(Ok(record)) => records.push(record),
-                _ => corrupt += 1,
-            }
-            last = Some(id);
+            page.push(id.into_bytes(), |parsed| decode_row(parsed, row));
         }
-        let next = last.filter(|_| full).map(ScanCursor::from_backend);
-        Ok(ScanPage::new(records, corrupt, next))
+        Ok(page.finish())
     }
 }
