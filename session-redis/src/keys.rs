@@ -25,7 +25,13 @@ impl Keys {
     /// `{prefix}owner:{<owner>}`: the owner's index, a sorted set. It can never clash with a
     /// session key, because ids never contain `:`.
     pub(crate) fn owner(&self, owner: &str) -> String {
-        format!("{}owner:{{{owner}}}", self.prefix)
+        format!("{}{owner}}}", self.owner_prefix())
+    }
+
+    /// `{prefix}owner:{`: what an owner's index key is before the owner and the closing
+    /// brace (the touch script builds the key from the owner it finds).
+    pub(crate) fn owner_prefix(&self) -> String {
+        format!("{}owner:{{", self.prefix)
     }
 
     /// The SCAN pattern matching every key of this store (the prefix, glob-escaped).
@@ -68,6 +74,7 @@ mod tests {
         assert!(keys.is_session_key(session.as_bytes()));
         let owner = keys.owner("alice");
         assert_eq!(owner, "app*[1]:sess:owner:{alice}");
+        assert_eq!(keys.owner_prefix(), "app*[1]:sess:owner:{");
         assert!(!keys.is_session_key(owner.as_bytes()));
         assert_eq!(keys.scan_pattern(), "app\\*\\[1\\]:sess:*");
     }

@@ -4,7 +4,10 @@
 //! Most scripts touch exactly one key, so they are valid on a Redis Cluster. Three span
 //! keys ([`ScriptId::Rename`], [`ScriptId::RevokeOwner`], [`ScriptId::ListOwner`]): they make a
 //! move, a revocation and a listing atomic on one server (standalone or Sentinel), and are
-//! never sent to a cluster, where those steps run one key at a time.
+//! never sent to a cluster, where those steps run one key at a time. On one server the
+//! writes of an owned session also raise its owner's index in the same script (the set and
+//! update scripts take the index as a second key, the touch script finds it from the
+//! session's owner): one round trip where a cluster needs two or three.
 
 macro_rules! lua {
     ($name:literal) => {
@@ -18,6 +21,13 @@ macro_rules! native {
     };
 }
 
+/// What a write script runs first: on one server, raising the owner's index (KEYS[2]).
+macro_rules! owned {
+    () => {
+        concat!(lua!("index_prelude"), lua!("index_first"))
+    };
+}
+
 macro_rules! express {
     () => {
         concat!(lua!("expiry_prelude"), lua!("express_prelude"))
@@ -27,6 +37,7 @@ macro_rules! express {
 /// The scripts this store runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ScriptId {
+    Insert,
     Update,
     Set,
     Touch,
@@ -45,7 +56,8 @@ pub(crate) enum ScriptId {
 }
 
 impl ScriptId {
-    pub(crate) const ALL: [ScriptId; 15] = [
+    pub(crate) const ALL: [ScriptId; 16] = [
+        Self::Insert,
         Self::Update,
         Self::Set,
         Self::Touch,
@@ -69,16 +81,22 @@ impl ScriptId {
 
     pub(crate) fn source(self) -> &'static str {
         match self {
-            Self::Update => concat!(native!(), lua!("update")),
-            Self::Set => concat!(native!(), lua!("version_prelude"), lua!("set")),
-            Self::Touch => concat!(native!(), lua!("touch")),
+            Self::Insert => concat!(owned!(), lua!("insert")),
+            Self::Update => concat!(native!(), owned!(), lua!("update")),
+            Self::Set => concat!(native!(), lua!("version_prelude"), owned!(), lua!("set")),
+            Self::Touch => concat!(native!(), lua!("index_prelude"), lua!("touch")),
             Self::CompareAndDelete => concat!(lua!("expiry_prelude"), lua!("compare_and_delete")),
             Self::IndexAdd => concat!(lua!("index_prelude"), lua!("index_add")),
             Self::IndexList => lua!("index_list"),
             Self::ExpressRead => concat!(express!(), lua!("express_read")),
             Self::ExpressTake => concat!(express!(), lua!("express_take")),
-            Self::ExpressUpdate => concat!(express!(), lua!("express_update")),
-            Self::ExpressSet => concat!(express!(), lua!("version_prelude"), lua!("express_set")),
+            Self::ExpressUpdate => concat!(express!(), owned!(), lua!("express_update")),
+            Self::ExpressSet => concat!(
+                express!(),
+                lua!("version_prelude"),
+                owned!(),
+                lua!("express_set")
+            ),
             Self::ExpressTouch => concat!(express!(), lua!("express_touch")),
             Self::Rename => concat!(
                 lua!("expiry_prelude"),

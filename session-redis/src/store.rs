@@ -254,6 +254,28 @@ impl RedisStore {
             .await
     }
 
+    /// Runs a write script on a session, raising `owner`'s index first: in the same script
+    /// on one server (see `lua/index_first.lua`), in a round trip of its own on a cluster.
+    async fn eval_owned(
+        &self,
+        script: ScriptId,
+        id: &SessionId,
+        owner: Option<&str>,
+        at: i64,
+        mut args: Vec<Bytes>,
+    ) -> Result<Reply> {
+        let mut keys = vec![self.keys().session(id)];
+        match owner {
+            Some(owner) if self.one_server() => {
+                keys.push(self.keys().owner(owner));
+                args.extend([arg(id.expose()), arg(at), arg(unix_millis(now()))]);
+            }
+            Some(owner) => self.index_add(owner, id, at).await?,
+            None => {}
+        }
+        self.conn().eval(script, &keys, args).await
+    }
+
     /// A stored value as a live record, applying the corrupt-record policy.
     pub(crate) fn decode_live(
         &self,
@@ -320,33 +342,40 @@ impl RedisStore {
         self.inner.options.on_corrupt(Err(err)).map(drop)
     }
 
-    /// `insert`: `SET key value NX PXAT expiry`, after indexing the owner.
+    /// `insert`: `SET key value NX PXAT expiry`, indexing the owner first (on one server in
+    /// the same script, `lua/insert.lua`).
     async fn insert_inner(&self, record: &mut Record) -> Result<bool> {
         let encoded = self.format().encode(record, &self.inner.options)?;
         let at = pxat(record.expires_at());
-        if let Some(owner) = record.owner() {
-            self.index_add(owner, record.id(), at).await?;
-        }
-        let command = Command::Set {
-            value: encoded.value,
-            only_if_absent: true,
-            expire_at_ms: Some(at),
-        };
-        let key = self.keys().session(record.id());
-        let written = self.conn().command(command, &key).await? != Reply::Nil;
+        let written = match record.owner() {
+            Some(owner) if self.one_server() => {
+                let args = vec![encoded.value, arg(at)];
+                self.eval_owned(ScriptId::Insert, record.id(), Some(owner), at, args)
+                    .await?
+            }
+            owner => {
+                if let Some(owner) = owner {
+                    self.index_add(owner, record.id(), at).await?;
+                }
+                let command = Command::Set {
+                    value: encoded.value,
+                    only_if_absent: true,
+                    expire_at_ms: Some(at),
+                };
+                let key = self.keys().session(record.id());
+                self.conn().command(command, &key).await?
+            }
+        } != Reply::Nil;
         if written {
             record.set_version(encoded.version);
         }
         Ok(written)
     }
 
-    /// `set`: the format's set script (never reusing a version), after indexing the owner.
+    /// `set`: the format's set script (never reusing a version), indexing the owner first.
     async fn set_inner(&self, record: &mut Record) -> Result<()> {
         let encoded = self.format().encode(record, &self.inner.options)?;
         let at = pxat(record.expires_at());
-        if let Some(owner) = record.owner() {
-            self.index_add(owner, record.id(), at).await?;
-        }
         let digits = encoded.version.to_string().len();
         let mut args = vec![
             encoded.value,
@@ -357,9 +386,9 @@ impl RedisStore {
             arg(digits),
         ];
         args.extend(encoded.extra);
-        let key = self.keys().session(record.id());
+        let script = self.format().set_script();
         match self
-            .eval(self.format().set_script(), key, args)
+            .eval_owned(script, record.id(), record.owner(), at, args)
             .await?
             .into_int()?
         {
@@ -373,14 +402,11 @@ impl RedisStore {
         }
     }
 
-    /// `update`: the format's compare-and-swap script, after indexing the owner.
+    /// `update`: the format's compare-and-swap script, indexing the owner first.
     async fn update_inner(&self, record: &mut Record) -> Result<()> {
         let encoded = self.format().encode(record, &self.inner.options)?;
         let id = record.id();
         let at = pxat(record.expires_at());
-        if let Some(owner) = record.owner() {
-            self.index_add(owner, id, at).await?;
-        }
         let mut args = vec![
             arg(record.version()),
             encoded.value,
@@ -388,9 +414,9 @@ impl RedisStore {
             arg(unix_millis(now())),
         ];
         args.extend(encoded.extra);
-        let key = self.keys().session(id);
+        let script = self.format().update_script();
         match self
-            .eval(self.format().update_script(), key, args)
+            .eval_owned(script, id, record.owner(), at, args)
             .await?
             .into_int()?
         {
@@ -409,13 +435,18 @@ impl RedisStore {
 
     /// `touch`: the touch script, naming the owner whose index was raised first; when the
     /// session turns out to have another owner, that owner's index is raised and it asks
-    /// again, so an index entry never expires before its session.
+    /// again, so an index entry never expires before its session. On one server the native
+    /// script raises the index itself, in the same round trip.
     async fn touch_inner(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
         let at = pxat(expires_at);
         let key = self.keys().session(id);
         let mut owner = String::new();
         for _ in 0..RESTARTS {
-            let args = vec![arg(at), arg(unix_millis(now())), Bytes::from(owner.clone())];
+            let mut args = vec![arg(at), arg(unix_millis(now())), Bytes::from(owner.clone())];
+            if self.one_server() {
+                // The script raises the owner's index itself (see `lua/touch.lua`).
+                args.extend([arg(self.keys().owner_prefix()), arg(id.expose())]);
+            }
             let reply = self
                 .eval(self.format().touch_script(), key.clone(), args)
                 .await?;
