@@ -440,9 +440,11 @@ impl RedisStore {
     async fn touch_inner(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
         let at = pxat(expires_at);
         let key = self.keys().session(id);
-        let mut owner = String::new();
+        // The owner whose index was raised, marked as the scripts mark it: empty for none,
+        // `=` and the owner for one (an owner may be the empty string).
+        let mut marked = Bytes::new();
         for _ in 0..RESTARTS {
-            let mut args = vec![arg(at), arg(unix_millis(now())), Bytes::from(owner.clone())];
+            let mut args = vec![arg(at), arg(unix_millis(now())), marked.clone()];
             if self.one_server() {
                 // The script raises the owner's index itself (see `lua/touch.lua`).
                 args.extend([arg(self.keys().owner_prefix()), arg(id.expose())]);
@@ -456,14 +458,17 @@ impl RedisStore {
                 Some(MISSING) => return Ok(false),
                 Some(CORRUPT) => return self.corrupt(id, "touch").map(|()| false),
                 Some(OWNER_CHANGED) => {
-                    let named = items
+                    marked = items
                         .next()
                         .map(Reply::into_opt_bytes)
                         .transpose()?
-                        .flatten();
-                    owner = String::from_utf8_lossy(&named.unwrap_or_default()).into_owned();
-                    if !owner.is_empty() {
-                        self.index_add(&owner, id, at).await?;
+                        .flatten()
+                        .unwrap_or_default();
+                    match marked.strip_prefix(b"=").map(std::str::from_utf8) {
+                        None => {}
+                        Some(Ok(owner)) => self.index_add(owner, id, at).await?,
+                        // An owner that is not UTF-8: `get` reports the record corrupt.
+                        Some(Err(_)) => return self.corrupt(id, "touch").map(|()| false),
                     }
                 }
                 other => {
