@@ -149,6 +149,15 @@ pub async fn mongo_test_database(url: &str, database: &'static str) -> &'static 
     database
 }
 
+/// `<prefix>_` and 12 random characters (lowercase letters, digits, `_`): a table, schema,
+/// collection or key-prefix name no other store of this run or an earlier one uses.
+pub fn unique_name(prefix: &str) -> String {
+    let random = SessionId::generate().expose()[..12]
+        .to_ascii_lowercase()
+        .replace('-', "_");
+    format!("{prefix}_{random}")
+}
+
 /// A `sqlite://` URL of a new database file in the temp dir, `<purpose>-<random>.db` in a
 /// directory of this project's test files. The first call of a process deletes files there
 /// older than a day, so runs don't pile them up (a test of another process still running is
@@ -179,7 +188,7 @@ pub mod backends {
     use std::pin::Pin;
     use std::sync::Arc;
 
-    use session_core::{SessionId, SessionStore};
+    use session_core::SessionStore;
     use session_memory::MemoryStore;
 
     use super::{Backend, Skip, server_url};
@@ -201,12 +210,7 @@ pub mod backends {
 
     /// A name no other store in this run or an earlier one uses.
     fn namespace() -> String {
-        format!(
-            "it_{}",
-            SessionId::generate().expose()[..12]
-                .to_ascii_lowercase()
-                .replace('-', "_")
-        )
+        super::unique_name("it")
     }
 
     fn memory() -> StoreFuture {

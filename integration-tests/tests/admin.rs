@@ -23,12 +23,7 @@ use session_core::{Record, SessionId, SessionStore, now};
 
 /// A name no other store in this run or an earlier one uses.
 fn name() -> String {
-    format!(
-        "adm_{}",
-        SessionId::generate().expose()[..12]
-            .to_ascii_lowercase()
-            .replace('-', "_")
-    )
+    integration_tests::unique_name("adm")
 }
 
 /// `url` with `params` added to its query.

@@ -575,12 +575,7 @@ impl Meter for SqlMeter {
 
 /// A table name no other store uses.
 fn unique_table() -> String {
-    format!(
-        "costs_{}",
-        SessionId::generate().expose()[..12]
-            .to_ascii_lowercase()
-            .replace('-', "_")
-    )
+    integration_tests::unique_name("costs")
 }
 
 #[tokio::test]

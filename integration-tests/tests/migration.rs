@@ -31,12 +31,7 @@ use session_postgres::PostgresStore;
 use session_redis::RedisStore;
 
 fn namespace() -> String {
-    format!(
-        "mig_{}",
-        SessionId::generate().expose()[..10]
-            .to_ascii_lowercase()
-            .replace('-', "_")
-    )
+    integration_tests::unique_name("mig")
 }
 
 /// The Redis server's URL, in database 8 when it names none: other tests fill database 0

@@ -26,12 +26,7 @@ use session_postgres::PostgresStore;
 use session_redis::RedisStore;
 
 fn namespace() -> String {
-    format!(
-        "miga_{}",
-        SessionId::generate().expose()[..10]
-            .to_ascii_lowercase()
-            .replace('-', "_")
-    )
+    integration_tests::unique_name("miga")
 }
 
 /// Both servers, or the reason to skip.
