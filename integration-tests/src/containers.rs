@@ -61,7 +61,7 @@ fn spec(backend: Backend) -> Option<Spec> {
             // runs first listens on no port ("port: 0").
             ready: WaitFor::message_on_stderr("port: 3306"),
         },
-        Backend::RedisCluster => return None,
+        Backend::RedisCluster | Backend::RedisSentinel => return None,
     })
 }
 

@@ -30,6 +30,9 @@ pub enum Backend {
     Redis,
     /// A Redis Cluster (no container fallback: set the variable).
     RedisCluster,
+    /// A Redis primary behind Sentinel, as a `redis+sentinel://` URL (no container fallback:
+    /// set the variable).
+    RedisSentinel,
     /// A PostgreSQL server.
     Postgres,
     /// A MongoDB-protocol server (FerretDB or MongoDB).
@@ -39,9 +42,10 @@ pub enum Backend {
 }
 
 impl Backend {
-    const ALL: [Backend; 5] = [
+    const ALL: [Backend; 6] = [
         Self::Redis,
         Self::RedisCluster,
+        Self::RedisSentinel,
         Self::Postgres,
         Self::Mongo,
         Self::Mysql,
@@ -52,6 +56,7 @@ impl Backend {
         match self {
             Self::Redis => "SESSION_STORES_REDIS_URL",
             Self::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_URL",
+            Self::RedisSentinel => "SESSION_STORES_REDIS_SENTINEL_URL",
             Self::Postgres => "SESSION_STORES_POSTGRES_URL",
             Self::Mongo => "SESSION_STORES_MONGO_URL",
             Self::Mysql => "SESSION_STORES_MYSQL_URL",
@@ -64,6 +69,7 @@ impl Backend {
         match self {
             Self::Redis => "SESSION_STORES_REDIS_IMAGE",
             Self::RedisCluster => "SESSION_STORES_REDIS_CLUSTER_IMAGE",
+            Self::RedisSentinel => "SESSION_STORES_REDIS_SENTINEL_IMAGE",
             Self::Postgres => "SESSION_STORES_POSTGRES_IMAGE",
             Self::Mongo => "SESSION_STORES_MONGO_IMAGE",
             Self::Mysql => "SESSION_STORES_MYSQL_IMAGE",
@@ -84,7 +90,8 @@ impl Backend {
 
 /// The URL of a server for `backend`, found once per test binary.
 pub fn server_url(backend: Backend) -> Result<String, Skip> {
-    static FOUND: [OnceLock<Result<String, Skip>>; 5] = [
+    static FOUND: [OnceLock<Result<String, Skip>>; 6] = [
+        OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),
         OnceLock::new(),

@@ -113,26 +113,34 @@ async fn in_process_stores_under_contention() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_cluster() {
-    let url = match server_url(Backend::RedisCluster) {
+/// Both Redis clients on `backend`, each on a prefix of its own.
+async fn redis_clients(backend: Backend, workload: fn() -> Workload) {
+    let url = match server_url(backend) {
         Ok(url) => url,
-        Err(Skip(reason)) => return skip("linearizability on a Redis Cluster", &reason),
+        Err(Skip(reason)) => return skip(&format!("linearizability on {backend:?}"), &reason),
     };
     for client in [session_redis::Client::Fred, session_redis::Client::RedisRs] {
         let store = session_redis::RedisStore::builder()
             .url(&url)
             .client(client)
-            .prefix(format!(
-                "lin:{}:",
-                &session_core::SessionId::generate().expose()[..8]
-            ))
+            .prefix(format!("{}:", integration_tests::unique_name("lin")))
             .connect()
             .await
             .unwrap();
-        // Listings and revocations span nodes there, without one instant (the crate docs
-        // say so): the calls on one session are checked.
-        let name = format!("cluster-{client:?}").to_lowercase();
-        check_with(&name, Arc::new(store), weaker()).await;
+        let name = format!("{backend:?}-{client:?}").to_lowercase();
+        check_with(&name, Arc::new(store), workload()).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster() {
+    // Listings and revocations span nodes there, without one instant (the crate docs say
+    // so): the calls on one session are checked.
+    redis_clients(Backend::RedisCluster, weaker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel() {
+    // One primary: every call, owner-wide ones included, is one atomic step.
+    redis_clients(Backend::RedisSentinel, Workload::default).await;
 }

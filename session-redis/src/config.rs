@@ -50,7 +50,7 @@ pub enum Topology {
     Standalone,
     /// A Redis Cluster, reached through one or more seed nodes.
     Cluster,
-    /// A primary found through Sentinel (fred only).
+    /// A primary found through Sentinel.
     Sentinel,
 }
 

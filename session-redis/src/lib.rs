@@ -37,8 +37,13 @@
 //! - several such URLs separated by commas, or `redis+cluster://host:port` (also
 //!   `redis-cluster://`): a Redis Cluster; the URLs are seed nodes, the rest is discovered.
 //! - `redis+sentinel://host:26379?sentinelServiceName=mymaster&node=host2:26379` (also
-//!   `redis-sentinel://`): the primary of a Sentinel deployment (fred only; redis-rs
-//!   fails with [`Error::Config`](session_core::Error::Config)).
+//!   `redis-sentinel://`; `sentinelUsername`/`sentinelPassword` for the sentinels' own
+//!   login): the primary of a Sentinel deployment, on both clients. fred follows a failover
+//!   itself; with redis-rs the store drops its connection on any error that may mean the
+//!   primary moved (connection lost, timeout, `READONLY`) and asks the sentinels again on the
+//!   next call. Either way the call that failed is not sent again (it may have run). TLS to
+//!   Sentinel (`rediss+sentinel://`) and `watch_expired` on Sentinel are fred only; redis-rs
+//!   fails with [`Error::Config`](session_core::Error::Config).
 //!
 //! TLS (`rediss://`) needs a TLS feature of the client, which this build does not enable.
 //! The server must be Redis 6.2 or newer ([`MIN_REDIS_VERSION`]: `SET ... PXAT`, `GETDEL`,
@@ -216,6 +221,8 @@ mod owners;
 mod redis_rs_client;
 #[cfg(feature = "redis")]
 mod redis_rs_expiry;
+#[cfg(feature = "redis")]
+mod redis_rs_sentinel;
 mod scan;
 mod scripts;
 mod store;

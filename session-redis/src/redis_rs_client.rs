@@ -8,15 +8,18 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ErrorKind, RedisError, RetryMethod, Script, Value};
 use session_core::{Error, Result};
+use std::sync::Arc;
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
 use crate::conn::{Command, Connection, Reply, ScanStep, classify, node_address, unexpected};
+use crate::redis_rs_sentinel::SentinelPrimary;
 use crate::scripts::ScriptId;
 
 #[derive(Clone)]
 enum Handle {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelPrimary>),
 }
 
 pub(crate) struct RedisRsConnection {
@@ -74,6 +77,12 @@ impl Handle {
         let value: Value = match self.clone() {
             Self::Standalone(mut con) => cmd.query_async(&mut con).await,
             Self::Cluster(mut con) => cmd.query_async(&mut con).await,
+            Self::Sentinel(primary) => {
+                let mut con = primary.connection().await?;
+                cmd.query_async(&mut con)
+                    .await
+                    .inspect_err(|err| primary.after_error(err))
+            }
         }
         .map_err(map_err)?;
         reply(value)
@@ -100,7 +109,7 @@ async fn invoke<C: ConnectionLike>(
     mut con: C,
     keys: &[String],
     args: Vec<Bytes>,
-) -> Result<Reply> {
+) -> redis::RedisResult<Value> {
     let mut invocation = script.prepare_invoke();
     for key in keys {
         invocation.key(key);
@@ -108,8 +117,7 @@ async fn invoke<C: ConnectionLike>(
     for arg in args {
         invocation.arg(&arg[..]);
     }
-    let value: Value = invocation.invoke_async(&mut con).await.map_err(map_err)?;
-    reply(value)
+    invocation.invoke_async(&mut con).await
 }
 
 impl RedisRsConnection {
@@ -146,10 +154,8 @@ impl RedisRsConnection {
                 Handle::Cluster(client.get_async_connection().await.map_err(map_err)?)
             }
             Topology::Sentinel => {
-                return Err(Error::Config(
-                    "Sentinel is supported with the fred client only (RedisStoreBuilder::fred)"
-                        .into(),
-                ));
+                let url = target.urls.first().map(String::as_str).unwrap_or_default();
+                Handle::Sentinel(SentinelPrimary::connect(url, timeout, response_timeout).await?)
             }
         };
         let scripts = ScriptId::ALL
@@ -239,10 +245,14 @@ impl RedisRsConnection {
 impl Connection for RedisRsConnection {
     async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
         let script = &self.scripts[script.index()];
-        match self.handle.clone() {
+        let value = match self.handle.clone() {
             Handle::Standalone(con) => invoke(script, con, keys, args).await,
             Handle::Cluster(con) => invoke(script, con, keys, args).await,
-        }
+            Handle::Sentinel(primary) => invoke(script, primary.connection().await?, keys, args)
+                .await
+                .inspect_err(|err| primary.after_error(err)),
+        };
+        reply(value.map_err(map_err)?)
     }
 
     async fn command(&self, command: Command, key: &str) -> Result<Reply> {
@@ -257,7 +267,7 @@ impl Connection for RedisRsConnection {
 
     async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {
         match &self.handle {
-            Handle::Standalone(_) => self.scan_node(pattern, None).await,
+            Handle::Standalone(_) | Handle::Sentinel(_) => self.scan_node(pattern, None).await,
             Handle::Cluster(_) => {
                 let mut keys = Vec::new();
                 for (host, port) in self.primaries().await? {
@@ -270,7 +280,7 @@ impl Connection for RedisRsConnection {
 
     async fn scan_nodes(&self) -> Result<Vec<String>> {
         match &self.handle {
-            Handle::Standalone(_) => Ok(vec![String::new()]),
+            Handle::Standalone(_) | Handle::Sentinel(_) => Ok(vec![String::new()]),
             Handle::Cluster(_) => Ok(self
                 .primaries()
                 .await?

@@ -33,6 +33,13 @@ pub(crate) struct Node {
 
 impl RedisRsSubscriber {
     pub(crate) fn new(target: &Target, connect_timeout: Duration, keys: Keys) -> Result<Self> {
+        if target.topology == crate::config::Topology::Sentinel {
+            return Err(Error::Config(
+                "watch_expired on Sentinel is supported with the fred client only \
+                 (RedisStoreBuilder::fred)"
+                    .into(),
+            ));
+        }
         let db = target
             .urls
             .first()
