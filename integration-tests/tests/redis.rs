@@ -7,13 +7,14 @@ use integration_tests::proxy::slow_store;
 use integration_tests::{Backend, Skip, server_url};
 use session_core::conformance::{Harness, NotApplicable, Unrun};
 use session_core::{Error, SessionId, StoreOptions};
-use session_redis::{Client, RedisStore};
+use session_redis::{Client, Durability, RedisStore};
 
 /// One harness for every client and topology.
 #[derive(Debug, Clone, Copy)]
 struct RedisHarness {
     client: Client,
     backend: Backend,
+    durability: Durability,
 }
 
 /// A prefix no other test uses, so parallel tests never see each other's sessions.
@@ -21,10 +22,11 @@ fn unique_prefix() -> String {
     format!("test:{}:sess:", &SessionId::generate().expose()[..16])
 }
 
-async fn connect(client: Client, url: &str, options: StoreOptions) -> RedisStore {
+async fn connect(harness: RedisHarness, url: &str, options: StoreOptions) -> RedisStore {
     RedisStore::builder()
         .url(url)
-        .client(client)
+        .client(harness.client)
+        .durability(harness.durability)
         .prefix(unique_prefix())
         .options(options)
         .connect()
@@ -42,7 +44,7 @@ impl Harness for RedisHarness {
 
     async fn store(&self, options: StoreOptions) -> RedisStore {
         let url = server_url(self.backend).unwrap();
-        connect(self.client, &url, options).await
+        connect(*self, &url, options).await
     }
 
     async fn write_corrupt(&self, store: &RedisStore, id: &SessionId) -> Result<(), Skip> {
@@ -115,12 +117,13 @@ impl RedisHarness {
 
 /// The suite and the scan check for each client on each topology.
 macro_rules! suites {
-    ($($module:ident => $client:expr, $backend:expr;)*) => {$(
+    ($($module:ident => $client:expr, $backend:expr, $durability:expr;)*) => {$(
         mod $module {
             use super::*;
             const HARNESS: RedisHarness = RedisHarness {
                 client: $client,
                 backend: $backend,
+                durability: $durability,
             };
             #[test]
             fn conformance() {
@@ -134,13 +137,21 @@ macro_rules! suites {
     )*};
 }
 
+/// Every write waits for the Sentinel set's one replica (`Durability::Replicated`).
+const REPLICATED: Durability = Durability::Replicated {
+    replicas: 1,
+    timeout: std::time::Duration::from_millis(1_000),
+};
+
 suites! {
-    fred_standalone => Client::Fred, Backend::Redis;
-    fred_cluster => Client::Fred, Backend::RedisCluster;
-    fred_sentinel => Client::Fred, Backend::RedisSentinel;
-    redis_rs_standalone => Client::RedisRs, Backend::Redis;
-    redis_rs_cluster => Client::RedisRs, Backend::RedisCluster;
-    redis_rs_sentinel => Client::RedisRs, Backend::RedisSentinel;
+    fred_standalone => Client::Fred, Backend::Redis, Durability::Primary;
+    fred_cluster => Client::Fred, Backend::RedisCluster, Durability::Primary;
+    fred_sentinel => Client::Fred, Backend::RedisSentinel, Durability::Primary;
+    fred_sentinel_replicated => Client::Fred, Backend::RedisSentinel, REPLICATED;
+    redis_rs_standalone => Client::RedisRs, Backend::Redis, Durability::Primary;
+    redis_rs_cluster => Client::RedisRs, Backend::RedisCluster, Durability::Primary;
+    redis_rs_sentinel => Client::RedisRs, Backend::RedisSentinel, Durability::Primary;
+    redis_rs_sentinel_replicated => Client::RedisRs, Backend::RedisSentinel, REPLICATED;
 }
 
 /// Cases beyond the suite, run for each client and topology.
@@ -157,26 +168,32 @@ mod extra {
         RedisHarness {
             client: Client::Fred,
             backend: Backend::Redis,
+            durability: Durability::Primary,
         },
         RedisHarness {
             client: Client::Fred,
             backend: Backend::RedisCluster,
+            durability: Durability::Primary,
         },
         RedisHarness {
             client: Client::Fred,
             backend: Backend::RedisSentinel,
+            durability: Durability::Primary,
         },
         RedisHarness {
             client: Client::RedisRs,
             backend: Backend::Redis,
+            durability: Durability::Primary,
         },
         RedisHarness {
             client: Client::RedisRs,
             backend: Backend::RedisCluster,
+            durability: Durability::Primary,
         },
         RedisHarness {
             client: Client::RedisRs,
             backend: Backend::RedisSentinel,
+            durability: Durability::Primary,
         },
     ];
 
@@ -392,6 +409,62 @@ mod extra {
         }
     }
 
+    /// Under `Durability::Replicated`, a write that no replica confirms (the standalone server
+    /// has none) fails with a retryable error saying it was applied on the primary, and it
+    /// was: WAIT runs after every kind of write, and its count is checked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicated_writes_without_a_replica_fail_but_are_applied() {
+        let Ok(url) = server_url(Backend::Redis) else {
+            return session_core::conformance::skip("Durability::Replicated", "no Redis");
+        };
+        for client in [Client::Fred, Client::RedisRs] {
+            let harness = RedisHarness {
+                client,
+                backend: Backend::Redis,
+                durability: Durability::Replicated {
+                    replicas: 1,
+                    timeout: Duration::from_millis(20),
+                },
+            };
+            let store = connect(harness, &url, StoreOptions::default()).await;
+            let unconfirmed = |what: &str, result: session_core::Result<()>| {
+                let err = result.expect_err(what);
+                assert!(err.is_retryable(), "{client:?} {what}: {err}");
+                assert!(
+                    err.to_string().contains("applied on the primary"),
+                    "{client:?} {what}: {err}"
+                );
+            };
+            let mut record = Record::new(in_an_hour());
+            record.set_owner(Some("durable".into()));
+            unconfirmed("create", store.create(&mut record).await);
+            let stored = store.get(record.id()).await.unwrap().expect("created");
+            unconfirmed(
+                "touch",
+                store.touch(record.id(), in_an_hour()).await.map(drop),
+            );
+            let mut changed = stored.clone();
+            changed.insert("n", json!(1)).unwrap();
+            unconfirmed("update", store.update(&mut changed).await.map(drop));
+            assert_eq!(
+                store
+                    .get(record.id())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .get::<i64>("n")
+                    .unwrap(),
+                Some(1),
+                "{client:?}: the unconfirmed update was applied"
+            );
+            unconfirmed("destroy", store.destroy(record.id()).await.map(drop));
+            assert!(
+                store.get(record.id()).await.unwrap().is_none(),
+                "{client:?}"
+            );
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_urls_are_config_errors() {
         for url in [
@@ -438,7 +511,12 @@ mod extra {
             timeout,
             ..StoreOptions::default()
         };
-        let store = connect(client, &url, options).await;
+        let harness = RedisHarness {
+            client,
+            backend: Backend::Redis,
+            durability: Durability::Primary,
+        };
+        let store = connect(harness, &url, options).await;
         let mut record = Record::new(in_an_hour());
         store.create(&mut record).await.unwrap();
         assert!(store.get(record.id()).await.unwrap().is_some());
@@ -554,6 +632,7 @@ mod express {
                 ExpressHarness(RedisHarness {
                     client: Client::Fred,
                     backend: Backend::Redis,
+                    durability: Durability::Primary,
                 })
             });
         }
@@ -562,6 +641,7 @@ mod express {
             crate::check_scan(ExpressHarness(RedisHarness {
                 client: Client::Fred,
                 backend: Backend::Redis,
+                durability: Durability::Primary,
             }))
             .await;
         }
@@ -575,6 +655,7 @@ mod express {
                 ExpressHarness(RedisHarness {
                     client: Client::Fred,
                     backend: Backend::RedisCluster,
+                    durability: Durability::Primary,
                 })
             });
         }
@@ -583,6 +664,7 @@ mod express {
             crate::check_scan(ExpressHarness(RedisHarness {
                 client: Client::Fred,
                 backend: Backend::RedisCluster,
+                durability: Durability::Primary,
             }))
             .await;
         }
@@ -596,6 +678,7 @@ mod express {
                 ExpressHarness(RedisHarness {
                     client: Client::RedisRs,
                     backend: Backend::Redis,
+                    durability: Durability::Primary,
                 })
             });
         }
@@ -604,6 +687,7 @@ mod express {
             crate::check_scan(ExpressHarness(RedisHarness {
                 client: Client::RedisRs,
                 backend: Backend::Redis,
+                durability: Durability::Primary,
             }))
             .await;
         }
@@ -617,6 +701,7 @@ mod express {
                 ExpressHarness(RedisHarness {
                     client: Client::RedisRs,
                     backend: Backend::RedisCluster,
+                    durability: Durability::Primary,
                 })
             });
         }
@@ -625,6 +710,7 @@ mod express {
             crate::check_scan(ExpressHarness(RedisHarness {
                 client: Client::RedisRs,
                 backend: Backend::RedisCluster,
+                durability: Durability::Primary,
             }))
             .await;
         }
@@ -661,18 +747,22 @@ mod express {
         ExpressHarness(RedisHarness {
             client: Client::Fred,
             backend: Backend::Redis,
+            durability: Durability::Primary,
         }),
         ExpressHarness(RedisHarness {
             client: Client::Fred,
             backend: Backend::RedisCluster,
+            durability: Durability::Primary,
         }),
         ExpressHarness(RedisHarness {
             client: Client::RedisRs,
             backend: Backend::Redis,
+            durability: Durability::Primary,
         }),
         ExpressHarness(RedisHarness {
             client: Client::RedisRs,
             backend: Backend::RedisCluster,
+            durability: Durability::Primary,
         }),
     ];
 

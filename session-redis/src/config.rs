@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use session_core::{Error, Result, StoreOptions};
 
+use crate::durability::Durability;
 use crate::format::Format;
 use crate::store::RedisStore;
 
@@ -147,6 +148,7 @@ pub struct RedisStoreBuilder {
     pub(crate) options: StoreOptions,
     pub(crate) client: Client,
     pub(crate) format: Format,
+    pub(crate) durability: Durability,
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
@@ -159,6 +161,7 @@ impl std::fmt::Debug for RedisStoreBuilder {
             .field("options", &self.options)
             .field("client", &self.client)
             .field("format", &self.format)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +176,7 @@ impl Default for RedisStoreBuilder {
             options: StoreOptions::default(),
             client: Client::default(),
             format: Format::default(),
+            durability: Durability::default(),
         }
     }
 }
@@ -274,6 +278,16 @@ impl RedisStoreBuilder {
     /// express-session".
     pub fn express_session(self) -> Self {
         self.format(Format::ExpressSession)
+    }
+
+    /// When a write counts as done (default [`Durability::Primary`]: once the primary has
+    /// it). [`Durability::Replicated`] makes every write wait (`WAIT`, in the same round
+    /// trip) until that many replicas have it, so a failover that promotes one of them
+    /// keeps it. Standalone with replicas, Sentinel and, with fred, Cluster; redis-rs on a
+    /// Cluster fails to connect with [`Error::Config`] under this setting.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
     }
 
     /// Connects, checks the server version (at least [`MIN_REDIS_VERSION`]) and loads nothing

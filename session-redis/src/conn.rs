@@ -233,9 +233,13 @@ impl Command {
         }
     }
 
+    /// Whether it changes the data (so under `Durability::Replicated` waits for replicas).
+    pub(crate) fn writes(&self) -> bool {
+        matches!(self, Self::GetDel | Self::Set { .. } | Self::PexpireAt(_))
+    }
+
     /// The command's name and its arguments after the key, as sent on the wire (fred has a
-    /// typed call per command instead).
-    #[cfg(any(feature = "redis", test))]
+    /// typed call per command, used when no `WAIT` follows).
     pub(crate) fn into_parts(self) -> (&'static str, Vec<Bytes>) {
         match self {
             Self::Get => ("GET", Vec::new()),

@@ -18,6 +18,8 @@ use crate::scripts::ScriptId;
 pub(crate) struct FredConnection {
     pool: Pool,
     scripts: Vec<Script>,
+    /// `WAIT`'s arguments under `Durability::Replicated`.
+    wait: Option<(i64, i64)>,
 }
 
 pub(crate) fn map_err(err: FredError) -> Error {
@@ -117,14 +119,99 @@ impl FredConnection {
             .iter()
             .map(|id| Script::from_lua(id.source()))
             .collect();
-        Ok(Self { pool, scripts })
+        Ok(Self {
+            pool,
+            scripts,
+            wait: options.durability.wait(),
+        })
     }
+
+    /// `name key-routed args` then `WAIT`, pipelined on one connection: `WAIT` counts the
+    /// replicas that have every earlier write of its own connection, so on any other one it
+    /// would confirm nothing. Both go to the node of `key`'s slot. The write's reply is
+    /// classified as usual (a refusal did not run, so the store may send both again); a
+    /// failed `WAIT` never is, as its write may have run.
+    async fn durable(
+        &self,
+        client: &fred::clients::Client,
+        name: &'static str,
+        key: &str,
+        args: Vec<Value>,
+        (replicas, timeout_ms): (i64, i64),
+    ) -> std::result::Result<Result<Reply>, FredError> {
+        let slot = ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()));
+        let pipe = client.pipeline();
+        let (): () = pipe
+            .custom(CustomCommand::new_static(name, slot.clone(), false), args)
+            .await?;
+        let (): () = pipe
+            .custom(
+                CustomCommand::new_static("WAIT", slot, false),
+                vec![Value::Integer(replicas), Value::Integer(timeout_ms)],
+            )
+            .await?;
+        let mut results = pipe.try_all::<Value>().await.into_iter();
+        let written = match results.next() {
+            Some(written) => written?,
+            None => return Ok(Err(unanswered())),
+        };
+        Ok(match results.next() {
+            Some(Ok(Value::Integer(acked))) => {
+                crate::durability::confirmed(acked, replicas, timeout_ms).map(|()| reply(written))
+            }
+            other => Err(Error::transient(
+                crate::conn::BACKEND,
+                format!("the write ran, but its WAIT failed: {other:?}"),
+            )),
+        })
+    }
+
+    /// [`Self::durable`] for a script: `EVALSHA`, loading the script once after `NOSCRIPT`
+    /// (which means it did not run).
+    async fn durable_eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: Vec<Bytes>,
+        wait: (i64, i64),
+    ) -> Result<Reply> {
+        let client = self.pool.next();
+        let key = keys.first().map(String::as_str).unwrap_or_default();
+        let mut line = vec![
+            Value::from(script.sha1().clone()),
+            Value::Integer(i64::try_from(keys.len()).unwrap_or(i64::MAX)),
+        ];
+        line.extend(keys.iter().map(|k| Value::from(k.as_str())));
+        line.extend(values(args));
+        for attempt in 0..2 {
+            match self
+                .durable(client, "EVALSHA", key, line.clone(), wait)
+                .await
+            {
+                Err(err) if attempt == 0 && err.details().starts_with("NOSCRIPT") => {
+                    script.load(client).await.map_err(map_err)?;
+                }
+                done => return done.map_err(map_err)?,
+            }
+        }
+        Err(unanswered())
+    }
+}
+
+fn unanswered() -> Error {
+    Error::transient(
+        crate::conn::BACKEND,
+        "the pipeline came back without a reply",
+    )
 }
 
 #[async_trait]
 impl Connection for FredConnection {
     async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
         let script = &self.scripts[script.index()];
+        if let Some(wait) = self.wait {
+            return self.durable_eval(script, keys, args, wait).await;
+        }
         let value: Value = script
             .evalsha_with_reload(self.pool.next(), keys.to_vec(), values(args))
             .await
@@ -134,6 +221,15 @@ impl Connection for FredConnection {
 
     async fn command(&self, command: Command, key: &str) -> Result<Reply> {
         let client = self.pool.next();
+        if let Some(wait) = self.wait.filter(|_| command.writes()) {
+            let (name, args) = command.into_parts();
+            let mut line = vec![Value::from(key)];
+            line.extend(values(args));
+            return self
+                .durable(client, name, key, line, wait)
+                .await
+                .map_err(map_err)?;
+        }
         let value: Value = match command {
             Command::Get => client.get(key).await,
             Command::GetDel => client.getdel(key).await,

@@ -208,6 +208,7 @@ compile_error!("session-redis needs at least one client feature: `fred` or `redi
 
 mod config;
 mod conn;
+mod durability;
 mod expired;
 mod format;
 #[cfg(feature = "fred")]
@@ -230,5 +231,6 @@ mod store;
 pub use config::{
     Client, DEFAULT_POOL_SIZE, DEFAULT_PREFIX, MIN_REDIS_VERSION, RedisStoreBuilder, Topology,
 };
+pub use durability::Durability;
 pub use format::{EXPRESS_META_FIELD, Format};
 pub use store::RedisStore;

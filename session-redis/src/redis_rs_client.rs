@@ -6,7 +6,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, ErrorKind, RedisError, RetryMethod, Script, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RetryMethod, Script, Value};
 use session_core::{Error, Result};
 use std::sync::Arc;
 
@@ -25,6 +25,8 @@ enum Handle {
 pub(crate) struct RedisRsConnection {
     handle: Handle,
     scripts: Vec<Script>,
+    /// `WAIT`'s arguments under `Durability::Replicated`.
+    wait: Option<(i64, i64)>,
 }
 
 fn map_err(err: RedisError) -> Error {
@@ -88,6 +90,27 @@ impl Handle {
         reply(value)
     }
 
+    /// `pipe`'s replies, one per command (a server error is one of them, not the result).
+    async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
+        match self.clone() {
+            Self::Standalone(mut con) => pipe.query_async(&mut con).await,
+            Self::Cluster(mut con) => pipe.query_async(&mut con).await,
+            Self::Sentinel(primary) => {
+                let mut con = primary.connection().await?;
+                let values: Vec<Value> = pipe
+                    .query_async(&mut con)
+                    .await
+                    .inspect_err(|err| primary.after_error(err))
+                    .map_err(map_err)?;
+                if let Some(Value::ServerError(err)) = values.first() {
+                    primary.after_error(&err.clone().into());
+                }
+                Ok(values)
+            }
+        }
+        .map_err(map_err)
+    }
+
     async fn route(&self, cmd: Cmd, host: &str, port: u16) -> Result<Reply> {
         let Self::Cluster(mut con) = self.clone() else {
             return self.query(&cmd).await;
@@ -140,6 +163,13 @@ impl RedisRsConnection {
                         .map_err(map_err)?,
                 )
             }
+            Topology::Cluster if options.durability.wait().is_some() => {
+                return Err(Error::Config(
+                    "Durability::Replicated on a Redis Cluster is supported with the fred \
+                     client only (RedisStoreBuilder::fred)"
+                        .into(),
+                ));
+            }
             Topology::Cluster => {
                 // No retries: redis-rs's cluster client sends a command again after a
                 // dropped connection, which may have run it already (a compare-and-swap
@@ -162,7 +192,61 @@ impl RedisRsConnection {
             .iter()
             .map(|id| Script::new(id.source()))
             .collect();
-        Ok(Self { handle, scripts })
+        Ok(Self {
+            handle,
+            scripts,
+            wait: options.durability.wait(),
+        })
+    }
+
+    /// `write` then `WAIT`, pipelined on one connection (`WAIT` counts the replicas that
+    /// have every earlier write of its own connection). The write's reply is classified as
+    /// usual (a refusal did not run, so the store may send both again); a failed `WAIT`
+    /// never is, as its write may have run.
+    async fn durable(&self, write: Cmd, (replicas, timeout_ms): (i64, i64)) -> Result<Reply> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(write)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout_ms)
+            .ignore_errors();
+        let mut values = self.handle.pipeline(&pipe).await?.into_iter();
+        let written = reply(values.next().unwrap_or(Value::Nil))?;
+        match values.next() {
+            Some(Value::Int(acked)) => {
+                crate::durability::confirmed(acked, replicas, timeout_ms).map(|()| written)
+            }
+            other => Err(Error::transient(
+                crate::conn::BACKEND,
+                format!("the write ran, but its WAIT failed: {other:?}"),
+            )),
+        }
+    }
+
+    /// [`Self::durable`] for a script: `EVALSHA`, loading the script once after `NOSCRIPT`
+    /// (which means it did not run).
+    async fn durable_eval(
+        &self,
+        id: ScriptId,
+        keys: &[String],
+        args: &[Bytes],
+        wait: (i64, i64),
+    ) -> Result<Reply> {
+        let script = &self.scripts[id.index()];
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+        for arg in args {
+            cmd.arg(&arg[..]);
+        }
+        match self.durable(cmd.clone(), wait).await {
+            Err(err) if err.to_string().contains("NOSCRIPT") => {
+                self.handle
+                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(id.source()))
+                    .await?;
+                self.durable(cmd, wait).await
+            }
+            done => done,
+        }
     }
 
     /// Every key matching `pattern` on `node` (`None`: the one server).
@@ -244,6 +328,9 @@ impl RedisRsConnection {
 #[async_trait]
 impl Connection for RedisRsConnection {
     async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
+        if let Some(wait) = self.wait {
+            return self.durable_eval(script, keys, &args, wait).await;
+        }
         let script = &self.scripts[script.index()];
         let value = match self.handle.clone() {
             Handle::Standalone(con) => invoke(script, con, keys, args).await,
@@ -256,13 +343,17 @@ impl Connection for RedisRsConnection {
     }
 
     async fn command(&self, command: Command, key: &str) -> Result<Reply> {
+        let wait = self.wait.filter(|_| command.writes());
         let (name, args) = command.into_parts();
         let mut cmd = redis::cmd(name);
         cmd.arg(key);
         for arg in args {
             cmd.arg(&arg[..]);
         }
-        self.handle.query(&cmd).await
+        match wait {
+            Some(wait) => self.durable(cmd, wait).await,
+            None => self.handle.query(&cmd).await,
+        }
     }
 
     async fn scan(&self, pattern: &str) -> Result<Vec<Vec<u8>>> {

@@ -86,6 +86,7 @@ impl RedisStore {
 
     pub(crate) async fn connect(builder: RedisStoreBuilder) -> Result<Self> {
         let target = parse_target(&builder.url)?;
+        builder.durability.check(builder.options.timeout)?;
         let timeout = builder.effective_connect_timeout();
         let topology = target.topology;
         let connecting = async {
