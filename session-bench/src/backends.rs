@@ -9,7 +9,7 @@ use mongodb::Database;
 use session_memory::{CachedStore, MemoryStore};
 use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
 use session_postgres::PostgresStore;
-use session_redis::{DEFAULT_POOL_SIZE, RedisStore, RedisStoreBuilder};
+use session_redis::{DEFAULT_POOL_SIZE, Durability, RedisStore, RedisStoreBuilder};
 use session_telemetry::InstrumentedStore;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -48,6 +48,9 @@ pub enum Backend {
     Memory,
     /// Redis (standalone).
     Redis,
+    /// A Redis primary behind Sentinel, with a replica: session-redis under each
+    /// [`Durability`] setting, against raw fred on the same primary.
+    RedisSentinel,
     /// PostgreSQL.
     Postgres,
     /// MongoDB, or a MongoDB-protocol server such as FerretDB.
@@ -63,6 +66,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Self::Memory => "memory",
             Self::Redis => "redis",
+            Self::RedisSentinel => "redis-sentinel",
             Self::Postgres => "postgres",
             Self::Mongo => "mongo",
             Self::Sqlite => "sqlite",
@@ -76,6 +80,8 @@ impl fmt::Display for Backend {
 pub struct Urls {
     /// Redis standalone.
     pub redis: Option<String>,
+    /// Redis behind Sentinel (`redis+sentinel://`).
+    pub redis_sentinel: Option<String>,
     /// PostgreSQL.
     pub postgres: Option<String>,
     /// MongoDB.
@@ -92,6 +98,10 @@ impl Urls {
         let (url, var) = match backend {
             Backend::Memory => return Ok(None),
             Backend::Redis => (&self.redis, "SESSION_STORES_REDIS_URL / --redis-url"),
+            Backend::RedisSentinel => (
+                &self.redis_sentinel,
+                "SESSION_STORES_REDIS_SENTINEL_URL / --redis-sentinel-url",
+            ),
             Backend::Postgres => (
                 &self.postgres,
                 "SESSION_STORES_POSTGRES_URL / --postgres-url",
@@ -119,6 +129,7 @@ pub async fn jobs(
     match backend {
         Backend::Memory => Ok(memory(sessions, recorded)),
         Backend::Redis => redis(url, recorded).await,
+        Backend::RedisSentinel => redis_sentinel(url).await,
         Backend::Postgres => postgres(url).await,
         Backend::Mongo => mongo(url).await,
         Backend::Sqlite => sqlite(url).await,
@@ -131,7 +142,7 @@ pub async fn jobs(
 pub async fn teardown(backend: Backend, url: Option<&str>) -> Result<()> {
     let url = url.unwrap_or_default();
     match backend {
-        Backend::Memory | Backend::Redis => Ok(()),
+        Backend::Memory | Backend::Redis | Backend::RedisSentinel => Ok(()),
         Backend::Postgres => drop_tables(&pg_pool(url).await?).await,
         Backend::Mongo => Ok(mongo_database(url).await?.drop().await?),
         Backend::Sqlite => drop_sql_tables(&sqlite_pool(url).await?).await,
@@ -202,6 +213,52 @@ async fn redis(url: &str, recorded: bool) -> Result<Vec<Box<dyn Job>>> {
             "redis",
         )),
         job(Actix::connect(url, "bench:actix:").await?),
+    ])
+}
+
+/// `WAIT` for the Sentinel set's one replica after every write.
+const REPLICATED: Durability = Durability::Replicated {
+    replicas: 1,
+    timeout: std::time::Duration::from_secs(1),
+};
+
+/// Each client under each durability setting; the raw baseline is fred's GET/SET on the
+/// same primary (fred's own Sentinel URL scheme).
+async fn redis_sentinel(url: &str) -> Result<Vec<Box<dyn Job>>> {
+    let backend = "redis-sentinel";
+    let store = |prefix, durability| redis_store(url, prefix).durability(durability);
+    let raw_url = url.replacen("redis+sentinel://", "redis-sentinel://", 1);
+    Ok(vec![
+        job(Ours::new(
+            store("fred", Durability::Primary).fred().connect().await?,
+            "session-redis (fred)",
+            backend,
+        )),
+        job(Ours::new(
+            store("fred-replicated", REPLICATED)
+                .fred()
+                .connect()
+                .await?,
+            "session-redis (fred, Replicated 1)",
+            backend,
+        )),
+        job(Ours::new(
+            store("redis-rs", Durability::Primary)
+                .redis_rs()
+                .connect()
+                .await?,
+            "session-redis (redis-rs)",
+            backend,
+        )),
+        job(Ours::new(
+            store("redis-rs-replicated", REPLICATED)
+                .redis_rs()
+                .connect()
+                .await?,
+            "session-redis (redis-rs, Replicated 1)",
+            backend,
+        )),
+        job(RedisKv::connect(&raw_url, DEFAULT_POOL_SIZE, "bench:raw-sentinel:").await?),
     ])
 }
 

@@ -112,6 +112,10 @@ struct Args {
     #[arg(long, env = "SESSION_STORES_REDIS_URL")]
     redis_url: Option<String>,
 
+    /// Redis Sentinel URL (`redis+sentinel://host:port?sentinelServiceName=..`).
+    #[arg(long, env = "SESSION_STORES_REDIS_SENTINEL_URL")]
+    redis_sentinel_url: Option<String>,
+
     /// PostgreSQL URL.
     #[arg(long, env = "SESSION_STORES_POSTGRES_URL")]
     postgres_url: Option<String>,
@@ -157,6 +161,7 @@ impl Args {
             vec![
                 Backend::Memory,
                 Backend::Redis,
+                Backend::RedisSentinel,
                 Backend::Postgres,
                 Backend::Mongo,
                 Backend::Sqlite,
@@ -170,6 +175,7 @@ impl Args {
     fn urls(&self) -> Urls {
         Urls {
             redis: self.redis_url.clone(),
+            redis_sentinel: self.redis_sentinel_url.clone(),
             postgres: self.postgres_url.clone(),
             mongo: self.mongo_url.clone(),
             sqlite: Some(self.sqlite_url.clone().unwrap_or_else(|| {

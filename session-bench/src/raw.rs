@@ -149,17 +149,26 @@ impl Kv for MemoryKv {
 pub struct RedisKv {
     pool: Pool,
     prefix: String,
+    /// The bench backend it is the baseline of.
+    backend: &'static str,
 }
 
 impl RedisKv {
-    /// Connects a fred pool of `pool_size` connections to the standalone server at `url`.
+    /// Connects a fred pool of `pool_size` connections to the server at `url` (a standalone
+    /// one, or fred's `redis-sentinel://`).
     pub async fn connect(url: &str, pool_size: usize, prefix: &str) -> Result<Raw<Self>> {
         let config = Config::from_url(url).context("Redis URL")?;
         let pool = Pool::new(config, None, None, None, pool_size)?;
         pool.init().await.context("connecting fred")?;
+        let backend = if url.starts_with("redis-sentinel://") {
+            "redis-sentinel"
+        } else {
+            "redis"
+        };
         Ok(Raw(Self {
             pool,
             prefix: prefix.to_owned(),
+            backend,
         }))
     }
 
@@ -171,7 +180,7 @@ impl RedisKv {
 #[async_trait]
 impl Kv for RedisKv {
     fn info(&self) -> Info {
-        Info::new(format!("{RAW} (fred GET/SET PX)"), "redis", Kind::Raw)
+        Info::new(format!("{RAW} (fred GET/SET PX)"), self.backend, Kind::Raw)
     }
 
     async fn read(&self, id: &str) -> Result<Option<Data>> {

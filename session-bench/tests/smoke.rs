@@ -14,6 +14,7 @@ use std::process::Command;
 fn smoke_run_completes_on_every_backend() {
     let missing: Vec<&str> = [
         "SESSION_STORES_REDIS_URL",
+        "SESSION_STORES_REDIS_SENTINEL_URL",
         "SESSION_STORES_POSTGRES_URL",
         "SESSION_STORES_MONGO_URL",
         "SESSION_STORES_MYSQL_URL",
@@ -54,7 +55,15 @@ fn smoke_run_completes_on_every_backend() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON line"))
         .collect();
-    for backend in ["memory", "redis", "postgres", "mongo", "sqlite", "mysql"] {
+    for backend in [
+        "memory",
+        "redis",
+        "redis-sentinel",
+        "postgres",
+        "mongo",
+        "sqlite",
+        "mysql",
+    ] {
         assert!(
             rows.iter().any(|row| row["backend"] == backend),
             "no {backend} target ran"
