@@ -64,6 +64,25 @@ const EXPECTED: &[(&str, &str, &[&str])] = &[
     ("redis", "touch (owned)", &["EVALSHA"]),
     ("redis", "cycle_id (owned)", &["GET", "EVALSHA"]), // the rename script moves the index entry
     ("redis", "destroy_by_owner (3)", &["EVALSHA", "EVALSHA"]), // list the index, revoke script
+    // Redis under `Durability::Replicated` (the Sentinel set's primary): every write is
+    // followed by its WAIT in the same pipeline (one round trip, two commands); reads are
+    // not. destroy_by_owner's listing is a script too, and waits like a write.
+    ("redis-replicated", "create", &["SET", "WAIT"]),
+    ("redis-replicated", "get", &["GET"]),
+    ("redis-replicated", "rmw", &["GET", "EVALSHA", "WAIT"]),
+    ("redis-replicated", "rmw-cas", &["GET", "EVALSHA", "WAIT"]),
+    ("redis-replicated", "touch", &["EVALSHA", "WAIT"]),
+    ("redis-replicated", "cycle_id", &["GET", "EVALSHA", "WAIT"]),
+    ("redis-replicated", "destroy", &["GETDEL", "WAIT"]),
+    ("redis-replicated", "create (owned)", &["EVALSHA", "WAIT"]),
+    ("redis-replicated", "rmw-cas (owned)", &["GET", "EVALSHA", "WAIT"]),
+    ("redis-replicated", "touch (owned)", &["EVALSHA", "WAIT"]),
+    ("redis-replicated", "cycle_id (owned)", &["GET", "EVALSHA", "WAIT"]),
+    (
+        "redis-replicated",
+        "destroy_by_owner (3)",
+        &["EVALSHA", "WAIT", "EVALSHA", "WAIT"],
+    ),
     // PostgreSQL: one statement per call; the read of a read-modify-write is its own.
     ("postgres", "create", &["INSERT"]), // INSERT ... ON CONFLICT (an expired row gives way)
     ("postgres", "get", &["SELECT"]),
@@ -477,6 +496,117 @@ async fn redis_fred() {
 #[tokio::test]
 async fn redis_rs() {
     redis_costs(session_redis::Client::RedisRs, "redis (redis-rs)").await;
+}
+
+/// The write-then-`WAIT` pipelines of `Durability::Replicated`, counted on the primary the
+/// sentinels name (the store reaches it through them).
+async fn replicated_costs(client: session_redis::Client, label: &str) {
+    let url = match server_url(Backend::RedisSentinel) {
+        Ok(url) => url,
+        Err(skipped) => return skip(&format!("costs on {label}"), skipped),
+    };
+    let prefix = format!("costs{}:", &SessionId::generate().expose()[..12]);
+    let store = session_redis::RedisStore::builder()
+        .url(&url)
+        .client(client)
+        .prefix(&prefix)
+        .durability(session_redis::Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_secs(1),
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut meter = RedisMeter::new(&sentinel_primary(&url).await, &prefix).await;
+    check("redis-replicated", label, &store, &mut meter).await;
+}
+
+/// The `redis://` URL of the primary that the first sentinel of `url` names.
+async fn sentinel_primary(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let (sentinel, query) = rest.split_once('?').unwrap();
+    let service = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sentinelServiceName="))
+        .unwrap();
+    let client = redis::Client::open(format!("redis://{sentinel}")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (host, port): (String, u16) = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(service)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    format!("redis://{host}:{port}")
+}
+
+#[tokio::test]
+async fn redis_replicated_fred() {
+    replicated_costs(session_redis::Client::Fred, "redis replicated (fred)").await;
+}
+
+#[tokio::test]
+async fn redis_replicated_redis_rs() {
+    replicated_costs(session_redis::Client::RedisRs, "redis replicated (redis-rs)").await;
+}
+
+/// On a Cluster, fred sends a write's `WAIT` to the node of the write's key, on the same
+/// connection (a `WAIT` anywhere else confirms nothing): every write a primary receives
+/// from the store is followed there, from the same client address, by a `WAIT`.
+#[tokio::test]
+async fn redis_cluster_replicated_waits_where_it_writes() {
+    let url = match server_url(Backend::RedisCluster) {
+        Ok(url) => url,
+        Err(skipped) => return skip("WAIT routing on a Redis Cluster", skipped),
+    };
+    let prefix = format!("costs{}:", &SessionId::generate().expose()[..12]);
+    let store = session_redis::RedisStore::builder()
+        .url(&url)
+        .fred()
+        .prefix(&prefix)
+        .durability(session_redis::Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_secs(1),
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut meters = Vec::new();
+    for node in url.split(',') {
+        meters.push(RedisMeter::new(node.trim(), &prefix).await);
+    }
+    let marker = format!("payload-marker-{}", &SessionId::generate().expose()[..16]);
+    for meter in &mut meters {
+        meter.start().await;
+    }
+    // Sessions spread over every slot range: each primary gets some.
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let mut record = new_session(&marker, None);
+        store.create(&mut record).await.unwrap();
+        ids.push(record.id().clone());
+    }
+    for id in &ids {
+        assert!(store.touch(id, now() + time::Duration::minutes(20)).await.unwrap());
+        store.destroy(id).await.unwrap();
+    }
+    let mut writes = 0;
+    for meter in &mut meters {
+        let sent = meter.stop().await;
+        for (i, command) in sent.iter().enumerate() {
+            if command.name == "WAIT" {
+                continue;
+            }
+            writes += 1;
+            assert_eq!(
+                sent.get(i + 1).map(|next| next.name.as_str()),
+                Some("WAIT"),
+                "{} was not followed by a WAIT on its node: {sent:?}",
+                command.name
+            );
+        }
+    }
+    assert_eq!(writes, 36, "every create, touch and destroy was seen on some primary");
 }
 
 // ---------------------------------------------------------------------------------------

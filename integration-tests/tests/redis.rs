@@ -137,7 +137,8 @@ macro_rules! suites {
     )*};
 }
 
-/// Every write waits for the Sentinel set's one replica (`Durability::Replicated`).
+/// Every write waits for one replica (`Durability::Replicated`): the Sentinel set's, or on
+/// the Cluster the replica of the key's primary.
 const REPLICATED: Durability = Durability::Replicated {
     replicas: 1,
     timeout: std::time::Duration::from_millis(1_000),
@@ -146,6 +147,7 @@ const REPLICATED: Durability = Durability::Replicated {
 suites! {
     fred_standalone => Client::Fred, Backend::Redis, Durability::Primary;
     fred_cluster => Client::Fred, Backend::RedisCluster, Durability::Primary;
+    fred_cluster_replicated => Client::Fred, Backend::RedisCluster, REPLICATED;
     fred_sentinel => Client::Fred, Backend::RedisSentinel, Durability::Primary;
     fred_sentinel_replicated => Client::Fred, Backend::RedisSentinel, REPLICATED;
     redis_rs_standalone => Client::RedisRs, Backend::Redis, Durability::Primary;
@@ -486,6 +488,19 @@ mod extra {
             assert!(
                 matches!(err, Error::Config(_)),
                 "{client:?}, no service: {err}"
+            );
+        }
+        if let Ok(url) = server_url(Backend::RedisCluster) {
+            let err = RedisStore::builder()
+                .url(&url)
+                .redis_rs()
+                .durability(REPLICATED)
+                .connect()
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Config(_)),
+                "redis-rs, Cluster, WAIT: {err}"
             );
         }
         // A sentinel that is not there is no configuration mistake: the deployment may
