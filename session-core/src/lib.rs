@@ -40,6 +40,7 @@ pub mod guide {}
 mod expiry;
 mod hashed;
 mod id;
+mod invalidation;
 mod migrating;
 mod modify;
 mod options;
@@ -56,6 +57,9 @@ pub use expired::{ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink
 pub use expiry::Expiry;
 pub use hashed::HashedIds;
 pub use id::{Fingerprint, InvalidId, MAX_ID_LEN, MIN_ID_LEN, SessionId};
+pub use invalidation::{
+    Invalidation, InvalidationFeed, InvalidationSink, Invalidations, TrackOptions,
+};
 pub use migrating::{MIGRATION_COPY_WINDOW, MigratingStore, TOMBSTONE_KEY, is_tombstone};
 pub use modify::{MODIFY_GIVE_UPS, MODIFY_RETRIES, modify};
 pub use options::{CorruptPolicy, StoreOptions};

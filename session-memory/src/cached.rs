@@ -1,13 +1,14 @@
 //! A moka cache in front of any store, for read-heavy apps.
 
 use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use moka::sync::Cache;
-use session_core::{Record, Rename, Result, SessionId, SessionStore};
+use session_core::{Invalidation, Invalidations, Record, Rename, Result, SessionId, SessionStore};
 use time::OffsetDateTime;
+use tokio::task::JoinHandle;
 
 /// Generation counters, striped by id: a read may fill the cache only if no write to its
 /// stripe started or finished while it read the backend, and none is still running. The
@@ -17,6 +18,12 @@ use time::OffsetDateTime;
 /// read. A write still running counts too: its effect may already be visible in the
 /// backend (another read saw it) before it returns and bumps the counter again, so a read
 /// that fetched the value before it must not cache that value in between.
+///
+/// An invalidation from the feed ([`CachedStoreBuilder::invalidations`]) is another
+/// process's write reported: it bumps its id's stripe the same way, so a read that fetched
+/// the value that write replaced (the reply and the invalidation travel on different
+/// connections, in either order) can't cache it. A lost feed counts as an owner-wide write
+/// running until the feed is back: everything dropped, nothing filled.
 const STRIPES: usize = 256;
 
 /// A stripe's (or the owner-wide) write count, and how many of those writes are running.
@@ -36,24 +43,29 @@ impl Generation {
         self.bumps += 1;
         self.running -= 1;
     }
+
+    /// A write elsewhere, already done: what a read in flight fetched may be older.
+    fn bump(&mut self) {
+        self.bumps += 1;
+    }
 }
 
 /// Ends a write's bracket when dropped, also when the caller drops the write's future
 /// part-way (a timeout): the write may still land, so the stripe isn't left open for fills
 /// of what it overwrote.
-struct Writing<'a, S> {
-    store: &'a CachedStore<S>,
+struct Writing<'a> {
+    state: &'a State,
     ids: &'a [&'a SessionId],
     owner: bool,
 }
 
-impl<S> Drop for Writing<'_, S> {
+impl Drop for Writing<'_> {
     fn drop(&mut self) {
         if self.owner {
-            self.store.forget_owner(Generation::end);
+            self.state.forget_owner(Generation::end);
         } else {
             for id in self.ids {
-                self.store.forget(id, Generation::end);
+                self.state.forget(id, Generation::end);
             }
         }
     }
@@ -73,6 +85,14 @@ impl<S> Drop for Writing<'_, S> {
 /// remote store for a read-mostly app; compare-and-swap `update`s stay exact because the
 /// backend checks the version.
 ///
+/// **With an invalidation feed** ([`CachedStoreBuilder::invalidations`], e.g. Redis
+/// client tracking from `session_redis::RedisStore`), another process's write evicts the
+/// entry here as soon as the backend's notice arrives (well under a millisecond on a
+/// LAN), whatever the `staleness`; while the feed is lost (its connection dropped or went
+/// silent) the cache is empty and every read goes to the backend, until the feed is back.
+/// The `staleness` then only bounds what the feed can't report (see the feed's docs; for
+/// Redis, a `FLUSHDB`).
+///
 /// ```
 /// use session_core::SessionStore;
 /// use session_memory::{CachedStore, MemoryStore};
@@ -85,22 +105,40 @@ impl<S> Drop for Writing<'_, S> {
 /// ```
 pub struct CachedStore<S> {
     inner: S,
+    /// Shared with the task reading the invalidation feed.
+    state: Arc<State>,
+    staleness: StdDuration,
+    /// The task applying the feed's invalidations; aborted (which drops the feed) with the
+    /// store.
+    follower: Option<JoinHandle<()>>,
+}
+
+/// The cache and its generation counters.
+struct State {
     cache: Cache<SessionId, Record>,
     generations: Box<[Mutex<Generation>]>,
-    /// Bumped around owner-wide writes, whose ids aren't known in advance; a fill holds it
-    /// shared, a bump exclusively.
+    /// Bumped around owner-wide writes, whose ids aren't known in advance, and held running
+    /// while the invalidation feed is lost; a fill holds it shared, a bump exclusively.
     owner_generation: RwLock<Generation>,
     hasher: std::collections::hash_map::RandomState,
-    staleness: StdDuration,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CachedStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedStore")
             .field("inner", &self.inner)
-            .field("cached", &self.cache.entry_count())
+            .field("cached", &self.state.cache.entry_count())
             .field("staleness", &self.staleness)
+            .field("invalidated", &self.follower.is_some())
             .finish()
+    }
+}
+
+impl<S> Drop for CachedStore<S> {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
     }
 }
 
@@ -110,6 +148,7 @@ pub struct CachedStoreBuilder<S> {
     inner: S,
     staleness: StdDuration,
     max_entries: u64,
+    invalidations: Option<Invalidations>,
 }
 
 impl<S> CachedStoreBuilder<S> {
@@ -126,10 +165,34 @@ impl<S> CachedStoreBuilder<S> {
         self
     }
 
-    /// The caching store.
+    /// Evicts what `feed` reports changed, as it arrives, so other processes' writes show
+    /// here without waiting for the `staleness`; while the feed is lost, caches nothing.
+    /// Use a feed of the store being cached (for Redis:
+    /// `InvalidationFeed::watch_invalidations` on the same `RedisStore`): a feed of another
+    /// store would evict the wrong sessions and leave these stale. The `staleness` stays
+    /// as a safety net for what the feed can't report.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> session_core::Result<()> {
+    /// # use session_core::{InvalidationFeed, TrackOptions};
+    /// # use session_memory::{CachedStore, MemoryStore};
+    /// # let redis = MemoryStore::new(); // a RedisStore in practice
+    /// # fn watch(_: &MemoryStore) -> session_core::Invalidations { unimplemented!() }
+    /// let feed = watch(&redis); // redis.watch_invalidations(TrackOptions::default()).await?
+    /// let store = CachedStore::builder(redis)
+    ///     .invalidations(feed)
+    ///     .staleness(std::time::Duration::from_secs(60))
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn invalidations(mut self, feed: Invalidations) -> Self {
+        self.invalidations = Some(feed);
+        self
+    }
+
+    /// The caching store. With a feed, starts the task applying it on the feed's runtime.
     pub fn build(self) -> CachedStore<S> {
-        CachedStore {
-            inner: self.inner,
+        let state = Arc::new(State {
             cache: Cache::builder()
                 .max_capacity(self.max_entries)
                 .time_to_live(self.staleness)
@@ -139,8 +202,46 @@ impl<S> CachedStoreBuilder<S> {
                 .collect(),
             owner_generation: RwLock::new(Generation::default()),
             hasher: std::collections::hash_map::RandomState::new(),
+        });
+        let follower = self.invalidations.map(|feed| {
+            let runtime = feed.runtime().clone();
+            runtime.spawn(follow(Arc::clone(&state), feed))
+        });
+        CachedStore {
+            inner: self.inner,
+            state,
             staleness: self.staleness,
+            follower,
         }
+    }
+}
+
+/// Applies the feed's invalidations to the cache, for as long as the store lives.
+async fn follow(state: Arc<State>, mut feed: Invalidations) {
+    // The feed starts whole: `watch_invalidations` returns once it hears every change.
+    let mut whole = true;
+    while let Some(event) = feed.recv().await {
+        match event {
+            Invalidation::Changed(ids) => {
+                for id in &ids {
+                    state.forget(id, Generation::bump);
+                }
+            }
+            Invalidation::Lost if whole => {
+                whole = false;
+                state.forget_owner(Generation::begin);
+            }
+            Invalidation::Lost => state.cache.invalidate_all(),
+            Invalidation::Restored if !whole => {
+                whole = true;
+                state.forget_owner(Generation::end);
+            }
+            Invalidation::Restored => {}
+        }
+    }
+    // The feed's task died: nothing will evict entries any more, so stop caching for good.
+    if whole {
+        state.forget_owner(Generation::begin);
     }
 }
 
@@ -151,6 +252,7 @@ impl<S: SessionStore> CachedStore<S> {
             inner,
             staleness: StdDuration::from_secs(1),
             max_entries: 100_000,
+            invalidations: None,
         }
     }
 
@@ -161,6 +263,36 @@ impl<S: SessionStore> CachedStore<S> {
 }
 
 impl<S> CachedStore<S> {
+    /// Runs a backend write on `ids`, keeping the cache from holding anything older.
+    async fn write<T>(
+        &self,
+        ids: &[&SessionId],
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        ids.iter()
+            .for_each(|id| self.state.forget(id, Generation::begin));
+        let _writing = Writing {
+            state: &self.state,
+            ids,
+            owner: false,
+        };
+        call.await
+    }
+
+    /// Runs a backend write on all sessions of `owner`, keeping the cache from holding any
+    /// of them older.
+    async fn write_owner<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.state.forget_owner(Generation::begin);
+        let _writing = Writing {
+            state: &self.state,
+            ids: &[],
+            owner: true,
+        };
+        call.await
+    }
+}
+
+impl State {
     /// The generation lock of `id`'s stripe. Nothing panics while holding one, so a
     /// poisoned lock still holds a valid count.
     fn generation(&self, id: &SessionId) -> MutexGuard<'_, Generation> {
@@ -198,33 +330,6 @@ impl<S> CachedStore<S> {
         self.cache.invalidate(id);
     }
 
-    /// Runs a backend write on `ids`, keeping the cache from holding anything older.
-    async fn write<T>(
-        &self,
-        ids: &[&SessionId],
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        ids.iter().for_each(|id| self.forget(id, Generation::begin));
-        let _writing = Writing {
-            store: self,
-            ids,
-            owner: false,
-        };
-        call.await
-    }
-
-    /// Runs a backend write on all sessions of `owner`, keeping the cache from holding any
-    /// of them older.
-    async fn write_owner<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        self.forget_owner(Generation::begin);
-        let _writing = Writing {
-            store: self,
-            ids: &[],
-            owner: true,
-        };
-        call.await
-    }
-
     /// Marks an owner-wide write begun or ended and drops the whole cache: the cached copy
     /// of a session the write ends may name another owner (or none), when another process
     /// gave the session its owner after this one cached it, so filtering by the cached
@@ -243,13 +348,13 @@ impl<S> CachedStore<S> {
 #[async_trait]
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
-        if let Some(record) = self.cache.get(id).filter(|r| !r.is_expired()) {
+        if let Some(record) = self.state.cache.get(id).filter(|r| !r.is_expired()) {
             return Ok(Some(record));
         }
-        let before = self.generations_of(id);
+        let before = self.state.generations_of(id);
         let record = self.inner.get(id).await?;
         if let Some(record) = &record {
-            self.fill(id, record, before);
+            self.state.fill(id, record, before);
         }
         Ok(record)
     }
