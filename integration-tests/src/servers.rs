@@ -39,16 +39,22 @@ fn scratch_dir(kind: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Spawns `command` with its output appended to `log`, and waits until `port` accepts
-/// connections (or the process exits, or 30 s pass).
-fn spawn_listening(command: &mut Command, port: u16, log: &Path) -> Result<Child, String> {
+/// Spawns `command` with its output appended to `log`, without waiting for anything.
+fn launch(command: &mut Command, log: &Path) -> Result<Child, String> {
     let name = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
+    command
         .stdin(Stdio::null())
         .stdout(log_file(log)?)
         .stderr(log_file(log)?)
         .spawn()
-        .map_err(|e| format!("cannot run {name}: {e}"))?;
+        .map_err(|e| format!("cannot run {name}: {e}"))
+}
+
+/// Spawns `command` with its output appended to `log`, and waits until `port` accepts
+/// connections (or the process exits, or 30 s pass).
+fn spawn_listening(command: &mut Command, port: u16, log: &Path) -> Result<Child, String> {
+    let name = command.get_program().to_string_lossy().into_owned();
+    let mut child = launch(command, log)?;
     let until = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         let log = || std::fs::read_to_string(log).unwrap_or_default();
@@ -484,5 +490,532 @@ impl DedicatedServer for MariadbServer {
         }
         command.current_dir(dir);
         self.process.spawn(command)
+    }
+}
+
+/// [`spawn_listening`] for async callers: the wait for the port sleeps on the runtime
+/// instead of blocking one of its threads (the workload keeps running meanwhile).
+async fn spawn_listening_async(
+    command: &mut Command,
+    port: u16,
+    log: &Path,
+) -> Result<Child, String> {
+    let name = command.get_program().to_string_lossy().into_owned();
+    let mut child = launch(command, log)?;
+    let until = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        let log = || std::fs::read_to_string(log).unwrap_or_default();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{name} exited at start-up ({status}):\n{}", log()));
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{name} did not listen on {port} within 30 s:\n{}",
+                log()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(child)
+}
+
+/// `redis-server --version`, or why it can't be run (a test skips on that, while a set that
+/// fails to come up with a working binary is a failure).
+pub fn redis_server_version() -> Result<String, String> {
+    let out = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run redis-server (is it on the PATH?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "redis-server --version failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A reply of a Redis server (RESP2), as far as the set's checks need one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resp {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<String>),
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Self::Status(s) | Self::Bulk(Some(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn items(&self) -> &[Resp] {
+        match self {
+            Self::Array(Some(items)) => items,
+            _ => &[],
+        }
+    }
+
+    /// A field of a flat `[name, value, name, value, …]` array, as `SENTINEL MASTER` and
+    /// each entry of `SENTINEL REPLICAS` answer.
+    fn field(&self, name: &str) -> Option<&str> {
+        self.items()
+            .chunks(2)
+            .find(|pair| pair.first().and_then(Resp::text) == Some(name))
+            .and_then(|pair| pair.get(1)?.text())
+    }
+}
+
+fn read_resp(reader: &mut impl std::io::BufRead) -> Result<Resp, String> {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("reading a reply: {e}"))?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (kind, rest) = line
+        .split_at_checked(1)
+        .ok_or("the server closed the connection")?;
+    let number = || {
+        rest.parse::<i64>()
+            .map_err(|_| format!("not a RESP length: {line:?}"))
+    };
+    Ok(match kind {
+        "+" => Resp::Status(rest.to_owned()),
+        "-" => Resp::Error(rest.to_owned()),
+        ":" => Resp::Int(number()?),
+        "$" => match usize::try_from(number()?) {
+            Err(_) => Resp::Bulk(None),
+            Ok(len) => {
+                let mut buf = vec![0; len + 2];
+                reader
+                    .read_exact(&mut buf)
+                    .map_err(|e| format!("reading a reply: {e}"))?;
+                buf.truncate(len);
+                Resp::Bulk(Some(String::from_utf8_lossy(&buf).into_owned()))
+            }
+        },
+        "*" => match usize::try_from(number()?) {
+            Err(_) => Resp::Array(None),
+            Ok(len) => Resp::Array(Some(
+                (0..len)
+                    .map(|_| read_resp(reader))
+                    .collect::<Result<_, _>>()?,
+            )),
+        },
+        _ => return Err(format!("not a RESP reply: {line:?}")),
+    })
+}
+
+/// One command to the server on `port` of 127.0.0.1, on a connection of its own, within 2 s.
+/// An error reply is an `Err`.
+fn query_blocking(port: u16, args: &[String]) -> Result<Resp, String> {
+    use std::io::Write;
+    let what = format!("{} on :{port}", args.join(" "));
+    let limit = Duration::from_secs(2);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect_timeout(&address, limit).map_err(|e| format!("{what}: {e}"))?;
+    stream
+        .set_read_timeout(Some(limit))
+        .and_then(|()| stream.set_write_timeout(Some(limit)))
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    (&stream)
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{what}: {e}"))?;
+    match read_resp(&mut std::io::BufReader::new(&stream)) {
+        Ok(Resp::Error(err)) => Err(format!("{what}: {err}")),
+        Ok(reply) => Ok(reply),
+        Err(err) => Err(format!("{what}: {err}")),
+    }
+}
+
+/// [`query_blocking`] off the runtime's threads.
+async fn query(port: u16, args: &[&str]) -> Result<Resp, String> {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || query_blocking(port, &args))
+        .await
+        .map_err(|e| format!("a Redis query panicked: {e}"))?
+}
+
+/// The value of `name` in an `INFO` section's `name:value` lines.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.trim_end().strip_prefix(name)?.strip_prefix(':'))
+}
+
+/// A Redis Sentinel set of our own, to fail over: a primary and a replica (`redis-server`
+/// with an append-only file, like [`RedisServer`]) and three sentinels (quorum 2), each on
+/// a free port with a scratch directory removed on drop, the processes killed on drop. The
+/// shared set of `scripts/services` is never failed over; tests that do start one of these.
+///
+/// The replica replicates through a toxiproxy proxy in front of the primary, so a test can
+/// cut replication ([`Self::hold_replication`]) and open the window in which writes the
+/// primary acknowledged exist nowhere else; a failover in that window loses them.
+///
+/// Sentinel settings are short so a failover completes in a few seconds:
+/// `down-after-milliseconds` 1000 and `failover-timeout` 3000. A replica cut off from its
+/// primary stays eligible for promotion: Sentinel skips only replicas whose link has been
+/// down longer than the primary's down time plus ten times `down-after-milliseconds`
+/// (`replica-validity-factor` is a Cluster setting), far more than a test holds it.
+///
+/// The proxy is deleted by [`Self::stop`] (toxiproxy's API is async, `Drop` is not); a set
+/// dropped without it leaves the proxy behind until the next set of the same name, which
+/// replaces it.
+#[derive(Debug)]
+pub struct RedisSentinelSet {
+    service: String,
+    /// Before the nodes: dropped (killed) first, so none fails a node over on the way out.
+    sentinels: Vec<Process>,
+    /// The data nodes: the first primary, then its replica.
+    nodes: [Process; 2],
+    /// In front of the first primary; the replica's upstream.
+    proxy: crate::toxiproxy::Proxy,
+    /// The node killed last by [`Self::kill_primary`], and when.
+    killed: Option<(usize, Instant)>,
+}
+
+/// How long a primary must be silent before a sentinel thinks it down.
+const DOWN_AFTER_MS: u64 = 1000;
+/// Sentinel's bound on each failover step, and twice it between two attempts on one primary
+/// (after a split vote, say): short, so a retried failover still fits a test.
+const FAILOVER_TIMEOUT_MS: u64 = 3000;
+
+impl RedisSentinelSet {
+    /// Starts a set whose replication proxy is named `name` (unique per test: an earlier
+    /// proxy of that name is replaced) on `toxiproxy`, and waits until it is healthy: the
+    /// replica in sync, and every sentinel agreeing on the primary, seeing the replica and
+    /// both other sentinels.
+    pub async fn start(
+        toxiproxy: &crate::toxiproxy::Toxiproxy,
+        name: &str,
+    ) -> Result<Self, String> {
+        let nodes = [
+            Process::new("sentinel-node")?,
+            Process::new("sentinel-node")?,
+        ];
+        let primary_port = nodes[0].port;
+        let proxy = toxiproxy
+            .proxy(name, &format!("127.0.0.1:{primary_port}"))
+            .await?;
+        let sentinels = (0..3)
+            .map(|_| Process::new("sentinel"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut set = Self {
+            service: "failover".into(),
+            nodes,
+            sentinels,
+            proxy,
+            killed: None,
+        };
+        for node in 0..2 {
+            set.spawn_node(node).await?;
+        }
+        set.write_sentinel_configs()?;
+        for sentinel in &mut set.sentinels {
+            let config = sentinel.dir.join("sentinel.conf");
+            let mut command = Command::new("redis-server");
+            command.arg(&config).arg("--sentinel");
+            let log = sentinel.dir.join("server.log");
+            sentinel.child = Some(spawn_listening_async(&mut command, sentinel.port, &log).await?);
+        }
+        set.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(set)
+    }
+
+    /// The `redis-server` command of data node `node`: the replica replicates through the
+    /// proxy; a restarted first primary comes back as a primary, with what its append-only
+    /// file holds, until the sentinels turn it into a replica.
+    fn node_command(&self, node: usize) -> Command {
+        let process = &self.nodes[node];
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &process.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "no"])
+            // Redis 7 waits 5 s before a diskless full sync by default.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&process.dir);
+        if node == 1 {
+            command.args(["--replicaof", "127.0.0.1", &self.proxy.port().to_string()]);
+        }
+        command
+    }
+
+    async fn spawn_node(&mut self, node: usize) -> Result<(), String> {
+        let mut command = self.node_command(node);
+        let process = &mut self.nodes[node];
+        let log = process.dir.join("server.log");
+        process.child = Some(spawn_listening_async(&mut command, process.port, &log).await?);
+        Ok(())
+    }
+
+    /// Each sentinel's config, in its own directory (a sentinel rewrites it). The sentinels
+    /// and the replica are written in as already known, so the set needs no round of
+    /// discovery (hello messages every 2 s) before a failover can reach a quorum.
+    fn write_sentinel_configs(&self) -> Result<(), String> {
+        let ids: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|_| (0..40).map(|_| fastrand::digit(16)).collect())
+            .collect();
+        let service = &self.service;
+        for (i, sentinel) in self.sentinels.iter().enumerate() {
+            let mut config = format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile \"\"\nsentinel myid {id}\n\
+                 sentinel monitor {service} 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds {service} {DOWN_AFTER_MS}\n\
+                 sentinel failover-timeout {service} {FAILOVER_TIMEOUT_MS}\n\
+                 sentinel known-replica {service} 127.0.0.1 {replica}\n",
+                port = sentinel.port,
+                dir = sentinel.dir.display(),
+                id = ids[i],
+                primary = self.nodes[0].port,
+                replica = self.nodes[1].port,
+            );
+            for (j, other) in self.sentinels.iter().enumerate() {
+                if j != i {
+                    config.push_str(&format!(
+                        "sentinel known-sentinel {service} 127.0.0.1 {} {}\n",
+                        other.port, ids[j]
+                    ));
+                }
+            }
+            let path = sentinel.dir.join("sentinel.conf");
+            std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the replica is in sync and every sentinel reports the first primary with
+    /// flags `master`, the replica (flags `slave`, nothing else) and both other sentinels.
+    async fn wait_healthy(&self, within: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let problem = match self.health().await {
+                Ok(()) => return Ok(()),
+                Err(problem) => problem,
+            };
+            if start.elapsed() > within {
+                return Err(format!(
+                    "the sentinel set did not become healthy within {within:?}: {problem}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn health(&self) -> Result<(), String> {
+        let info = query(self.nodes[1].port, &["INFO", "replication"]).await?;
+        let info = info.text().unwrap_or_default();
+        if info_field(info, "master_link_status") != Some("up") {
+            return Err("the replica is not in sync".into());
+        }
+        let (primary, replica) = (
+            self.nodes[0].port.to_string(),
+            self.nodes[1].port.to_string(),
+        );
+        for sentinel in &self.sentinels {
+            let master = query(sentinel.port, &["SENTINEL", "MASTER", &self.service]).await?;
+            let fields = ["port", "flags", "num-slaves", "num-other-sentinels"]
+                .map(|name| master.field(name).unwrap_or_default());
+            if fields != [primary.as_str(), "master", "1", "2"] {
+                return Err(format!(
+                    "sentinel :{} sees port/flags/replicas/sentinels {fields:?}",
+                    sentinel.port
+                ));
+            }
+            let replicas = query(sentinel.port, &["SENTINEL", "REPLICAS", &self.service]).await?;
+            let seen = replicas.items().iter().any(|r| {
+                r.field("port") == Some(replica.as_str()) && r.field("flags") == Some("slave")
+            });
+            if !seen {
+                return Err(format!(
+                    "sentinel :{} does not see replica :{replica} healthy: {replicas:?}",
+                    sentinel.port
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The last lines of every process's log, to explain a failover that did not happen.
+    pub fn log_tails(&self) -> String {
+        let mut tails = String::new();
+        let processes = self.nodes.iter().map(|p| ("node", p));
+        for (kind, process) in processes.chain(self.sentinels.iter().map(|p| ("sentinel", p))) {
+            let log = std::fs::read_to_string(process.dir.join("server.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            tails.push_str(&format!("--- {kind} :{}\n", process.port));
+            for line in &lines[lines.len().saturating_sub(25)..] {
+                tails.push_str(line);
+                tails.push('\n');
+            }
+        }
+        tails
+    }
+
+    /// A `redis+sentinel://` URL naming all three sentinels.
+    pub fn url(&self) -> String {
+        let mut url = format!(
+            "redis+sentinel://127.0.0.1:{}?sentinelServiceName={}",
+            self.sentinels[0].port, self.service
+        );
+        for sentinel in &self.sentinels[1..] {
+            url.push_str(&format!("&node=127.0.0.1:{}", sentinel.port));
+        }
+        url
+    }
+
+    /// The primary's port as each sentinel reports it (`None` for one that doesn't answer).
+    async fn reported_primaries(&self) -> Vec<Option<u16>> {
+        let mut ports = Vec::new();
+        for sentinel in &self.sentinels {
+            let reply = query(
+                sentinel.port,
+                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.service],
+            )
+            .await;
+            ports.push(
+                reply
+                    .ok()
+                    .and_then(|r| r.items().get(1)?.text()?.parse().ok()),
+            );
+        }
+        ports
+    }
+
+    /// The data node at least two sentinels report as the primary.
+    async fn primary(&self) -> Result<usize, String> {
+        let reported = self.reported_primaries().await;
+        self.nodes
+            .iter()
+            .position(|node| reported.iter().filter(|p| **p == Some(node.port)).count() >= 2)
+            .ok_or_else(|| format!("the sentinels agree on no primary: {reported:?}"))
+    }
+
+    /// Kills the current primary (as the sentinels report it) with SIGKILL.
+    pub async fn kill_primary(&mut self) -> Result<(), String> {
+        let primary = self.primary().await?;
+        self.nodes[primary].kill();
+        self.killed = Some((primary, Instant::now()));
+        Ok(())
+    }
+
+    /// Waits until at least two sentinels report another primary than the one
+    /// [`Self::kill_primary`] killed and that node says it is one (`ROLE`); returns the time
+    /// since the kill.
+    pub async fn wait_for_failover(&self, within: Duration) -> Result<Duration, String> {
+        let (killed, at) = self.killed.ok_or("no primary was killed")?;
+        let other = 1 - killed;
+        let port = self.nodes[other].port;
+        loop {
+            let reported = self.reported_primaries().await;
+            if reported.iter().filter(|p| **p == Some(port)).count() >= 2 {
+                let role = query(port, &["ROLE"]).await?;
+                if role.items().first().and_then(Resp::text) == Some("master") {
+                    return Ok(at.elapsed());
+                }
+            }
+            if at.elapsed() > within {
+                return Err(format!(
+                    "no failover within {within:?} of the kill: the sentinels report {reported:?} \
+                     (killed :{}, replica :{port})\n{}",
+                    self.nodes[killed].port,
+                    self.log_tails()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the node [`Self::kill_primary`] killed again, on its port and data. It comes
+    /// back as a primary holding what its append-only file had; the sentinels turn it into
+    /// a replica of the new primary 8 s later (Sentinel waits four publish periods before
+    /// reconfiguring a node that reports the wrong role), discarding its data.
+    pub async fn restart_old_primary(&mut self) -> Result<(), String> {
+        let (killed, _) = self.killed.ok_or("no primary was killed")?;
+        self.spawn_node(killed).await
+    }
+
+    /// Waits until the node [`Self::restart_old_primary`] restarted replicates from the new
+    /// primary, in sync; returns the time since the kill. Until then the new primary has no
+    /// replica, so a store that waits for one on each write can't write.
+    pub async fn wait_for_rejoin(&self, within: Duration) -> Result<Duration, String> {
+        let (killed, at) = self.killed.ok_or("no primary was killed")?;
+        let primary = self.nodes[1 - killed].port.to_string();
+        let start = Instant::now();
+        loop {
+            let info = query(self.nodes[killed].port, &["INFO", "replication"]).await;
+            let info = info.as_ref().ok().and_then(Resp::text).unwrap_or_default();
+            let fields = ["role", "master_port", "master_link_status"]
+                .map(|name| info_field(info, name).unwrap_or_default());
+            if fields == ["slave", primary.as_str(), "up"] {
+                return Ok(at.elapsed());
+            }
+            if start.elapsed() > within {
+                return Err(format!(
+                    "the old primary did not rejoin as a replica of :{primary} within \
+                     {within:?}: role/master port/link {fields:?}\n{}",
+                    self.log_tails()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cuts the replica off from the first primary: the proxy closes the replication
+    /// connection and refuses new ones, so writes the primary acknowledges from now on
+    /// exist only there. (A toxic that drops bytes but keeps the connection would leave a
+    /// gap in the replication stream, which the replica would apply around on release.)
+    ///
+    /// Sentinel "fixes" a replica that replicates from another address than the primary's
+    /// once `failover-timeout` has passed since it noticed, so the replica may by now
+    /// replicate straight from the primary: it is pointed back at the proxy (and so cut).
+    pub async fn hold_replication(&self) -> Result<(), String> {
+        use crate::toxiproxy::Fault;
+        self.proxy.inject(Fault::Unreachable).await?;
+        let replica = self.nodes[1].port;
+        let info = query(replica, &["INFO", "replication"]).await?;
+        let proxy = self.proxy.port().to_string();
+        if info_field(info.text().unwrap_or_default(), "master_port") != Some(proxy.as_str()) {
+            query(replica, &["REPLICAOF", "127.0.0.1", &proxy]).await?;
+        }
+        // Closing the proxy's connections is asynchronous: wait until the replica sees it.
+        let start = Instant::now();
+        loop {
+            let info = query(replica, &["INFO", "replication"]).await?;
+            if info_field(info.text().unwrap_or_default(), "master_link_status") == Some("down") {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(
+                    "the replica's replication link stayed up behind a closed proxy".into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Lets replication through again: the replica reconnects within a second and catches
+    /// up from the primary's backlog.
+    pub async fn release_replication(&self) -> Result<(), String> {
+        self.proxy.lift(crate::toxiproxy::Fault::Unreachable).await
+    }
+
+    /// Deletes the replication proxy; the processes stop when the set is dropped.
+    pub async fn stop(self) -> Result<(), String> {
+        self.proxy.clone().delete().await
     }
 }

@@ -134,3 +134,193 @@ fault_tests! {
     mongo => Target::Mongo,
     mysql => Target::Mysql,
 }
+
+/// Failover on Sentinel under load: a set of our own (`RedisSentinelSet`; the shared one
+/// of `scripts/services` is never failed over), the workload on a store connected through
+/// its sentinels. After 1 s replication to the replica is cut, the workload runs on for a
+/// moment (writes the primary acknowledges now exist only there), the primary is killed
+/// with SIGKILL, the sentinels promote the replica, the old primary comes back (as a
+/// primary with its own data, until the sentinels turn it into a replica 8 s later), and
+/// the workload runs on.
+///
+/// With the default durability (`Durability::Primary`) the writes acknowledged in the
+/// window are lost, and the test asserts it sees them (which proves it can see the loss
+/// window) besides no call past its timeout and the store resuming by itself. With
+/// `Durability::Replicated` no acknowledged write may be lost and the history must be
+/// linearizable; the writes made while replication is cut fail with a retryable error, and
+/// so do all writes after the failover until the old primary is a replica again (the new
+/// primary has no other), so that scenario waits for it (about 12 s after the kill; the
+/// whole scenario about 15 s, the default one about 6 s).
+///
+/// Each prints one line (`NOTE`): acknowledged writes lost, resurrections (destroyed
+/// sessions back), calls past their timeout, the failover's and the store's recovery time.
+mod sentinel_failover {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use integration_tests::linearizable::Partitions;
+    use integration_tests::servers::{RedisSentinelSet, redis_server_version};
+    use session_core::conformance::note;
+    use session_redis::{Client, Durability, RedisStore};
+
+    use super::*;
+
+    /// How long writes are acknowledged by the primary alone before it is killed.
+    const WINDOW: Duration = Duration::from_millis(500);
+
+    async fn failover(client: Client, durability: Durability) {
+        let setting = match durability {
+            Durability::Primary => "primary",
+            _ => "replicated",
+        };
+        let name = format!("sentinel-failover-{client:?}-{setting}").to_lowercase();
+        let test = format!("{name} (Sentinel failover under load, {durability:?})");
+        let toxiproxy = match Toxiproxy::from_env() {
+            Ok(toxiproxy) => toxiproxy,
+            Err(Skip(reason)) => return skip(&test, &reason),
+        };
+        if let Err(reason) = redis_server_version() {
+            return skip(&test, &reason);
+        }
+        let starting = Instant::now();
+        let mut set = RedisSentinelSet::start(&toxiproxy, &name)
+            .await
+            .unwrap_or_else(|err| panic!("{test}: starting the set: {err}"));
+        let start_up = starting.elapsed();
+        let options = StoreOptions {
+            timeout: CALL_TIMEOUT,
+            ..StoreOptions::default()
+        };
+        let store = RedisStore::builder()
+            .url(set.url())
+            .prefix(format!("{}:", integration_tests::unique_name("failover")))
+            .options(options)
+            .client(client)
+            .durability(durability)
+            .connect()
+            .await
+            .unwrap_or_else(|err| panic!("{test}: connecting through the sentinels: {err}"));
+        let workload = Workload {
+            // One Redis primary: owner-wide calls and moves are atomic.
+            recorded: Some(Partitions::default()),
+            ..Workload::default()
+        };
+        let store: Arc<dyn session_core::SessionStore> = Arc::new(store);
+        let runner = workload.start(store);
+        let progress = runner.progress();
+        let mut failed_over = Err(String::from("the schedule did not get there"));
+        let mut recovered = None;
+        let mut rejoined = None;
+        let mut resumed = None;
+        let started = Instant::now();
+        let report = runner
+            .run(async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                set.hold_replication().await.unwrap();
+                tokio::time::sleep(WINDOW).await;
+                set.kill_primary().await.unwrap();
+                let steps = async {
+                    failed_over = set.wait_for_failover(Duration::from_secs(20)).await;
+                    set.restart_old_primary().await.unwrap();
+                    if durability != Durability::Primary {
+                        // The new primary has no replica until the sentinels turn the old
+                        // one into its replica (8 s after it is back): no write succeeds.
+                        rejoined = Some(set.wait_for_rejoin(Duration::from_secs(20)).await);
+                        resumed = progress.resumed(20, Duration::from_secs(10)).await;
+                    }
+                    // Primary: the old primary is back (as a primary) for this long, and a
+                    // client that found it would write there; replicated: progress was seen.
+                    let run_on = match durability {
+                        Durability::Primary => 1000,
+                        _ => 500,
+                    };
+                    tokio::time::sleep(Duration::from_millis(run_on)).await;
+                };
+                ((), recovered) =
+                    tokio::join!(steps, progress.resumed(20, Duration::from_secs(20)));
+            })
+            .await;
+        let took = started.elapsed();
+        set.stop().await.ok();
+
+        let (resurrected, lost): (Vec<&String>, Vec<&String>) =
+            report.lost.iter().partition(|l| l.contains("came back"));
+        let rejoin = match &rejoined {
+            Some(Ok(after)) => format!(" rejoined={after:.1?} resumed_after_rejoin={resumed:.1?}"),
+            Some(Err(_)) => " rejoined=never".into(),
+            None => String::new(),
+        };
+        note(&format!(
+            "{test}: lost_acked_writes={} resurrections={} overran={} failover={} \
+             recovered={recovered:.1?}{rejoin} start-up={start_up:.1?} run={took:.1?}; {report}",
+            lost.len(),
+            resurrected.len(),
+            report.overran.len(),
+            failed_over
+                .as_ref()
+                .map_or("never".into(), |after| format!("{after:.1?}")),
+        ));
+        failed_over.unwrap_or_else(|err| panic!("{test}: {err}"));
+        assert!(
+            report.acked_updates > 0 && report.acked_creates > 0,
+            "{test}: the workload made no progress: {report}"
+        );
+        match durability {
+            Durability::Primary => {
+                assert!(
+                    recovered.is_some(),
+                    "{test}: the store did not resume within 20 s of the kill: {report}"
+                );
+                assert!(
+                    report.overran.is_empty() && report.fatal.is_empty() && report.unresolved == 0,
+                    "{test}:\n{}\n{report}",
+                    report.problems()
+                );
+                assert!(
+                    !lost.is_empty(),
+                    "{test}: no acknowledged write was lost although the primary acknowledged \
+                     writes for {WINDOW:?} with replication cut, then was failed over: the \
+                     test cannot see the loss window: {report}"
+                );
+            }
+            _ => {
+                if let Some(Err(err)) = rejoined {
+                    panic!("{test}: {err}");
+                }
+                assert!(
+                    resumed.is_some(),
+                    "{test}: the store did not resume within 10 s of the old primary rejoining \
+                     as a replica: {report}"
+                );
+                report.assert_clean_and_linearizable(&test, &name, "sentinel failover");
+            }
+        }
+    }
+
+    fn replicated() -> Durability {
+        Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fred_primary_durability_loses_the_window() {
+        failover(Client::Fred, Durability::Primary).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fred_replicated_durability_loses_nothing() {
+        failover(Client::Fred, replicated()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_rs_primary_durability_loses_the_window() {
+        failover(Client::RedisRs, Durability::Primary).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_rs_replicated_durability_loses_nothing() {
+        failover(Client::RedisRs, replicated()).await;
+    }
+}
