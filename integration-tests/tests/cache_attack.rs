@@ -9,7 +9,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use session_core::{Record, Rename, Result, SessionId, SessionStore, async_trait, now};
+use session_core::{
+    InvalidationSink, Invalidations, Record, Rename, Result, SessionId, SessionStore, async_trait,
+    now,
+};
 use session_memory::{CachedStore, MemoryStore};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -343,4 +346,457 @@ async fn limit_owner_ends_a_cached_session_another_process_gave_the_owner() {
         here.get(&id).await.unwrap().is_none(),
         "a session this process's limit_owner ended was served from its cache"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Invalidation feeds: another process's write reported to this process's cache
+
+/// A feed the test reports into, as a backend would: `CachedStore`'s side of the feed, run
+/// the same way every time (the Redis feed itself is tested below, on real servers).
+async fn hand_fed(backend: &Arc<Gated>) -> (Cached, InvalidationSink) {
+    let (tx, rx) = oneshot::channel();
+    let feed = Invalidations::spawn(|sink| async move {
+        let _ = tx.send(sink.clone());
+        sink.closed().await;
+    });
+    let store = CachedStore::builder(Arc::clone(backend))
+        .staleness(Duration::from_secs(60))
+        .invalidations(feed)
+        .build();
+    (Arc::new(store), rx.await.unwrap())
+}
+
+/// A read of this process fetched `v1` and is held before it fills the cache; another
+/// process writes `v2` and the feed reports it; the read goes on. The invalidation must
+/// bump the stripe like a write of this process, so the held read can't cache `v1` after
+/// the eviction: a later read must see `v2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_keeps_a_read_in_flight_from_caching_what_it_replaced() {
+    let backend = Arc::new(Gated::default());
+    let (here, sink) = hand_fed(&backend).await;
+    let there = cached(&backend);
+    let mut record = owned_session(&there, None, 1).await;
+    let id = record.id().clone();
+
+    let mut read = backend.hold(Point::AfterGet);
+    let r0 = {
+        let (here, id) = (Arc::clone(&here), id.clone());
+        tokio::spawn(async move { value(&here.get(&id).await.unwrap()) })
+    };
+    read.reached().await;
+    record.insert("v", 2).unwrap();
+    there.update(&mut record).await.unwrap();
+    sink.changed(vec![id.clone()]);
+    // Let the feed's task (another worker) apply it before the read fills.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    read.release();
+    assert_eq!(
+        r0.await.unwrap(),
+        Some(1),
+        "the held read overlapped the write"
+    );
+    assert_eq!(
+        value(&here.get(&id).await.unwrap()),
+        Some(2),
+        "a read that fetched the replaced value cached it after the invalidation"
+    );
+}
+
+/// While the feed is lost nothing is cached (another process's writes would go unseen),
+/// and what was cached is dropped; once restored, reads fill again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_feed_empties_the_cache_and_blocks_fills_until_restored() {
+    let backend = Arc::new(Gated::default());
+    let (here, sink) = hand_fed(&backend).await;
+    let there = cached(&backend);
+    let mut record = owned_session(&there, None, 1).await;
+    let id = record.id().clone();
+    assert_eq!(value(&here.get(&id).await.unwrap()), Some(1));
+
+    sink.source_down("node");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Another process writes while the feed is lost: its invalidation never comes.
+    record.insert("v", 2).unwrap();
+    there.update(&mut record).await.unwrap();
+    assert_eq!(
+        value(&here.get(&id).await.unwrap()),
+        Some(2),
+        "the cache kept an entry after the feed was lost"
+    );
+    record.insert("v", 3).unwrap();
+    there.update(&mut record).await.unwrap();
+    assert_eq!(
+        value(&here.get(&id).await.unwrap()),
+        Some(3),
+        "the cache filled while the feed was lost"
+    );
+
+    sink.source_up("node");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(value(&here.get(&id).await.unwrap()), Some(3));
+    // Cached again: a write the feed doesn't report stays unseen here.
+    record.insert("v", 4).unwrap();
+    there.update(&mut record).await.unwrap();
+    assert_eq!(
+        value(&here.get(&id).await.unwrap()),
+        Some(3),
+        "the cache never filled again after the feed came back"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis client tracking, two processes on real servers
+
+mod tracking {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use integration_tests::{Backend, Skip, server_url, unique_name};
+    use session_core::conformance::skip;
+    use session_core::{InvalidationFeed, TrackOptions};
+    use session_redis::RedisStore;
+
+    use super::*;
+
+    /// How soon another process's write must show: far below the caches' staleness, so
+    /// only the feed can explain it.
+    const BOUND: Duration = Duration::from_millis(500);
+    const STALENESS: Duration = Duration::from_secs(60);
+
+    type Tracked = CachedStore<RedisStore>;
+
+    fn server(backend: Backend, test: &str) -> Option<String> {
+        match server_url(backend) {
+            Ok(url) => Some(url),
+            Err(Skip(reason)) => {
+                skip(test, &reason);
+                None
+            }
+        }
+    }
+
+    async fn store(url: &str, prefix: &str) -> RedisStore {
+        RedisStore::builder()
+            .url(url)
+            .prefix(prefix)
+            .connect()
+            .await
+            .expect("a Redis server was given but the store could not connect")
+    }
+
+    /// One "process": its own connections, its own feed, its own cache.
+    async fn tracked(url: &str, prefix: &str) -> Tracked {
+        let redis = store(url, prefix).await;
+        let feed = redis
+            .watch_invalidations(TrackOptions::default().heartbeat(Duration::from_millis(200)))
+            .await
+            .expect("watching invalidations");
+        CachedStore::builder(redis)
+            .staleness(STALENESS)
+            .invalidations(feed)
+            .build()
+    }
+
+    /// What `b` serves of `id`: the data's `v`, `None` when missing.
+    async fn seen(b: &Tracked, id: &SessionId) -> Option<u32> {
+        value(&b.get(id).await.unwrap())
+    }
+
+    /// Polls `b` until it serves `want`; how long that took (`None`: not within a few
+    /// bounds, it kept serving something else).
+    async fn until(b: &Tracked, id: &SessionId, want: Option<u32>) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < 4 * BOUND {
+            if seen(b, id).await == want {
+                return Some(started.elapsed());
+            }
+            tokio::task::yield_now().await;
+        }
+        None
+    }
+
+    /// `a` changes sessions `b` has cached (updates, touches, renames, destroys,
+    /// re-creations); after each of `a`'s writes returns, `b` must serve the new state
+    /// within [`BOUND`], and a destroyed session must stay gone.
+    async fn another_processes_writes_show_promptly(url: &str, what: &str) {
+        let prefix = format!("{}:", unique_name("trk"));
+        let (a, b) = (tracked(url, &prefix).await, tracked(url, &prefix).await);
+        let mut lags = Vec::new();
+        let mut late = 0;
+        let mut measure = |lag: Option<Duration>| match lag {
+            Some(lag) => lags.push(lag),
+            None => {
+                late += 1;
+                lags.push(4 * BOUND);
+            }
+        };
+        for round in 0..30 {
+            let mut record = Record::new(now() + time::Duration::hours(1));
+            record.insert("v", 0).unwrap();
+            a.create(&mut record).await.unwrap();
+            measure(until(&b, record.id(), Some(0)).await);
+            for v in 1..=6 {
+                // `b` has it cached: a few reads, all served from its cache.
+                seen(&b, record.id()).await;
+                record.insert("v", v).unwrap();
+                if v % 3 == 0 {
+                    a.set(&mut record).await.unwrap();
+                } else {
+                    a.update(&mut record).await.unwrap();
+                }
+                measure(until(&b, record.id(), Some(v)).await);
+            }
+            // A touch: the data is the same, the expiry moves.
+            let later = now() + time::Duration::hours(2);
+            assert!(a.touch(record.id(), later).await.unwrap());
+            let started = Instant::now();
+            let mut lag = None;
+            while started.elapsed() < 4 * BOUND {
+                let r = b.get(record.id()).await.unwrap().unwrap();
+                if r.expires_at() > now() + time::Duration::minutes(90) {
+                    lag = Some(started.elapsed());
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            measure(lag);
+            // A rotation: the old id must go, the new one show.
+            let old = record.id().clone();
+            seen(&b, &old).await;
+            let new = if round % 2 == 0 {
+                a.cycle_id(&old).await.unwrap().unwrap()
+            } else {
+                let new = SessionId::generate();
+                assert_eq!(a.rename(&old, &new).await.unwrap(), Rename::Moved);
+                new
+            };
+            measure(until(&b, &old, None).await);
+            measure(until(&b, &new, Some(6)).await);
+            // A destroy: gone, and never served again.
+            seen(&b, &new).await;
+            a.destroy(&new).await.unwrap();
+            measure(until(&b, &new, None).await);
+            for _ in 0..20 {
+                assert_eq!(
+                    seen(&b, &new).await,
+                    None,
+                    "{what}: a destroyed session came back"
+                );
+                assert_eq!(
+                    seen(&b, &old).await,
+                    None,
+                    "{what}: a renamed-away id came back"
+                );
+            }
+        }
+        lags.sort();
+        let max = *lags.last().unwrap();
+        let p99 = lags[lags.len() * 99 / 100];
+        let p50 = lags[lags.len() / 2];
+        eprintln!(
+            "{what}: {} changes by another process seen after p50 {p50:?}, p99 {p99:?}, max \
+             {max:?} ({late} not within {:?}); cache staleness {STALENESS:?}",
+            lags.len(),
+            4 * BOUND,
+        );
+        assert!(
+            max < BOUND,
+            "{what}: another process's write showed only after {max:?} (bound {BOUND:?}; \
+             {late} changes not within {:?}): the feed didn't evict the cached entry",
+            4 * BOUND
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn standalone_writes_show_promptly() {
+        let test = "invalidation feed on Redis";
+        if let Some(url) = server(Backend::Redis, test) {
+            another_processes_writes_show_promptly(&url, "standalone").await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn cluster_writes_show_promptly() {
+        let test = "invalidation feed on Redis Cluster";
+        if let Some(url) = server(Backend::RedisCluster, test) {
+            another_processes_writes_show_promptly(&url, "cluster").await;
+        }
+    }
+
+    /// Every node of the deployment `url` names (all of a Cluster's, primaries and replicas).
+    async fn nodes(url: &str) -> Vec<String> {
+        let first = url.split(',').next().unwrap().trim().to_owned();
+        let mut conn = redis::Client::open(first.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let listing: redis::RedisResult<String> = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await;
+        match listing {
+            Ok(listing) => listing
+                .lines()
+                .filter_map(|line| {
+                    let address = line.split_whitespace().nth(1)?.split('@').next()?;
+                    Some(format!("redis://{address}"))
+                })
+                .collect(),
+            // Not a cluster.
+            Err(_) => vec![first],
+        }
+    }
+
+    /// Closes, on every node, the tracking connections of the feeds of `prefix`; how many.
+    async fn kill_tracking(nodes: &[String], prefix: &str) -> usize {
+        let name = format!("name=session-stores:tracking:{prefix} ");
+        let mut killed = 0;
+        for node in nodes {
+            let Ok(client) = redis::Client::open(node.as_str()) else {
+                continue;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                continue;
+            };
+            let listing: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            for line in listing.lines().filter(|line| line.contains(&name)) {
+                let id = line
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("id="))
+                    .unwrap();
+                let n: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(0);
+                killed += usize::try_from(n).unwrap_or(0);
+            }
+        }
+        killed
+    }
+
+    /// `b`'s tracking connections are killed again and again while `a` (no cache) writes
+    /// every session `b` has cached, and while `b` keeps reading: invalidations pushed
+    /// meanwhile are lost. Once the killing stops and `b`'s feed is back, `b` must serve
+    /// every session as `a` last wrote it: it dropped its cache when the feed was lost and
+    /// cached nothing until it was back.
+    async fn a_lost_feed_serves_nothing_stale(url: &str, what: &str) {
+        let prefix = format!("{}:", unique_name("trk"));
+        let a = store(url, &prefix).await;
+        let b = Arc::new(tracked(url, &prefix).await);
+        let nodes = nodes(url).await;
+        let mut records = Vec::new();
+        for _ in 0..200 {
+            let mut record = Record::new(now() + time::Duration::hours(1));
+            record.insert("v", 0).unwrap();
+            a.create(&mut record).await.unwrap();
+            assert_eq!(seen(&b, record.id()).await, Some(0));
+            records.push(record);
+        }
+        let ids: Vec<SessionId> = records.iter().map(|r| r.id().clone()).collect();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (b, ids, stop) = (Arc::clone(&b), ids.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for id in &ids {
+                        let _ = b.get(id).await;
+                    }
+                }
+            })
+        };
+        let killer = {
+            let (nodes, prefix, stop) = (nodes.clone(), prefix.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut killed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    killed += kill_tracking(&nodes, &prefix).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                killed
+            })
+        };
+        // Each session written once, spread over the killing.
+        for record in &mut records {
+            record.insert("v", 1).unwrap();
+            a.update(record).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let killed = killer.await.unwrap();
+        reader.await.unwrap();
+        assert!(
+            killed > 0,
+            "{what}: no tracking connection of {prefix} was found to kill"
+        );
+        // Back within a few heartbeats.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut stale: HashMap<u32, usize> = HashMap::new();
+        for id in &ids {
+            let v = seen(&b, id).await.unwrap();
+            if v != 1 {
+                *stale.entry(v).or_default() += 1;
+            }
+        }
+        eprintln!(
+            "{what}: killed {killed} tracking connections while writing; stale after: {stale:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "{what}: after the feed was lost and came back, sessions were served stale: {stale:?}"
+        );
+        // And it caches again, evicting on writes as before.
+        let mut record = records.pop().unwrap();
+        seen(&b, record.id()).await;
+        record.insert("v", 2).unwrap();
+        a.update(&mut record).await.unwrap();
+        let lag = until(&b, record.id(), Some(2)).await;
+        assert!(
+            lag.is_some_and(|lag| lag < BOUND),
+            "{what}: the feed didn't come back ({lag:?})"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn standalone_lost_feed() {
+        let test = "invalidation feed lost on Redis";
+        if let Some(url) = server(Backend::Redis, test) {
+            a_lost_feed_serves_nothing_stale(&url, "standalone").await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn cluster_lost_feed() {
+        let test = "invalidation feed lost on Redis Cluster";
+        if let Some(url) = server(Backend::RedisCluster, test) {
+            a_lost_feed_serves_nothing_stale(&url, "cluster").await;
+        }
+    }
+
+    /// redis-rs has no tracking feed: a typed configuration error, not a panic or a feed
+    /// that never reports.
+    #[tokio::test]
+    async fn redis_rs_refuses() {
+        let Some(url) = server(Backend::Redis, "invalidation feed on redis-rs") else {
+            return;
+        };
+        let redis = RedisStore::builder()
+            .url(url)
+            .redis_rs()
+            .connect()
+            .await
+            .unwrap();
+        let error = redis
+            .watch_invalidations(TrackOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, session_core::Error::Config(_)), "{error:?}");
+    }
 }

@@ -227,6 +227,7 @@ mod redis_rs_sentinel;
 mod scan;
 mod scripts;
 mod store;
+mod tracking;
 
 pub use config::{
     Client, DEFAULT_POOL_SIZE, DEFAULT_PREFIX, MIN_REDIS_VERSION, RedisStoreBuilder, Topology,
