@@ -75,9 +75,17 @@ const EXPECTED: &[(&str, &str, &[&str])] = &[
     ("redis-replicated", "cycle_id", &["GET", "EVALSHA", "WAIT"]),
     ("redis-replicated", "destroy", &["GETDEL", "WAIT"]),
     ("redis-replicated", "create (owned)", &["EVALSHA", "WAIT"]),
-    ("redis-replicated", "rmw-cas (owned)", &["GET", "EVALSHA", "WAIT"]),
+    (
+        "redis-replicated",
+        "rmw-cas (owned)",
+        &["GET", "EVALSHA", "WAIT"],
+    ),
     ("redis-replicated", "touch (owned)", &["EVALSHA", "WAIT"]),
-    ("redis-replicated", "cycle_id (owned)", &["GET", "EVALSHA", "WAIT"]),
+    (
+        "redis-replicated",
+        "cycle_id (owned)",
+        &["GET", "EVALSHA", "WAIT"],
+    ),
     (
         "redis-replicated",
         "destroy_by_owner (3)",
@@ -547,7 +555,11 @@ async fn redis_replicated_fred() {
 
 #[tokio::test]
 async fn redis_replicated_redis_rs() {
-    replicated_costs(session_redis::Client::RedisRs, "redis replicated (redis-rs)").await;
+    replicated_costs(
+        session_redis::Client::RedisRs,
+        "redis replicated (redis-rs)",
+    )
+    .await;
 }
 
 /// On a Cluster, fred sends a write's `WAIT` to the node of the write's key, on the same
@@ -587,7 +599,12 @@ async fn redis_cluster_replicated_waits_where_it_writes() {
         ids.push(record.id().clone());
     }
     for id in &ids {
-        assert!(store.touch(id, now() + time::Duration::minutes(20)).await.unwrap());
+        assert!(
+            store
+                .touch(id, now() + time::Duration::minutes(20))
+                .await
+                .unwrap()
+        );
         store.destroy(id).await.unwrap();
     }
     let mut writes = 0;
@@ -606,7 +623,10 @@ async fn redis_cluster_replicated_waits_where_it_writes() {
             );
         }
     }
-    assert_eq!(writes, 36, "every create, touch and destroy was seen on some primary");
+    assert_eq!(
+        writes, 36,
+        "every create, touch and destroy was seen on some primary"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

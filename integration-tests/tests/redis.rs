@@ -420,6 +420,15 @@ mod extra {
             return session_core::conformance::skip("Durability::Replicated", "no Redis");
         };
         for client in [Client::Fred, Client::RedisRs] {
+            // A server that has not seen the scripts (a fresh or promoted one): the store
+            // must load them, also on this path.
+            let raw = redis::Client::open(url.as_str()).unwrap();
+            let mut raw = raw.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut raw)
+                .await
+                .unwrap();
             let harness = RedisHarness {
                 client,
                 backend: Backend::Redis,

@@ -29,8 +29,16 @@ pub enum Durability {
     /// When fewer replicas confirm within `timeout`, the call fails with a retryable
     /// [`Error::Backend`]: the write **was applied on the primary** and may or may not
     /// survive a failover, so read the session again before deciding what to do. (This is
-    /// what `WAIT` can promise: it does not undo the write.) Reads are not delayed: a read
-    /// may see a write whose `WAIT` has not finished yet.
+    /// what `WAIT` can promise: it does not undo the write.) So a write that failed this way
+    /// can be seen by reads and still vanish at a failover; only acknowledged writes are
+    /// kept.
+    ///
+    /// `WAIT` holds its connection on the server until it returns, and calls pipelined
+    /// behind it on that connection (reads included) wait too: while fewer replicas than
+    /// required answer, every write takes the whole `timeout` and the calls queued behind
+    /// it are delayed as long. Keep `timeout` short, and give fred more connections
+    /// ([`RedisStoreBuilder::pool_size`](crate::RedisStoreBuilder::pool_size)) when writes
+    /// are frequent.
     Replicated {
         /// How many replicas must acknowledge each write (at least 1).
         replicas: u32,

@@ -202,8 +202,13 @@ impl RedisRsConnection {
     /// `write` then `WAIT`, pipelined on one connection (`WAIT` counts the replicas that
     /// have every earlier write of its own connection). The write's reply is classified as
     /// usual (a refusal did not run, so the store may send both again); a failed `WAIT`
-    /// never is, as its write may have run.
-    async fn durable(&self, write: Cmd, (replicas, timeout_ms): (i64, i64)) -> Result<Reply> {
+    /// never is, as its write may have run. `None`: the server answered `NOSCRIPT` (the
+    /// script is not loaded there, so nothing ran).
+    async fn durable(
+        &self,
+        write: Cmd,
+        (replicas, timeout_ms): (i64, i64),
+    ) -> Result<Option<Reply>> {
         let mut pipe = redis::pipe();
         pipe.add_command(write)
             .cmd("WAIT")
@@ -211,10 +216,13 @@ impl RedisRsConnection {
             .arg(timeout_ms)
             .ignore_errors();
         let mut values = self.handle.pipeline(&pipe).await?.into_iter();
-        let written = reply(values.next().unwrap_or(Value::Nil))?;
+        let written = match values.next() {
+            Some(Value::ServerError(err)) if err.code() == "NOSCRIPT" => return Ok(None),
+            written => reply(written.unwrap_or(Value::Nil))?,
+        };
         match values.next() {
             Some(Value::Int(acked)) => {
-                crate::durability::confirmed(acked, replicas, timeout_ms).map(|()| written)
+                crate::durability::confirmed(acked, replicas, timeout_ms).map(|()| Some(written))
             }
             other => Err(Error::transient(
                 crate::conn::BACKEND,
@@ -223,8 +231,7 @@ impl RedisRsConnection {
         }
     }
 
-    /// [`Self::durable`] for a script: `EVALSHA`, loading the script once after `NOSCRIPT`
-    /// (which means it did not run).
+    /// [`Self::durable`] for a script: `EVALSHA`, loading the script once after `NOSCRIPT`.
     async fn durable_eval(
         &self,
         id: ScriptId,
@@ -238,15 +245,18 @@ impl RedisRsConnection {
         for arg in args {
             cmd.arg(&arg[..]);
         }
-        match self.durable(cmd.clone(), wait).await {
-            Err(err) if err.to_string().contains("NOSCRIPT") => {
-                self.handle
-                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(id.source()))
-                    .await?;
-                self.durable(cmd, wait).await
-            }
-            done => done,
+        if let Some(done) = self.durable(cmd.clone(), wait).await? {
+            return Ok(done);
         }
+        self.handle
+            .query(redis::cmd("SCRIPT").arg("LOAD").arg(id.source()))
+            .await?;
+        self.durable(cmd, wait).await?.ok_or_else(|| {
+            Error::transient(
+                crate::conn::BACKEND,
+                "the server lost the script again right after loading it (NOSCRIPT twice)",
+            )
+        })
     }
 
     /// Every key matching `pattern` on `node` (`None`: the one server).
@@ -351,7 +361,10 @@ impl Connection for RedisRsConnection {
             cmd.arg(&arg[..]);
         }
         match wait {
-            Some(wait) => self.durable(cmd, wait).await,
+            // Not a script: NOSCRIPT cannot come back.
+            Some(wait) => self.durable(cmd, wait).await?.ok_or_else(|| {
+                Error::permanent(crate::conn::BACKEND, "NOSCRIPT for a plain command")
+            }),
             None => self.handle.query(&cmd).await,
         }
     }
