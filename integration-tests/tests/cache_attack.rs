@@ -521,20 +521,15 @@ mod tracking {
     async fn another_processes_writes_show_promptly(url: &str, what: &str) {
         let prefix = format!("{}:", unique_name("trk"));
         let (a, b) = (tracked(url, &prefix).await, tracked(url, &prefix).await);
-        let mut lags = Vec::new();
-        let mut late = 0;
-        let mut measure = |lag: Option<Duration>| match lag {
-            Some(lag) => lags.push(lag),
-            None => {
-                late += 1;
-                lags.push(4 * BOUND);
-            }
-        };
+        // Per change, how long `b` took to show it (`None`: not within 4 bounds).
+        let mut lags: Vec<Option<Duration>> = Vec::new();
+        // Reads of a destroyed or renamed-away id, after `b` once saw it gone, that served it.
+        let mut came_back = 0;
         for round in 0..30 {
             let mut record = Record::new(now() + time::Duration::hours(1));
             record.insert("v", 0).unwrap();
             a.create(&mut record).await.unwrap();
-            measure(until(&b, record.id(), Some(0)).await);
+            lags.push(until(&b, record.id(), Some(0)).await);
             for v in 1..=6 {
                 // `b` has it cached: a few reads, all served from its cache.
                 seen(&b, record.id()).await;
@@ -544,7 +539,7 @@ mod tracking {
                 } else {
                     a.update(&mut record).await.unwrap();
                 }
-                measure(until(&b, record.id(), Some(v)).await);
+                lags.push(until(&b, record.id(), Some(v)).await);
             }
             // A touch: the data is the same, the expiry moves.
             let later = now() + time::Duration::hours(2);
@@ -559,7 +554,7 @@ mod tracking {
                 }
                 tokio::task::yield_now().await;
             }
-            measure(lag);
+            lags.push(lag);
             // A rotation: the old id must go, the new one show.
             let old = record.id().clone();
             seen(&b, &old).await;
@@ -570,25 +565,27 @@ mod tracking {
                 assert_eq!(a.rename(&old, &new).await.unwrap(), Rename::Moved);
                 new
             };
-            measure(until(&b, &old, None).await);
-            measure(until(&b, &new, Some(6)).await);
+            lags.push(until(&b, &old, None).await);
+            lags.push(until(&b, &new, Some(6)).await);
             // A destroy: gone, and never served again.
             seen(&b, &new).await;
             a.destroy(&new).await.unwrap();
-            measure(until(&b, &new, None).await);
+            lags.push(until(&b, &new, None).await);
             for _ in 0..20 {
-                assert_eq!(
-                    seen(&b, &new).await,
-                    None,
-                    "{what}: a destroyed session came back"
-                );
-                assert_eq!(
-                    seen(&b, &old).await,
-                    None,
-                    "{what}: a renamed-away id came back"
-                );
+                if seen(&b, &new).await.is_some() || seen(&b, &old).await.is_some() {
+                    came_back += 1;
+                }
+            }
+            if lags.iter().filter(|lag| lag.is_none()).count() > 3 {
+                // Each late change costs seconds: enough to tell.
+                break;
             }
         }
+        let late = lags.iter().filter(|lag| lag.is_none()).count();
+        let mut lags: Vec<Duration> = lags
+            .into_iter()
+            .map(|lag| lag.unwrap_or(4 * BOUND))
+            .collect();
         lags.sort();
         let max = *lags.last().unwrap();
         let p99 = lags[lags.len() * 99 / 100];
@@ -604,6 +601,10 @@ mod tracking {
             "{what}: another process's write showed only after {max:?} (bound {BOUND:?}; \
              {late} changes not within {:?}): the feed didn't evict the cached entry",
             4 * BOUND
+        );
+        assert_eq!(
+            came_back, 0,
+            "{what}: a destroyed or renamed-away session came back"
         );
     }
 
