@@ -81,6 +81,33 @@ async fn instrumented_redis() {
     }
 }
 
+/// The cache over Redis, evicting on Redis' client tracking (fred): its own writes come
+/// back to it as invalidations, late and in any order with its reads, and must not break
+/// what it promises alone (a read after a write returned sees it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_redis_tracked() {
+    use session_core::{InvalidationFeed, TrackOptions};
+    let url = match server_url(Backend::Redis) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip("linearizability on tracked cached redis", &reason),
+    };
+    let redis = session_redis::RedisStore::builder()
+        .url(&url)
+        .prefix(format!("{}:", integration_tests::unique_name("lin")))
+        .connect()
+        .await
+        .unwrap();
+    let feed = redis
+        .watch_invalidations(TrackOptions::default())
+        .await
+        .unwrap();
+    let cached = CachedStore::builder(redis)
+        .staleness(Duration::from_secs(60))
+        .invalidations(feed)
+        .build();
+    check("cached-redis-tracked", Arc::new(cached)).await;
+}
+
 /// The in-process stores again, with every partition but one in five hot and nothing else
 /// running: their calls take microseconds, so a race inside one call (a delete slipping
 /// between another call's read and write) shows only when calls on one session overlap a
