@@ -10,8 +10,12 @@
 //! host interface), so no port is published: a Redis Cluster's nodes announce those same
 //! addresses, which a published port would hide from the clients.
 //!
-//! [`RedisCluster`] builds a Redis Cluster of three masters on such a network; a test cuts
-//! one node off with [`Network::disconnect`] and heals it with [`Network::reconnect`].
+//! [`RedisCluster`] builds a Redis Cluster of three masters (and their replicas) on such a
+//! network; a test cuts one node off ([`RedisCluster::partition`], healed by
+//! [`RedisCluster::heal`]), kills one ([`RedisCluster::kill`], back at its address with
+//! [`RedisCluster::restart`]), or moves slots between masters ([`RedisCluster::reshard`]),
+//! and reads the cluster's view of itself ([`RedisCluster::topology`],
+//! [`RedisCluster::role`]).
 
 use std::fmt;
 use std::io::Read;
@@ -46,8 +50,9 @@ impl std::error::Error for DockerError {}
 
 /// Runs `docker <args>` and returns its standard output, trimmed.
 ///
-/// The output is read once the command has exited, so it must fit a pipe's buffer (64 KiB
-/// on Linux): every command here prints a few lines at most.
+/// Its output is read while it runs (a thread per stream): a command that prints more than
+/// a pipe holds (`redis-cli --cluster reshard` prints a line per slot) would otherwise
+/// block on its write until the timeout.
 pub fn docker(args: &[&str]) -> Result<String, DockerError> {
     let what = || format!("docker {}", args.join(" "));
     let mut child = Command::new("docker")
@@ -57,6 +62,27 @@ pub fn docker(args: &[&str]) -> Result<String, DockerError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|err| DockerError(format!("cannot run `{}`: {err}", what())))?;
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
     // A daemon that stopped answering would otherwise hang the test until CI kills it,
     // and with it the guards that remove what was created.
     let started = Instant::now();
@@ -75,14 +101,10 @@ pub fn docker(args: &[&str]) -> Result<String, DockerError> {
             Err(err) => return Err(DockerError(format!("waiting for `{}`: {err}", what()))),
         }
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    // The streams close when the command exits (a `docker` child holding them open past
+    // that is not something these commands start).
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
     if !status.success() {
         return Err(DockerError(format!(
             "`{}` failed ({status}): {}{}",
@@ -404,6 +426,29 @@ impl RedisCluster {
         docker(&["kill", &self.nodes[i].container]).map(drop)
     }
 
+    /// Starts node `i`'s container again after [`Self::kill`], at its old address, with its
+    /// own `nodes.conf` (the container's file system outlives the kill): the server comes
+    /// back knowing its node id and its peers, and, if a replica took its slots over
+    /// meanwhile, joins as that replica's replica (with an empty data set: nothing is
+    /// persisted).
+    ///
+    /// The address is pinned first (`docker network connect --ip` on the stopped
+    /// container): a plain `docker start` takes whatever address is free, and the cluster
+    /// and its clients know the node only by the old one. Fails if that address was taken
+    /// meanwhile.
+    pub fn restart(&self, i: usize) -> Result<(), DockerError> {
+        let node = &self.nodes[i];
+        self.network.disconnect(&node.container)?;
+        self.network.reconnect(&node.container, &node.ip)?;
+        docker(&["start", &node.container])?;
+        self.wait_for(
+            node,
+            Duration::from_secs(30),
+            |out| out == "PONG",
+            &["ping"],
+        )
+    }
+
     /// Puts node `i` back on the network at its old address.
     pub fn heal(&self, i: usize) -> Result<(), DockerError> {
         let node = &self.nodes[i];
@@ -425,7 +470,18 @@ impl RedisCluster {
     /// Waits until every node reports `cluster_state:ok` (all slots served, every master
     /// reachable from it), at most `within`.
     pub fn wait_ok(&self, within: Duration) -> Result<(), DockerError> {
-        for node in &self.nodes {
+        self.wait_ok_except(&[], within)
+    }
+
+    /// [`Self::wait_ok`] asking every node but those in `down` (killed ones, which can't
+    /// answer): after a failover the others report `ok` once a replica has taken over.
+    pub fn wait_ok_except(&self, down: &[usize], within: Duration) -> Result<(), DockerError> {
+        let up = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !down.contains(i));
+        for (_, node) in up {
             self.wait_for(
                 node,
                 within,
@@ -434,6 +490,138 @@ impl RedisCluster {
             )?;
         }
         Ok(())
+    }
+
+    /// Runs `redis-cli <args>` against node `i` from inside its container (so it works
+    /// whatever the host's tools), returns its output.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Result<String, DockerError> {
+        let mut command = vec!["redis-cli"];
+        command.extend_from_slice(args);
+        self.network.exec(&self.nodes[i].container, &command)
+    }
+
+    /// The cluster as node `i` sees it (`CLUSTER NODES`), one entry per node it knows.
+    pub fn topology(&self, i: usize) -> Result<Vec<ClusterNode>, DockerError> {
+        let listing = self.cli(i, &["cluster", "nodes"])?;
+        listing
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                ClusterNode::parse(line).ok_or_else(|| {
+                    DockerError(format!("an unexpected CLUSTER NODES line: {line:?}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Node `i`'s id in the cluster (`CLUSTER MYID`).
+    pub fn node_id(&self, i: usize) -> Result<String, DockerError> {
+        self.cli(i, &["cluster", "myid"])
+    }
+
+    /// The index of the node at `address` (`ip:port`, as `CLUSTER NODES` gives it).
+    pub fn index_of(&self, address: &str) -> Option<usize> {
+        let ip = address.split(':').next()?;
+        self.nodes.iter().position(|n| n.ip == ip)
+    }
+
+    /// The index of the replica of the primary `primary`, as node `asked` sees the cluster.
+    pub fn replica_of(&self, primary: usize, asked: usize) -> Result<usize, DockerError> {
+        let id = self.node_id(primary)?;
+        let topology = self.topology(asked)?;
+        topology
+            .iter()
+            .find(|n| n.flags.iter().any(|f| f == "slave") && n.primary.as_deref() == Some(&id))
+            .and_then(|n| self.index_of(&n.address))
+            .ok_or_else(|| {
+                DockerError(format!(
+                    "node {primary} ({id}) has no replica: {topology:?}"
+                ))
+            })
+    }
+
+    /// Node `i`'s `role` (`master` or `slave`, from `INFO replication`) and, for a replica,
+    /// its primary's address and whether its link to it is up and synced.
+    pub fn role(&self, i: usize) -> Result<Role, DockerError> {
+        let info = self.cli(i, &["info", "replication"])?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                .map(str::to_owned)
+        };
+        match field("role").as_deref() {
+            Some("master") => Ok(Role::Primary),
+            Some("slave") => Ok(Role::Replica {
+                primary: format!(
+                    "{}:{}",
+                    field("master_host").unwrap_or_default(),
+                    field("master_port").unwrap_or_default()
+                ),
+                synced: field("master_link_status").as_deref() == Some("up")
+                    && field("master_sync_in_progress").as_deref() == Some("0"),
+            }),
+            other => Err(DockerError(format!(
+                "node {i} gave no known role ({other:?}): {info}"
+            ))),
+        }
+    }
+
+    /// Waits until node `i` is a replica of node `primary` with its link up and its first
+    /// sync done, at most `within`.
+    pub fn wait_replica_of(
+        &self,
+        i: usize,
+        primary: usize,
+        within: Duration,
+    ) -> Result<(), DockerError> {
+        let started = Instant::now();
+        let wanted = format!("{}:6379", self.nodes[primary].ip);
+        loop {
+            let last = self.role(i);
+            if matches!(&last, Ok(Role::Replica { primary, synced: true }) if *primary == wanted) {
+                return Ok(());
+            }
+            if started.elapsed() > within {
+                return Err(DockerError(format!(
+                    "node {i} did not become a synced replica of node {primary} ({wanted}) \
+                     within {within:?}: its role is {last:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Moves `slots` hash slots from primary `from` to primary `to` with `redis-cli
+    /// --cluster reshard` (run in node `from`'s container): slot by slot, `SETSLOT
+    /// IMPORTING`/`MIGRATING`, `MIGRATE` of the slot's keys, then `SETSLOT NODE`, so that
+    /// clients meanwhile get `ASK` and then `MOVED` redirections. Returns how many keys it
+    /// migrated (redis-cli prints a dot per key).
+    pub fn reshard(&self, from: usize, to: usize, slots: usize) -> Result<usize, DockerError> {
+        let from_id = self.node_id(from)?;
+        let to_id = self.node_id(to)?;
+        let address = format!("{}:6379", self.nodes[from].ip);
+        let slots = slots.to_string();
+        let output = self.cli(
+            from,
+            &[
+                "--cluster",
+                "reshard",
+                &address,
+                "--cluster-from",
+                &from_id,
+                "--cluster-to",
+                &to_id,
+                "--cluster-slots",
+                &slots,
+                "--cluster-yes",
+            ],
+        )?;
+        Ok(output
+            .lines()
+            .filter_map(|l| l.strip_prefix("Moving slot "))
+            // `Moving slot 7 from <ip>:6379 to <ip>:6379: ..`: the dots after the last colon.
+            .map(|l| l.rsplit(':').next().unwrap_or("").matches('.').count())
+            .sum())
     }
 
     /// Runs `redis-cli <command>` on `node` (inside its container, so it works whatever
@@ -464,5 +652,68 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// A node's replication role, from [`RedisCluster::role`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A primary (`role:master`).
+    Primary,
+    /// A replica (`role:slave`).
+    Replica {
+        /// Its primary's `ip:port`.
+        primary: String,
+        /// Whether its link is up and its first full sync is over.
+        synced: bool,
+    },
+}
+
+/// One line of `CLUSTER NODES`: a node as another one sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// The node's id.
+    pub id: String,
+    /// `ip:port`.
+    pub address: String,
+    /// `myself`, `master`, `slave`, `fail?`, `fail`, …
+    pub flags: Vec<String>,
+    /// A replica's primary's id.
+    pub primary: Option<String>,
+    /// How many hash slots it serves (slots being imported or migrated, shown in brackets,
+    /// are not counted).
+    pub slots: usize,
+}
+
+impl ClusterNode {
+    /// Parses `<id> <ip:port@cport[,hostname]> <flags> <primary> <ping> <pong> <epoch>
+    /// <link> <slot>...`.
+    fn parse(line: &str) -> Option<ClusterNode> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 8 {
+            return None;
+        }
+        let mut slots = 0;
+        for range in &fields[8..] {
+            if range.starts_with('[') {
+                continue;
+            }
+            let (start, end) = range.split_once('-').unwrap_or((range, range));
+            let (start, end): (usize, usize) = (start.parse().ok()?, end.parse().ok()?);
+            slots += end.checked_sub(start)? + 1;
+        }
+        Some(ClusterNode {
+            id: fields[0].to_owned(),
+            address: fields[1].split(['@', ',']).next()?.to_owned(),
+            flags: fields[2].split(',').map(str::to_owned).collect(),
+            primary: (fields[3] != "-").then(|| fields[3].to_owned()),
+            slots,
+        })
+    }
+
+    /// Whether it is a primary that no node has marked as failed.
+    pub fn is_live_primary(&self) -> bool {
+        self.flags.iter().any(|f| f == "master")
+            && !self.flags.iter().any(|f| f.starts_with("fail"))
     }
 }
