@@ -252,7 +252,15 @@ async fn scenario(client: Client, fault: Fault, durability: Durability) {
         report.acked_updates > 0 && report.acked_creates > 0,
         "{test}: the workload made no progress: {report}"
     );
-    if fault != Fault::Reshard {
+    if fault == Fault::Reshard {
+        // A resharding is no outage: the store follows `ASK` and `MOVED` and sends again
+        // what was refused (`TRYAGAIN`), so no call fails but by its timeout (a busy
+        // machine).
+        assert!(
+            report.errors.keys().all(|kind| *kind == "timeout"),
+            "{test}: calls failed while slots moved: {report}"
+        );
+    } else {
         assert!(
             report.errors.values().sum::<u64>() + unknown > 0,
             "{test}: no call failed, so the fault never reached the store: {report}"
