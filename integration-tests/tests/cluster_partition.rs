@@ -457,7 +457,6 @@ async fn failover_fred_replicated() {
 /// answers a command it must send again after a redirection with "Too many failed write
 /// attempts" (`ErrorKind::Unknown`, not retryable) instead of following it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "session-redis bug: fred fails redirected commands during a resharding"]
 async fn reshard_fred() {
     scenario(Client::Fred, Fault::Reshard, Durability::Primary).await;
 }

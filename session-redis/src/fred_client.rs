@@ -34,8 +34,13 @@ pub(crate) fn map_err(err: FredError) -> Error {
             | ErrorKind::Sentinel
     );
     let server = err.details().to_owned();
-    // No connection to write it to (reconnecting): the command was never sent.
-    let not_sent = server.starts_with("Failed to route command");
+    // No connection to write it to (reconnecting): the command was never sent. Or fred
+    // followed a MOVED/ASK redirection (a reply saying the command did not run there) and
+    // then refused to write it again because its one attempt was spent: with
+    // `max_command_attempts = 1` that is the only way to this error, since a command whose
+    // connection dropped is answered with the connection's error and never re-queued.
+    let not_sent = server.starts_with("Failed to route command")
+        || server.starts_with("Too many failed write attempts");
     classify(Box::new(err), Some(&server), not_sent, transient)
 }
 
@@ -106,7 +111,8 @@ impl FredConnection {
                 // again when the connection drops before its reply, and a compare-and-swap
                 // or a rename's compare-and-delete that already ran then runs twice (one
                 // modify adding 2; a session deleted under both ids). The store resends
-                // only what the server refused (`RetryRefused`); redirections still follow.
+                // only what the server refused (`RetryRefused`), including a redirection,
+                // which fred itself then refuses to follow with no attempt left.
                 c.max_command_attempts = 1;
             })
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
