@@ -122,6 +122,26 @@
 //! (connection, timeout, cluster down, loading...) or permanent ones, keeping the client's
 //! error as the source.
 //!
+//! # Replication and failover
+//!
+//! Redis replicates asynchronously: by default ([`Durability::Primary`]) a write is done
+//! once the primary has it, and a failover before a replica copied it loses it. Under
+//! [`Durability::Replicated`] each write carries a `WAIT` in the same round trip and is
+//! done only once that many replicas have it:
+//!
+//! ```no_run
+//! # async fn demo() -> session_core::Result<()> {
+//! use std::time::Duration;
+//! use session_redis::{Durability, RedisStore};
+//!
+//! let store = RedisStore::builder()
+//!     .url("redis+sentinel://10.0.0.1:26379?sentinelServiceName=sessions&node=10.0.0.2:26379")
+//!     .durability(Durability::Replicated { replicas: 1, timeout: Duration::from_millis(500) })
+//!     .connect()
+//!     .await?;
+//! # let _ = store; Ok(()) }
+//! ```
+//!
 //! # Sharing sessions with express-session
 //!
 //! [`RedisStoreBuilder::express_session`] (or `.format(`[`Format::ExpressSession`]`)`) makes
