@@ -479,54 +479,46 @@ impl Meter for RedisMeter {
     }
 }
 
-async fn redis_costs(client: session_redis::Client, label: &str) {
-    let url = match server_url(Backend::Redis) {
+/// Counts `client`'s calls on `backend`'s server against [`EXPECTED`]'s `row` rows:
+/// standalone Redis as configured by default (`redis`), or the primary the sentinels name
+/// under `Durability::Replicated` (`redis-replicated`: each write pipelined with its `WAIT`).
+async fn redis_costs(client: session_redis::Client, label: &str, row: &str) {
+    let backend = match row {
+        "redis" => Backend::Redis,
+        _ => Backend::RedisSentinel,
+    };
+    let url = match server_url(backend) {
         Ok(url) => url,
         Err(skipped) => return skip(&format!("costs on {label}"), skipped),
     };
     let prefix = format!("costs{}:", &SessionId::generate().expose()[..12]);
-    let store = session_redis::RedisStore::builder()
+    let builder = session_redis::RedisStore::builder()
         .url(&url)
         .client(client)
-        .prefix(&prefix)
-        .connect()
-        .await
-        .unwrap();
-    let mut meter = RedisMeter::new(&url, &prefix).await;
-    check("redis", label, &store, &mut meter).await;
+        .prefix(&prefix);
+    let (builder, server) = match backend {
+        Backend::RedisSentinel => (
+            builder.durability(session_redis::Durability::Replicated {
+                replicas: 1,
+                timeout: Duration::from_secs(1),
+            }),
+            sentinel_primary(&url).await,
+        ),
+        _ => (builder, url.clone()),
+    };
+    let store = builder.connect().await.unwrap();
+    let mut meter = RedisMeter::new(&server, &prefix).await;
+    check(row, label, &store, &mut meter).await;
 }
 
 #[tokio::test]
 async fn redis_fred() {
-    redis_costs(session_redis::Client::Fred, "redis (fred)").await;
+    redis_costs(session_redis::Client::Fred, "redis (fred)", "redis").await;
 }
 
 #[tokio::test]
 async fn redis_rs() {
-    redis_costs(session_redis::Client::RedisRs, "redis (redis-rs)").await;
-}
-
-/// The write-then-`WAIT` pipelines of `Durability::Replicated`, counted on the primary the
-/// sentinels name (the store reaches it through them).
-async fn replicated_costs(client: session_redis::Client, label: &str) {
-    let url = match server_url(Backend::RedisSentinel) {
-        Ok(url) => url,
-        Err(skipped) => return skip(&format!("costs on {label}"), skipped),
-    };
-    let prefix = format!("costs{}:", &SessionId::generate().expose()[..12]);
-    let store = session_redis::RedisStore::builder()
-        .url(&url)
-        .client(client)
-        .prefix(&prefix)
-        .durability(session_redis::Durability::Replicated {
-            replicas: 1,
-            timeout: Duration::from_secs(1),
-        })
-        .connect()
-        .await
-        .unwrap();
-    let mut meter = RedisMeter::new(&sentinel_primary(&url).await, &prefix).await;
-    check("redis-replicated", label, &store, &mut meter).await;
+    redis_costs(session_redis::Client::RedisRs, "redis (redis-rs)", "redis").await;
 }
 
 /// The `redis://` URL of the primary that the first sentinel of `url` names.
@@ -550,16 +542,14 @@ async fn sentinel_primary(url: &str) -> String {
 
 #[tokio::test]
 async fn redis_replicated_fred() {
-    replicated_costs(session_redis::Client::Fred, "redis replicated (fred)").await;
+    let label = "redis replicated (fred)";
+    redis_costs(session_redis::Client::Fred, label, "redis-replicated").await;
 }
 
 #[tokio::test]
 async fn redis_replicated_redis_rs() {
-    replicated_costs(
-        session_redis::Client::RedisRs,
-        "redis replicated (redis-rs)",
-    )
-    .await;
+    let label = "redis replicated (redis-rs)";
+    redis_costs(session_redis::Client::RedisRs, label, "redis-replicated").await;
 }
 
 /// On a Cluster, fred sends a write's `WAIT` to the node of the write's key, on the same
