@@ -1,0 +1,590 @@
+//! Attacks on session-redis's replication promises, on real servers started by the test
+//! (never the shared ones of `scripts/services`).
+//!
+//! 1. fred on a Cluster: a write the server **ran**, whose reply fred had not read yet when
+//!    a cluster resync dropped that node's connection (the node left the primaries in a
+//!    failover), must not be sent again. fred puts the in-flight commands of a connection
+//!    its resync closes (`clustered::sync`: `changes.remove`, `drop_broken_connections`) back
+//!    in its retry buffer without checking their attempts, then fails each one with
+//!    "Too many failed write attempts" as it replays them (`write_command`,
+//!    `decr_check_attempted`). The store classifies that text as "not sent" (it assumes
+//!    only a refused MOVED/ASK leads there) and sends the compare-and-swap again. The
+//!    test holds the reply to one `update` in a proxy in front of the primary, fails that
+//!    primary over to its replica (`CLUSTER FAILOVER TAKEOVER`, the write already
+//!    replicated), and makes fred resync through a `MOVED` on another node; then the update
+//!    must be applied once and never be reported as a conflict.
+//! 2. The builder refuses `Durability` settings that cannot work (no replica, a `WAIT`
+//!    as long as the call timeout) before connecting, on every topology and client.
+
+#![allow(clippy::unwrap_used)] // a failed call is a failed test
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+use session_core::{Error, Record, SessionId, SessionStore, now};
+use session_redis::{Durability, RedisStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+fn in_an_hour() -> time::OffsetDateTime {
+    now() + time::Duration::hours(1)
+}
+
+/// A free port of 127.0.0.1 (free when asked; good enough for a test's own servers).
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A cluster-mode `redis-server` of the test's own, killed and its directory removed on drop.
+struct ClusterNode {
+    port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl ClusterNode {
+    /// Starts one on `port` (its bus on `bus`), announcing `announce` as its client port.
+    fn start(port: u16, bus: u16, announce: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "replication-attack-{}-{port}",
+            SessionId::generate().expose()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-announce-ip", "127.0.0.1"])
+            .args(["--cluster-announce-port", &announce.to_string()])
+            .args(["--cluster-announce-bus-port", &bus.to_string()])
+            .arg("--cluster-config-file")
+            .arg(dir.join("nodes.conf"))
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH");
+        let node = Self { port, child, dir };
+        let until = Instant::now() + Duration::from_secs(10);
+        while node.conn_opt().is_none() {
+            assert!(
+                Instant::now() < until,
+                "redis-server on {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        node
+    }
+
+    fn conn_opt(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).ok()?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut con).ok()?;
+        Some(con)
+    }
+
+    fn conn(&self) -> redis::Connection {
+        self.conn_opt().unwrap()
+    }
+
+    fn id(&self) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.conn())
+            .unwrap()
+    }
+
+    fn cmd(&self, args: &[&str]) -> redis::Value {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut self.conn())
+            .unwrap_or_else(|err| panic!("{args:?} on {}: {err}", self.port))
+    }
+
+    fn info(&self, section: &str, field: &str) -> Option<String> {
+        let info: String = redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.conn())
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .map(|v| v.trim().to_owned())
+    }
+
+    /// The port `CLUSTER SLOTS` on this node names as the primary of `slot`.
+    fn owner_port(&self, slot: i64) -> Option<i64> {
+        let slots: Vec<(i64, i64, (String, i64))> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query::<Vec<redis::Value>>(&mut self.conn())
+            .unwrap()
+            .into_iter()
+            .filter_map(|range| {
+                let redis::Value::Array(fields) = range else {
+                    return None;
+                };
+                let start = redis::from_redis_value::<i64>(fields[0].clone()).ok()?;
+                let end = redis::from_redis_value::<i64>(fields[1].clone()).ok()?;
+                let redis::Value::Array(primary) = &fields[2] else {
+                    return None;
+                };
+                let host = redis::from_redis_value::<String>(primary[0].clone()).ok()?;
+                let port = redis::from_redis_value::<i64>(primary[1].clone()).ok()?;
+                Some((start, end, (host, port)))
+            })
+            .collect();
+        slots
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, (_, port))| port)
+    }
+
+    /// How many `EVALSHA` calls this node ran to the end (not refused, not failed: a
+    /// `NOSCRIPT` is a failed call).
+    fn evalsha_runs(&self) -> i64 {
+        let Some(stats) = self.info("commandstats", "cmdstat_evalsha") else {
+            return 0;
+        };
+        let field = |name: &str| -> i64 {
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        field("calls") - field("failed_calls") - field("rejected_calls")
+    }
+
+    fn keyslot(&self, key: &str) -> i64 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.conn())
+            .unwrap()
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP proxy that forwards both ways, except that once a request containing the armed
+/// pattern has passed, the replies of that one connection are held back (buffered, never
+/// delivered): the server ran the command, the client has not read its reply.
+struct HoldProxy {
+    port: u16,
+    armed: Arc<Mutex<Option<Vec<u8>>>>,
+    held: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldProxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let held = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (armed, held) = (Arc::clone(&armed), Arc::clone(&held));
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let (armed, held) = (Arc::clone(&armed), Arc::clone(&held));
+                    tokio::spawn(async move {
+                        if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                            forward(client, server, armed, held).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            armed,
+            held,
+            task,
+        }
+    }
+
+    async fn arm(&self, pattern: &str) {
+        *self.armed.lock().await = Some(pattern.as_bytes().to_vec());
+    }
+
+    fn holding(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HoldProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    client: TcpStream,
+    server: TcpStream,
+    armed: Arc<Mutex<Option<Vec<u8>>>>,
+    held: Arc<AtomicBool>,
+) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let this_held = Arc::new(AtomicBool::new(false));
+    let upstream = {
+        let this_held = Arc::clone(&this_held);
+        async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let n = match client_read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                {
+                    let mut armed = armed.lock().await;
+                    let hit = armed.as_ref().is_some_and(|pattern| {
+                        buffer[..n]
+                            .windows(pattern.len())
+                            .any(|w| w == &pattern[..])
+                    });
+                    if hit {
+                        *armed = None;
+                        this_held.store(true, Ordering::SeqCst);
+                        held.store(true, Ordering::SeqCst);
+                    }
+                }
+                if server_write.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let downstream = async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if this_held.load(Ordering::SeqCst) {
+                // Held for ever: keep reading so the server is not blocked, deliver nothing.
+                continue;
+            }
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+    }
+}
+
+/// Three nodes: `a` (slots 0-8191, reached through `proxy`), `b` (8192-16383) and `r`, the
+/// replica of `a`.
+struct SmallCluster {
+    a: ClusterNode,
+    b: ClusterNode,
+    r: ClusterNode,
+    proxy: HoldProxy,
+}
+
+impl SmallCluster {
+    async fn start() -> Self {
+        let a_port = free_port();
+        let proxy = HoldProxy::start(a_port).await;
+        let a = ClusterNode::start(a_port, free_port(), proxy.port);
+        let b_port = free_port();
+        let b = ClusterNode::start(b_port, free_port(), b_port);
+        let r_port = free_port();
+        let r = ClusterNode::start(r_port, free_port(), r_port);
+        a.cmd(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]);
+        b.cmd(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]);
+        let a_bus_port: String = {
+            let config: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("cluster-port")
+                .query(&mut a.conn())
+                .unwrap();
+            config[1].clone()
+        };
+        for node in [&b, &r] {
+            node.cmd(&[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &a_port.to_string(),
+                &a_bus_port,
+            ]);
+        }
+        let cluster = Self { a, b, r, proxy };
+        wait_until(
+            "the three nodes to know each other",
+            Duration::from_secs(10),
+            || {
+                [&cluster.a, &cluster.b, &cluster.r].iter().all(|node| {
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query(&mut node.conn())
+                        .unwrap();
+                    info.contains("cluster_known_nodes:3")
+                })
+            },
+        );
+        let a_id = cluster.a.id();
+        cluster.r.cmd(&["CLUSTER", "REPLICATE", &a_id]);
+        wait_until("the replica to sync", Duration::from_secs(10), || {
+            cluster
+                .r
+                .info("replication", "master_link_status")
+                .as_deref()
+                == Some("up")
+        });
+        wait_until("the cluster to be ok", Duration::from_secs(10), || {
+            [&cluster.a, &cluster.b, &cluster.r].iter().all(|node| {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut node.conn())
+                    .unwrap();
+                info.contains("cluster_state:ok")
+            })
+        });
+        cluster
+    }
+}
+
+/// A session id whose key (`prefix` + id) hashes to a slot `wanted` accepts.
+fn id_in(node: &ClusterNode, prefix: &str, wanted: impl Fn(i64) -> bool) -> (SessionId, i64) {
+    loop {
+        let id = SessionId::generate();
+        let slot = node.keyslot(&format!("{prefix}{}", id.expose()));
+        if wanted(slot) {
+            return (id, slot);
+        }
+    }
+}
+
+async fn failover_with_a_reply_in_flight(durability: Durability) {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        session_core::conformance::skip("replication_attack", "no redis-server on the PATH");
+        return;
+    }
+    let cluster = SmallCluster::start().await;
+    let prefix = "ra:";
+    // Seeded with `b` only: fred learns the rest from CLUSTER SLOTS, and its backchannel
+    // (which answers CLUSTER SLOTS on a resync) is `b`, never the held proxy.
+    let store = Arc::new(
+        RedisStore::builder()
+            .cluster_urls([format!("redis://127.0.0.1:{}", cluster.b.port)])
+            .fred()
+            .pool_size(1)
+            .prefix(prefix)
+            .timeout(Duration::from_secs(5))
+            .durability(durability)
+            .connect()
+            .await
+            .unwrap(),
+    );
+
+    // The session on `a`, its update script loaded there by a first update.
+    let (id, _) = id_in(&cluster.b, prefix, |slot| slot < 8192);
+    let mut record = Record::with_id(id.clone(), in_an_hour());
+    record.insert("n", 0).unwrap();
+    store.insert(&mut record).await.unwrap();
+    record.insert("n", 1).unwrap();
+    store.update(&mut record).await.unwrap();
+    // An empty slot of `b` that fred still maps to `b` once it has moved: a MOVED there
+    // makes fred resync its slot map.
+    let (other, moved_slot) = id_in(&cluster.b, prefix, |slot| slot >= 8192);
+    assert_eq!(store.get(&other).await.unwrap(), None);
+
+    let marker = format!("in-flight-{}", SessionId::generate().expose());
+    let before = record.version();
+    let mut changed = record.clone();
+    changed.insert("marker", &marker).unwrap();
+    cluster.proxy.arm(&marker).await;
+    let update = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            let result = store.update(&mut changed).await;
+            (result, changed)
+        }
+    });
+
+    // The update has reached `a` (and ran there); its reply is held.
+    let held = Instant::now();
+    while !cluster.proxy.holding() {
+        assert!(
+            held.elapsed() < Duration::from_secs(3),
+            "the update never left"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_until(
+        "the replica to copy the update",
+        Duration::from_secs(3),
+        || {
+            let primary = cluster.a.info("replication", "master_repl_offset");
+            let replica = cluster.r.info("replication", "master_repl_offset");
+            primary.is_some() && primary == replica
+        },
+    );
+    let replicated: Option<Vec<u8>> = {
+        let mut con = cluster.r.conn();
+        redis::cmd("READONLY").query::<()>(&mut con).unwrap();
+        con.get(format!("{prefix}{}", id.expose())).unwrap()
+    };
+    let ran = replicated.is_some_and(|v| v.windows(marker.len()).any(|w| w == marker.as_bytes()));
+    assert!(
+        ran,
+        "the update did not run on the primary before the failover"
+    );
+
+    // Fail `a` over to its replica, and move the empty slot away from `b` (to the new
+    // primary), as a rolling maintenance would.
+    cluster.r.cmd(&["CLUSTER", "FAILOVER", "TAKEOVER"]);
+    let r_port = i64::from(cluster.r.port);
+    wait_until("b to see the failover", Duration::from_secs(5), || {
+        cluster.b.owner_port(0) == Some(r_port)
+    });
+    // The new primary has run no script yet: as a replica it applied the scripts' effects.
+    let runs_before = cluster.r.evalsha_runs();
+    let r_id = cluster.r.id();
+    let slot = moved_slot.to_string();
+    cluster.b.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &r_id]);
+    cluster.r.cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &r_id]);
+    wait_until("b to see the slot moved", Duration::from_secs(5), || {
+        cluster.b.owner_port(moved_slot) == Some(r_port)
+    });
+
+    // A call on the moved slot: `b` answers MOVED, fred resyncs and drops its connection to
+    // `a` (no longer a primary), the update's reply still unread.
+    let moved_call = tokio::time::timeout(Duration::from_secs(6), store.get(&other)).await;
+    let (result, _) = tokio::time::timeout(Duration::from_secs(6), update)
+        .await
+        .expect("the update outlived its timeout")
+        .unwrap();
+    let resent = cluster.r.evalsha_runs() - runs_before;
+    eprintln!(
+        "{durability:?}: call on the moved slot: {moved_call:?}; update with its reply held: \
+         {result:?}; update scripts run on the new primary since the failover: {resent}"
+    );
+
+    let stored = {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            match store.get(&id).await {
+                Ok(found) => break found.expect("the session vanished"),
+                Err(err) if err.is_retryable() && Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("reading back: {err}"),
+            }
+        }
+    };
+    let applied = stored.get::<String>("marker").unwrap().as_deref() == Some(marker.as_str());
+    assert!(applied, "the replicated update is gone after the failover");
+    assert_eq!(
+        resent, 0,
+        "{durability:?}: the update ran on the old primary (replicated before the failover), yet \
+         the store sent it again to the new primary after fred's resync dropped the old \
+         primary's connection (fred answers such an in-flight command 'Too many failed write \
+         attempts', which fred_client::map_err takes for a never-sent redirection); the update \
+         returned {result:?}"
+    );
+    assert!(
+        !result.as_ref().is_err_and(Error::is_conflict),
+        "{durability:?}: an update that ran (and was replicated) was sent again after fred's cluster resync \
+         dropped its connection, and the second send was reported as a conflict, so a modify \
+         retry would apply the change twice: {result:?}"
+    );
+    assert_eq!(stored.version(), before + 1, "the update was applied twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fred_cluster_failover_does_not_resend_a_write_whose_reply_was_in_flight() {
+    failover_with_a_reply_in_flight(Durability::Primary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fred_cluster_failover_does_not_resend_a_replicated_write_whose_reply_was_in_flight() {
+    failover_with_a_reply_in_flight(Durability::Replicated {
+        replicas: 1,
+        timeout: Duration::from_millis(500),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builder_refuses_durability_that_cannot_work() {
+    let bad = [
+        Durability::Replicated {
+            replicas: 0,
+            timeout: Duration::from_millis(100),
+        },
+        Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::ZERO,
+        },
+        Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_secs(2),
+        },
+    ];
+    // Nothing listens there: a settings check that ran after connecting would time out
+    // (retryable) instead of saying what is wrong.
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    for durability in bad {
+        for fred in [true, false] {
+            let builder = RedisStore::builder()
+                .url(dead.clone())
+                .timeout(Duration::from_secs(1))
+                .durability(durability);
+            let builder = if fred {
+                builder.fred()
+            } else {
+                builder.redis_rs()
+            };
+            let started = Instant::now();
+            let err = builder.connect().await.unwrap_err();
+            assert!(
+                matches!(err, Error::Config(_)),
+                "{durability:?} (fred: {fred}): {err}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "{durability:?}"
+            );
+        }
+    }
+}
