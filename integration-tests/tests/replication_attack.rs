@@ -30,7 +30,7 @@ use session_core::{Error, Record, SessionId, SessionStore, now};
 use session_redis::{Durability, RedisStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 fn in_an_hour() -> time::OffsetDateTime {
     now() + time::Duration::hours(1)
@@ -202,6 +202,7 @@ struct HoldProxy {
     port: u16,
     armed: Arc<Mutex<Option<Vec<u8>>>>,
     held: Arc<AtomicBool>,
+    cut: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -211,14 +212,16 @@ impl HoldProxy {
         let port = listener.local_addr().unwrap().port();
         let armed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
         let held = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(Notify::new());
         let task = tokio::spawn({
-            let (armed, held) = (Arc::clone(&armed), Arc::clone(&held));
+            let (armed, held, cut) = (Arc::clone(&armed), Arc::clone(&held), Arc::clone(&cut));
             async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    let (armed, held) = (Arc::clone(&armed), Arc::clone(&held));
+                    let (armed, held, cut) =
+                        (Arc::clone(&armed), Arc::clone(&held), Arc::clone(&cut));
                     tokio::spawn(async move {
                         if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                            forward(client, server, armed, held).await;
+                            forward(client, server, armed, held, cut).await;
                         }
                     });
                 }
@@ -228,6 +231,7 @@ impl HoldProxy {
             port,
             armed,
             held,
+            cut,
             task,
         }
     }
@@ -238,6 +242,12 @@ impl HoldProxy {
 
     fn holding(&self) -> bool {
         self.held.load(Ordering::SeqCst)
+    }
+
+    /// Resets (TCP RST) the connection whose replies are held, as a node's connection that
+    /// breaks after running a command.
+    fn reset_held(&self) {
+        self.cut.notify_one();
     }
 }
 
@@ -252,8 +262,12 @@ async fn forward(
     server: TcpStream,
     armed: Arc<Mutex<Option<Vec<u8>>>>,
     held: Arc<AtomicBool>,
+    cut: Arc<Notify>,
 ) {
-    let (mut client_read, mut client_write) = client.into_split();
+    // Closed with a reset, never a FIN: `tokio::io::split` (unlike `into_split`) does not
+    // shut the write half down when it is dropped.
+    client.set_zero_linger().unwrap();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut server_read, mut server_write) = server.into_split();
     let this_held = Arc::new(AtomicBool::new(false));
     let upstream = {
@@ -287,7 +301,11 @@ async fn forward(
     let downstream = async move {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
-            let n = match server_read.read(&mut buffer).await {
+            let read = tokio::select! {
+                read = server_read.read(&mut buffer) => read,
+                () = cut.notified(), if this_held.load(Ordering::SeqCst) => return,
+            };
+            let n = match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
@@ -543,6 +561,149 @@ async fn fred_cluster_failover_does_not_resend_a_replicated_write_whose_reply_wa
         timeout: Duration::from_millis(500),
     })
     .await;
+}
+
+/// A store on `cluster` (fred, one connection, seeded with `b`) and a session on the node
+/// `on` accepts, its update script loaded there by a first update.
+async fn store_and_session(
+    cluster: &SmallCluster,
+    prefix: &str,
+    on: impl Fn(i64) -> bool,
+) -> (Arc<RedisStore>, Record) {
+    let store = Arc::new(
+        RedisStore::builder()
+            .cluster_urls([format!("redis://127.0.0.1:{}", cluster.b.port)])
+            .fred()
+            .pool_size(1)
+            .prefix(prefix)
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let (id, _) = id_in(&cluster.b, prefix, on);
+    let mut record = Record::with_id(id, in_an_hour());
+    record.insert("n", 0).unwrap();
+    store.insert(&mut record).await.unwrap();
+    record.insert("n", 1).unwrap();
+    store.update(&mut record).await.unwrap();
+    (store, record)
+}
+
+/// The update script misses on `b` (a restarted or just-promoted node) while a write's reply
+/// is in flight from `a`: fred loads the script on every primary (`SCRIPT LOAD` to all
+/// nodes), first draining every connection (`Router::drain_all`). `reset`: `a`'s connection
+/// is then reset, which fails the drain, and fred moves every in-flight command of every
+/// node to its retry buffer (`Router::disconnect_all`, no attempt check) and answers each
+/// "Too many failed write attempts" as it replays them. Otherwise `a` stays silent.
+async fn script_reload_with_a_reply_in_flight(reset: bool) {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        session_core::conformance::skip("replication_attack", "no redis-server on the PATH");
+        return;
+    }
+    let cluster = SmallCluster::start().await;
+    let prefix = "rl:";
+    let (store, on_a) = store_and_session(&cluster, prefix, |slot| slot < 8192).await;
+    let (id, _) = id_in(&cluster.b, prefix, |slot| slot >= 8192);
+    let mut on_b = Record::with_id(id, in_an_hour());
+    on_b.insert("n", 0).unwrap();
+    store.insert(&mut on_b).await.unwrap();
+    on_b.insert("n", 1).unwrap();
+    store.update(&mut on_b).await.unwrap();
+
+    let marker = format!("in-flight-{}", SessionId::generate().expose());
+    let before = on_a.version();
+    let mut changed = on_a.clone();
+    changed.insert("marker", &marker).unwrap();
+    cluster.proxy.arm(&marker).await;
+    let update_a = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.update(&mut changed).await }
+    });
+    let key_a = format!("{prefix}{}", on_a.id().expose());
+    wait_until("the update to run on a", Duration::from_secs(3), || {
+        let value: Option<Vec<u8>> = cluster.a.conn().get(&key_a).unwrap();
+        value.is_some_and(|v| v.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    });
+    assert!(cluster.proxy.holding(), "the update's reply was not held");
+    let runs_before = cluster.a.evalsha_runs();
+
+    // `b` loses its scripts (restarted, or a replica just promoted).
+    cluster.b.cmd(&["SCRIPT", "FLUSH"]);
+    on_b.insert("n", 2).unwrap();
+    let update_b = tokio::spawn({
+        let store = Arc::clone(&store);
+        let mut on_b = on_b.clone();
+        async move {
+            let started = Instant::now();
+            (store.update(&mut on_b).await, started.elapsed())
+        }
+    });
+    if !reset {
+        // `b` is healthy: its write must not wait on `a`'s silence.
+        let (result, took) = tokio::time::timeout(Duration::from_secs(3), update_b)
+            .await
+            .expect("the update on b outlived its timeout")
+            .unwrap();
+        // Long after the silent call's own timeout: is the client still stuck?
+        let read_b = tokio::time::timeout(Duration::from_secs(3), store.get(on_b.id())).await;
+        eprintln!(
+            "update on b (script reloaded) while a is silent: {result:?} in {took:?}; then a \
+             read on b: {read_b:?}"
+        );
+        assert!(
+            result.is_ok(),
+            "a write to the healthy node b failed after {took:?} ({result:?}), and a read on b \
+             after it returned {read_b:?}: b's script reload (fred's SCRIPT LOAD to every \
+             primary) first waits for every in-flight reply of every node \
+             (Router::drain_all, no timeout) while node a is silent, and fred's one router \
+             serves no other call meanwhile"
+        );
+        update_a.abort();
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.proxy.reset_held();
+    let result_a = tokio::time::timeout(Duration::from_secs(3), update_a)
+        .await
+        .expect("the update on a outlived its timeout")
+        .unwrap();
+    let result_b = tokio::time::timeout(Duration::from_secs(3), update_b)
+        .await
+        .expect("the update on b outlived its timeout")
+        .unwrap();
+    let resent = cluster.a.evalsha_runs() - runs_before;
+    eprintln!(
+        "update on a (reply in flight, connection reset during b's script reload): \
+         {result_a:?}; update on b: {result_b:?}; update scripts run again on a: {resent}"
+    );
+    assert_eq!(
+        resent, 0,
+        "the update ran on a, its connection was reset while fred drained it for b's script \
+         reload, and the store sent it again (fred answered it 'Too many failed write \
+         attempts' after Router::disconnect_all, which fred_client::map_err takes for a \
+         never-sent redirection); it returned {result_a:?}"
+    );
+    let stored = store.get(on_a.id()).await.unwrap().unwrap();
+    assert_eq!(stored.version(), before + 1, "the update was applied twice");
+    assert!(
+        !result_a.as_ref().is_err_and(Error::is_conflict),
+        "an update that ran was reported as a conflict: {result_a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fred_cluster_script_reload_does_not_resend_writes_in_flight_elsewhere() {
+    script_reload_with_a_reply_in_flight(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fred_cluster_script_reload_does_not_wait_on_a_silent_node() {
+    script_reload_with_a_reply_in_flight(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
