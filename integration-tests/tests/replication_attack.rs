@@ -13,7 +13,17 @@
 //!    primary over to its replica (`CLUSTER FAILOVER TAKEOVER`, the write already
 //!    replicated), and makes fred resync through a `MOVED` on another node; then the update
 //!    must be applied once and never be reported as a conflict.
-//! 2. The builder refuses `Durability` settings that cannot work (no replica, a `WAIT`
+//! 2. fred on a Cluster, a `NOSCRIPT` on one node while a write's reply is in flight on
+//!    another: fred's script reload (`SCRIPT LOAD` to every primary) first drains every
+//!    connection. If the other node's connection is then reset, fred re-queues every
+//!    in-flight command (`Router::disconnect_all`) and the store resends the write that
+//!    ran; if the other node stays silent, the drain never ends and the whole client serves
+//!    no call.
+//! 3. redis-rs on Sentinel with the first sentinel hung (SIGSTOP: a frozen host, or one
+//!    whose packets are dropped) and the other two healthy: after the primary's connection
+//!    drops, the store must find the primary again through the other sentinels. Both
+//!    clients.
+//! 4. The builder refuses `Durability` settings that cannot work (no replica, a `WAIT`
 //!    as long as the call timeout) before connecting, on every topology and client.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
@@ -704,6 +714,199 @@ async fn fred_cluster_script_reload_does_not_resend_writes_in_flight_elsewhere()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fred_cluster_script_reload_does_not_wait_on_a_silent_node() {
     script_reload_with_a_reply_in_flight(false).await;
+}
+
+/// A process of the test's own (a primary or a sentinel), killed and its directory removed
+/// on drop.
+struct Proc {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Proc {
+    fn spawn(port: u16, args: impl FnOnce(&PathBuf) -> Command) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "replication-attack-{}-{port}",
+            SessionId::generate().expose()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = args(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH");
+        wait_until("a server to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self { child, dir }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary (no replica) watched by three sentinels, all of the test's own.
+struct SentinelTrio {
+    primary_port: u16,
+    primary: Proc,
+    sentinels: Vec<(u16, Proc)>,
+}
+
+impl SentinelTrio {
+    fn start() -> Self {
+        let primary_port = free_port();
+        let primary = Proc::spawn(primary_port, |dir| {
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", &primary_port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir);
+            command
+        });
+        let sentinels: Vec<(u16, Proc)> = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let proc = Proc::spawn(port, |dir| {
+                    let config = dir.join("sentinel.conf");
+                    std::fs::write(
+                        &config,
+                        format!(
+                            "port {port}\nbind 127.0.0.1\ndir {}\n\
+                             sentinel monitor trio 127.0.0.1 {primary_port} 2\n\
+                             sentinel down-after-milliseconds trio 1000\n\
+                             sentinel failover-timeout trio 3000\n",
+                            dir.display()
+                        ),
+                    )
+                    .unwrap();
+                    let mut command = Command::new("redis-server");
+                    command.arg(&config).arg("--sentinel");
+                    command
+                });
+                (port, proc)
+            })
+            .collect();
+        let trio = Self {
+            primary_port,
+            primary,
+            sentinels,
+        };
+        wait_until(
+            "the sentinels to know the primary",
+            Duration::from_secs(10),
+            || {
+                trio.sentinels.iter().all(|(port, _)| {
+                    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                        .and_then(|mut con| {
+                            redis::cmd("SENTINEL")
+                                .arg("get-master-addr-by-name")
+                                .arg("trio")
+                                .query::<Option<(String, u16)>>(&mut con)
+                        })
+                        .ok()
+                        .flatten()
+                        .is_some_and(|(_, port)| port == primary_port)
+                })
+            },
+        );
+        trio
+    }
+
+    fn url(&self) -> String {
+        let mut ports = self.sentinels.iter().map(|(port, _)| port);
+        let first = ports.next().unwrap();
+        let nodes: String = ports
+            .map(|port| format!("&node=127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://127.0.0.1:{first}?sentinelServiceName=trio{nodes}")
+    }
+}
+
+async fn hung_first_sentinel(fred: bool) {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        session_core::conformance::skip("replication_attack", "no redis-server on the PATH");
+        return;
+    }
+    let trio = SentinelTrio::start();
+    let builder = RedisStore::builder()
+        .url(trio.url())
+        .prefix("hs:")
+        .timeout(Duration::from_secs(1));
+    let store = if fred {
+        builder.fred()
+    } else {
+        builder.redis_rs()
+    }
+    .connect()
+    .await
+    .unwrap();
+    let mut record = Record::new(in_an_hour());
+    record.insert("n", 1).unwrap();
+    store.insert(&mut record).await.unwrap();
+
+    // The first sentinel hangs; the primary drops every client connection (a restart, a
+    // network blip): the store must ask the other sentinels where the primary is.
+    trio.sentinels[0].1.signal("-STOP");
+    let admin = redis::Client::open(format!("redis://127.0.0.1:{}", trio.primary_port)).unwrap();
+    let mut admin = admin.get_connection().unwrap();
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query::<i64>(&mut admin)
+        .unwrap();
+
+    let started = Instant::now();
+    let mut last = None;
+    let recovered = loop {
+        match store.get(record.id()).await {
+            Ok(Some(_)) => break true,
+            other => last = Some(other),
+        }
+        if started.elapsed() > Duration::from_secs(6) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = started.elapsed();
+    trio.sentinels[0].1.signal("-CONT");
+    let client = if fred { "fred" } else { "redis-rs" };
+    eprintln!("{client}: hung first sentinel: recovered {recovered} after {took:?}; last {last:?}");
+    assert!(
+        recovered,
+        "{client}: with the first sentinel hung and the primary and two sentinels healthy, \
+         the store did not find the primary again within {took:?} (last: {last:?})"
+    );
+    drop(trio.primary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rs_sentinel_finds_the_primary_with_the_first_sentinel_hung() {
+    hung_first_sentinel(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fred_sentinel_finds_the_primary_with_the_first_sentinel_hung() {
+    hung_first_sentinel(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
