@@ -24,7 +24,8 @@
 //!    drops, the store must find the primary again through the other sentinels. Both
 //!    clients.
 //! 4. The builder refuses `Durability` settings that cannot work (no replica, a `WAIT`
-//!    as long as the call timeout) before connecting, on every topology and client.
+//!    as long as the call timeout) before connecting (a dead URL: no timeout instead of
+//!    the reason), with both clients.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
