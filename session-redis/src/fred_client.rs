@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::{
-    ClientLike, ClusterInterface, Config, Error as FredError, ErrorKind, KeysInterface, Pool,
-    ReconnectPolicy, Server, ServerConfig, Value,
+    ClientLike, ClusterInterface, Config, Error as FredError, ErrorKind, KeysInterface,
+    LuaInterface, Pool, ReconnectPolicy, Server, ServerConfig, Value,
 };
 use fred::types::scripts::Script;
 use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, SetOptions};
@@ -34,13 +34,15 @@ pub(crate) fn map_err(err: FredError) -> Error {
             | ErrorKind::Sentinel
     );
     let server = err.details().to_owned();
-    // No connection to write it to (reconnecting): the command was never sent. Or fred
-    // followed a MOVED/ASK redirection (a reply saying the command did not run there) and
-    // then refused to write it again because its one attempt was spent: with
-    // `max_command_attempts = 1` that is the only way to this error, since a command whose
-    // connection dropped is answered with the connection's error and never re-queued.
+    // Not run: no connection to write it to (reconnecting), or a MOVED/ASK reply (the node
+    // did not run it) that fred, allowed no redirection, hands back rather than following
+    // with an attempt it no longer has. The store sends those again (`RetryRefused`).
     let not_sent = server.starts_with("Failed to route command")
-        || server.starts_with("Too many failed write attempts");
+        || server.starts_with("Too many redirections");
+    // fred re-queues the commands in flight on a connection it closes (a cluster resync,
+    // draining every node), and with its one attempt spent answers them so: they were
+    // written and may have run, so the outcome is unknown (retryable, never resent here).
+    let transient = transient || server.starts_with("Too many failed write attempts");
     classify(Box::new(err), Some(&server), not_sent, transient)
 }
 
@@ -111,9 +113,12 @@ impl FredConnection {
                 // again when the connection drops before its reply, and a compare-and-swap
                 // or a rename's compare-and-delete that already ran then runs twice (one
                 // modify adding 2; a session deleted under both ids). The store resends
-                // only what the server refused (`RetryRefused`), including a redirection,
-                // which fred itself then refuses to follow with no attempt left.
+                // only what the server refused (`RetryRefused`), redirections included:
+                // fred follows none (it would need a second attempt, and refuses), it
+                // answers MOVED (after refreshing its slot map) and ASK with an error the
+                // store recognises as "did not run" and sends again.
                 c.max_command_attempts = 1;
+                c.max_redirections = 0;
             })
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
             // Keep reconnecting for ever (backing off to 2 s): the store must recover by
@@ -195,13 +200,34 @@ impl FredConnection {
                 .await
             {
                 Err(err) if attempt == 0 && err.details().starts_with("NOSCRIPT") => {
-                    script.load(client).await.map_err(map_err)?;
+                    load_script(client, script, keys).await?;
                 }
                 done => return done.map_err(map_err)?,
             }
         }
         Err(unanswered())
     }
+}
+
+/// `SCRIPT LOAD` on the node of `keys`' first key, the one that answered `NOSCRIPT`. Not
+/// fred's `Script::load`: it loads on every node of a cluster, first waiting for every
+/// reply in flight on every node, so one silent node stalls every call of the client.
+async fn load_script(
+    client: &fred::clients::Client,
+    script: &Script,
+    keys: &[String],
+) -> Result<()> {
+    let key = keys.first().map(String::as_str).unwrap_or_default();
+    let slot = ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()));
+    let source = script.lua().cloned().unwrap_or_default();
+    let _: Value = client
+        .custom(
+            CustomCommand::new_static("SCRIPT", slot, false),
+            vec![Value::from("LOAD"), Value::from(source)],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(())
 }
 
 fn unanswered() -> Error {
@@ -218,11 +244,20 @@ impl Connection for FredConnection {
         if let Some(wait) = self.wait {
             return self.durable_eval(script, keys, args, wait).await;
         }
-        let value: Value = script
-            .evalsha_with_reload(self.pool.next(), keys.to_vec(), values(args))
-            .await
-            .map_err(map_err)?;
-        Ok(reply(value))
+        let client = self.pool.next();
+        let args = values(args);
+        for attempt in 0..2 {
+            match client
+                .evalsha::<Value, _, _, _>(script.sha1().clone(), keys.to_vec(), args.clone())
+                .await
+            {
+                Err(err) if attempt == 0 && err.details().starts_with("NOSCRIPT") => {
+                    load_script(client, script, keys).await?;
+                }
+                done => return done.map(reply).map_err(map_err),
+            }
+        }
+        Err(unanswered())
     }
 
     async fn command(&self, command: Command, key: &str) -> Result<Reply> {

@@ -76,8 +76,19 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl> {
 }
 
 /// The primary of one Sentinel service, connected on demand.
+///
+/// One redis-rs `SentinelClient` per sentinel, asked one at a time with a timeout each:
+/// redis-rs's own client asks its sentinels in order and waits without a timeout, so one
+/// hung sentinel (stopped, or cut off without a reset) would stall every lookup although
+/// the others answer. The one that answered last is asked first next time.
 pub(crate) struct SentinelPrimary {
-    sentinel: tokio::sync::Mutex<SentinelClient>,
+    sentinels: Vec<tokio::sync::Mutex<SentinelClient>>,
+    /// Index of the sentinel to ask first.
+    first: std::sync::atomic::AtomicUsize,
+    /// How long one sentinel may take to name the primary and connect to it.
+    per_sentinel: Duration,
+    /// One lookup at a time: the others wait for it and take its connection.
+    resolving: tokio::sync::Mutex<()>,
     current: Mutex<Option<MultiplexedConnection>>,
     config: AsyncConnectionConfig,
 }
@@ -98,15 +109,25 @@ impl SentinelPrimary {
             .map_err(|err| config(format!("invalid Sentinel URL: {err}")))?;
         let node = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(data.redis_settings().clone());
-        let sentinel = SentinelClient::build(
-            parts.sentinels,
-            parts.service,
-            Some(node),
-            SentinelServerType::Master,
-        )
-        .map_err(|err| config(format!("invalid Sentinel URL: {err}")))?;
+        let sentinels = parts
+            .sentinels
+            .into_iter()
+            .map(|sentinel| {
+                SentinelClient::build(
+                    vec![sentinel],
+                    parts.service.clone(),
+                    Some(node.clone()),
+                    SentinelServerType::Master,
+                )
+                .map(tokio::sync::Mutex::new)
+                .map_err(|err| config(format!("invalid Sentinel URL: {err}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let primary = Arc::new(Self {
-            sentinel: tokio::sync::Mutex::new(sentinel),
+            per_sentinel: connect_timeout / 2,
+            sentinels,
+            first: std::sync::atomic::AtomicUsize::new(0),
+            resolving: tokio::sync::Mutex::new(()),
             current: Mutex::new(None),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
@@ -128,22 +149,39 @@ impl SentinelPrimary {
     }
 
     async fn resolve(&self) -> Result<MultiplexedConnection> {
-        let mut sentinel = self.sentinel.lock().await;
-        // Another caller may have resolved it while this one waited for the lock.
+        let _turn = self.resolving.lock().await;
+        // Another caller may have resolved it while this one waited for its turn.
         if let Some(connection) = self.cached() {
             return Ok(connection);
         }
-        let connection = sentinel
-            .get_async_connection_with_config(&self.config)
-            .await
-            .map_err(|err| {
-                Error::transient(
-                    crate::conn::BACKEND,
-                    format!("no primary found through the sentinels: {err}"),
-                )
-            })?;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
-        Ok(connection)
+        let count = self.sentinels.len();
+        let first = self.first.load(std::sync::atomic::Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for i in (first..first + count).map(|i| i % count) {
+            let mut sentinel = self.sentinels[i].lock().await;
+            let asked = sentinel.get_async_connection_with_config(&self.config);
+            match tokio::time::timeout(self.per_sentinel, asked).await {
+                Ok(Ok(connection)) => {
+                    self.first.store(i, std::sync::atomic::Ordering::Relaxed);
+                    *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(connection.clone());
+                    return Ok(connection);
+                }
+                Ok(Err(err)) => failures.push(format!("sentinel {}: {err}", i + 1)),
+                Err(_) => failures.push(format!(
+                    "sentinel {}: no answer within {:?}",
+                    i + 1,
+                    self.per_sentinel
+                )),
+            }
+        }
+        Err(Error::transient(
+            crate::conn::BACKEND,
+            format!(
+                "no primary found through the sentinels: {}",
+                failures.join("; ")
+            ),
+        ))
     }
 
     fn cached(&self) -> Option<MultiplexedConnection> {
