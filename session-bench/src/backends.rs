@@ -6,6 +6,7 @@ use std::fmt;
 use anyhow::{Context as _, Result};
 use fred::prelude::{ClientLike, Config, Pool};
 use mongodb::Database;
+use session_core::{InvalidationFeed, TrackOptions};
 use session_memory::{CachedStore, MemoryStore};
 use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
 use session_postgres::PostgresStore;
@@ -32,6 +33,10 @@ pub const INSTRUMENTED_MEMORY: &str = "InstrumentedStore<session-memory>";
 
 /// The telemetry wrapper over session-redis with fred (against `session-redis (fred)`).
 pub const INSTRUMENTED_REDIS: &str = "InstrumentedStore<session-redis (fred)>";
+
+/// The cache over session-redis with the client-tracking feed (against
+/// `CachedStore<session-redis>`, which only expires its entries).
+pub const TRACKED_REDIS: &str = "CachedStore<session-redis> (tracked)";
 
 /// Peers that are not benchmarked, and why (shown in the output).
 pub const EXCLUDED: &[(&str, &str)] = &[(
@@ -196,6 +201,17 @@ async fn redis(url: &str, recorded: bool) -> Result<Vec<Box<dyn Job>>> {
     let fred = redis_store(url, "fred").fred().connect().await?;
     let redis_rs = redis_store(url, "redis-rs").redis_rs().connect().await?;
     let cached = CachedStore::builder(redis_store(url, "cached").connect().await?).build();
+    // The same cache evicting on Redis' client tracking: what the feed costs reads (its
+    // own writes come back as invalidations, so a written session is read from Redis once
+    // more) against the plain cache's 1 s staleness.
+    let tracked = {
+        let redis = redis_store(url, "tracked").connect().await?;
+        let feed = redis.watch_invalidations(TrackOptions::default()).await?;
+        CachedStore::builder(redis)
+            .staleness(std::time::Duration::from_secs(60))
+            .invalidations(feed)
+            .build()
+    };
     let instrumented =
         InstrumentedStore::builder(redis_store(url, "instrumented").connect().await?)
             .system("redis")
@@ -205,6 +221,7 @@ async fn redis(url: &str, recorded: bool) -> Result<Vec<Box<dyn Job>>> {
         job(Ours::new(fred, "session-redis (fred)", "redis")),
         job(Ours::new(redis_rs, "session-redis (redis-rs)", "redis")),
         job(Ours::new(cached, "CachedStore<session-redis>", "redis")),
+        job(Ours::new(tracked, TRACKED_REDIS, "redis")),
         job(Ours::new(instrumented, INSTRUMENTED_REDIS, "redis")),
         job(RedisKv::connect(url, DEFAULT_POOL_SIZE, "bench:raw:").await?),
         job(Tower14::new(
