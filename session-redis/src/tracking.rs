@@ -106,12 +106,26 @@ mod fred_tracking {
 
     impl Drop for Node {
         fn drop(&mut self) {
-            // Close the connection (fred's tasks would keep it open); a runtime shutting
-            // down closes it anyway.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let client = self.client.clone();
-                runtime.spawn(async move { client.quit().await });
-            }
+            quit(&self.client);
+        }
+    }
+
+    /// The Cluster client reading `CLUSTER NODES`, closed when the feed's task ends or is
+    /// aborted.
+    struct Discovery(Client);
+
+    impl Drop for Discovery {
+        fn drop(&mut self) {
+            quit(&self.0);
+        }
+    }
+
+    /// Closes `client`'s connection (fred's tasks would keep it open); a runtime shutting
+    /// down closes it anyway.
+    fn quit(client: &Client) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = client.clone();
+            runtime.spawn(async move { client.quit().await });
         }
     }
 
@@ -129,9 +143,9 @@ mod fred_tracking {
                 tracker.follow(SERVER, None, Some(node), &sink).await;
             }));
         }
-        let discovery = tracker.discovery().await?;
+        let discovery = Discovery(tracker.discovery().await?);
         let mut nodes = Vec::new();
-        for address in cluster_nodes(&discovery).await? {
+        for address in cluster_nodes(&discovery.0).await? {
             let node = tracker.track(Some(&address)).await?;
             nodes.push((address, node));
         }
@@ -315,7 +329,7 @@ mod fred_tracking {
     /// heartbeat, until nobody listens.
     async fn membership(
         tracker: Arc<Tracker>,
-        discovery: Client,
+        discovery: Discovery,
         nodes: Vec<(String, Node)>,
         sink: &InvalidationSink,
     ) {
@@ -334,7 +348,7 @@ mod fred_tracking {
                 _ = ticks.tick() => {}
                 () = sink.closed() => break,
             }
-            let Ok(current) = cluster_nodes(&discovery).await else {
+            let Ok(current) = cluster_nodes(&discovery.0).await else {
                 continue;
             };
             let gone: Vec<String> = running
@@ -363,7 +377,6 @@ mod fred_tracking {
         for task in running.values() {
             task.abort();
         }
-        let _ = discovery.quit().await;
     }
 
     async fn cluster_nodes(discovery: &Client) -> Result<Vec<String>> {
