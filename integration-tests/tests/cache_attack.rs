@@ -624,6 +624,14 @@ mod tracking {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sentinel_writes_show_promptly() {
+        let test = "invalidation feed on Redis Sentinel";
+        if let Some(url) = server(Backend::RedisSentinel, test) {
+            another_processes_writes_show_promptly(&url, "sentinel").await;
+        }
+    }
+
     /// Every node of the deployment `url` names (all of a Cluster's, primaries and replicas).
     async fn nodes(url: &str) -> Vec<String> {
         let first = url.split(',').next().unwrap().trim().to_owned();
