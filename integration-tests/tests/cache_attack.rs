@@ -809,3 +809,255 @@ mod tracking {
         assert!(matches!(error, session_core::Error::Config(_)), "{error:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Attacks on the Redis feed's connection: a tracking connection of our own server, through
+// a toxiproxy proxy of our own, stalled or slowed while it stays open (the shared servers
+// are never touched). The cached store itself talks to the server directly, so only the
+// feed is affected: what `b` serves stale can only be the cache's doing.
+
+mod tracking_stalls {
+    use std::time::Instant;
+
+    use integration_tests::servers::{DedicatedServer, RedisServer};
+    use integration_tests::toxiproxy::Toxiproxy;
+    use integration_tests::{Skip, unique_name};
+    use serde_json::json;
+    use session_core::conformance::skip;
+    use session_core::{InvalidationFeed, TrackOptions};
+    use session_redis::RedisStore;
+
+    use super::*;
+
+    const HEARTBEAT: Duration = Duration::from_millis(200);
+    const STALENESS: Duration = Duration::from_secs(60);
+    /// Scheduling slack on top of a bound.
+    const SLACK: Duration = Duration::from_millis(300);
+
+    /// Our own server, a proxy in front of it, and the proxy's toxics by raw API calls (the
+    /// crate's `Fault`s have no downstream stall).
+    struct Rig {
+        _server: RedisServer,
+        url: String,
+        proxy_url: String,
+        api: String,
+        name: String,
+        http: reqwest::Client,
+    }
+
+    impl Rig {
+        async fn start(test: &str) -> Option<Self> {
+            let toxiproxy = match Toxiproxy::from_env() {
+                Ok(toxiproxy) => toxiproxy,
+                Err(Skip(reason)) => {
+                    skip(test, &reason);
+                    return None;
+                }
+            };
+            let server = match RedisServer::start() {
+                Ok(server) => server,
+                Err(reason) => {
+                    skip(test, &reason);
+                    return None;
+                }
+            };
+            let url = server.url();
+            let name = unique_name("trkstall");
+            let upstream = url.trim_start_matches("redis://").to_owned();
+            let proxy = toxiproxy.proxy(&name, &upstream).await.unwrap();
+            let proxy_url = format!("redis://{}", proxy.listen());
+            Some(Self {
+                _server: server,
+                url,
+                proxy_url,
+                api: std::env::var(integration_tests::toxiproxy::URL_VAR)
+                    .unwrap()
+                    .trim()
+                    .trim_end_matches('/')
+                    .to_owned(),
+                name,
+                http: reqwest::Client::new(),
+            })
+        }
+
+        async fn toxic(&self, kind: &str, attributes: serde_json::Value) {
+            let response = self
+                .http
+                .post(format!("{}/proxies/{}/toxics", self.api, self.name))
+                .json(
+                    &json!({"name": "stall", "type": kind, "stream": "downstream",
+                    "toxicity": 1.0, "attributes": attributes}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{response:?}");
+        }
+
+        async fn lift(&self) {
+            let response = self
+                .http
+                .delete(format!("{}/proxies/{}/toxics/stall", self.api, self.name))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{response:?}");
+        }
+
+        async fn stop(self) {
+            let _ = self
+                .http
+                .delete(format!("{}/proxies/{}", self.api, self.name))
+                .send()
+                .await;
+        }
+
+        async fn store(&self, url: &str, prefix: &str) -> RedisStore {
+            RedisStore::builder()
+                .url(url)
+                .prefix(prefix)
+                .connect()
+                .await
+                .unwrap()
+        }
+
+        /// `b`: a cache of the server (direct), fed by a feed of the same server and prefix
+        /// through the proxy.
+        async fn tracked(&self, prefix: &str) -> CachedStore<RedisStore> {
+            let feed = self
+                .store(&self.proxy_url, prefix)
+                .await
+                .watch_invalidations(TrackOptions::default().heartbeat(HEARTBEAT))
+                .await
+                .unwrap();
+            CachedStore::builder(self.store(&self.url, prefix).await)
+                .staleness(STALENESS)
+                .invalidations(feed)
+                .build()
+        }
+    }
+
+    /// Polls `b` until it serves `want` for `id`; how long that took, or `None` after `within`.
+    async fn until(
+        b: &CachedStore<RedisStore>,
+        id: &SessionId,
+        want: Option<u32>,
+        within: Duration,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if value(&b.get(id).await.unwrap()) == want {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        None
+    }
+
+    /// `a` (no cache) writes `v` into `record`.
+    async fn write(a: &RedisStore, record: &mut Record, v: u32) {
+        record.insert("v", v).unwrap();
+        a.set(record).await.unwrap();
+    }
+
+    /// The tracking connection stays open but nothing comes back from the server (toxiproxy
+    /// `timeout` toxic with timeout 0 on the downstream: no bytes, no close), for longer
+    /// than two heartbeats. The feed must notice by its `PING` within two heartbeats, drop
+    /// the cache and bypass it: another process's writes show within that bound, and again
+    /// at once while the stall lasts. Once the stall is lifted the feed must come back and
+    /// evict promptly again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_stalled_tracking_connection_drops_and_bypasses_the_cache() {
+        let Some(rig) = Rig::start("tracking connection stalled").await else {
+            return;
+        };
+        let prefix = format!("{}:", unique_name("stall"));
+        let a = rig.store(&rig.url, &prefix).await;
+        let b = rig.tracked(&prefix).await;
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        write(&a, &mut record, 0).await;
+        let id = record.id().clone();
+        assert_eq!(value(&b.get(&id).await.unwrap()), Some(0));
+        assert_eq!(value(&b.get(&id).await.unwrap()), Some(0));
+
+        rig.toxic("timeout", json!({"timeout": 0})).await;
+        write(&a, &mut record, 1).await;
+        let bound = 2 * HEARTBEAT + SLACK;
+        let lag = until(&b, &id, Some(1), 4 * bound).await;
+        assert!(
+            lag.is_some_and(|lag| lag < bound),
+            "a write while the tracking connection is stalled (open, silent) showed after \
+             {lag:?}, bound two heartbeats + slack = {bound:?}"
+        );
+        // Still stalled: the cache is bypassed, so the next write shows at once.
+        for v in 2..5 {
+            write(&a, &mut record, v).await;
+            let lag = until(&b, &id, Some(v), 4 * bound).await;
+            assert!(
+                lag.is_some_and(|lag| lag < SLACK),
+                "while the feed is lost, a write showed only after {lag:?}: the cache was \
+                 not bypassed"
+            );
+        }
+        rig.lift().await;
+        // Back within a few heartbeats (a reconnect every heartbeat).
+        tokio::time::sleep(5 * HEARTBEAT + SLACK).await;
+        assert_eq!(value(&b.get(&id).await.unwrap()), Some(4));
+        write(&a, &mut record, 5).await;
+        let lag = until(&b, &id, Some(5), 4 * bound).await;
+        assert!(
+            lag.is_some_and(|lag| lag < SLACK),
+            "after the stall was lifted, a write showed after {lag:?}"
+        );
+        a.destroy(&id).await.unwrap();
+        let lag = until(&b, &id, None, 4 * bound).await;
+        assert!(
+            lag.is_some_and(|lag| lag < SLACK),
+            "destroyed, served for {lag:?}"
+        );
+        for _ in 0..20 {
+            assert_eq!(
+                value(&b.get(&id).await.unwrap()),
+                None,
+                "destroyed, served again"
+            );
+        }
+        rig.stop().await;
+    }
+
+    /// The tracking connection is slow but alive: every byte from the server 150 ms late, less
+    /// than the heartbeat, so every `PING` is answered in time and the feed never reports
+    /// lost. Invalidations arrive late, and so the cache may serve the old value that long,
+    /// but no longer: a write shows within the delay plus slack, never after two heartbeats.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_slow_tracking_connection_delays_eviction_by_its_delay_only() {
+        let Some(rig) = Rig::start("tracking connection slow").await else {
+            return;
+        };
+        let prefix = format!("{}:", unique_name("slow"));
+        let a = rig.store(&rig.url, &prefix).await;
+        let b = rig.tracked(&prefix).await;
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        write(&a, &mut record, 0).await;
+        let id = record.id().clone();
+        assert_eq!(value(&b.get(&id).await.unwrap()), Some(0));
+        rig.toxic("latency", json!({"latency": 150, "jitter": 0}))
+            .await;
+        // Let a heartbeat pass under the delay, so the feed is (still) whole.
+        tokio::time::sleep(2 * HEARTBEAT).await;
+        let bound = 2 * HEARTBEAT;
+        let mut lags = Vec::new();
+        for v in 1..6 {
+            assert_eq!(value(&b.get(&id).await.unwrap()), Some(v - 1));
+            write(&a, &mut record, v).await;
+            lags.push(until(&b, &id, Some(v), 4 * bound).await);
+        }
+        rig.lift().await;
+        eprintln!("slow feed (150 ms): lags {lags:?}");
+        assert!(
+            lags.iter().all(|lag| lag.is_some_and(|lag| lag < bound)),
+            "with a feed 150 ms slow, writes showed after {lags:?} (bound {bound:?})"
+        );
+        rig.stop().await;
+    }
+}
