@@ -1061,3 +1061,179 @@ mod tracking_stalls {
         rig.stop().await;
     }
 }
+
+/// A read fetched `v1` before the feed was lost and is held before it fills; while the feed
+/// is lost another process writes `v2` (its invalidation is never heard); the feed is
+/// restored; then the read goes on. The read started before `Lost` and ends after
+/// `Restored`: it must not cache `v1`, which nothing would ever evict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_spanning_a_lost_feed_never_caches_what_it_fetched_before() {
+    let backend = Arc::new(Gated::default());
+    let (here, sink) = hand_fed(&backend).await;
+    let there = cached(&backend);
+    let mut record = owned_session(&there, None, 1).await;
+    let id = record.id().clone();
+
+    let mut read = backend.hold(Point::AfterGet);
+    let r0 = {
+        let (here, id) = (Arc::clone(&here), id.clone());
+        tokio::spawn(async move { value(&here.get(&id).await.unwrap()) })
+    };
+    read.reached().await;
+    sink.source_down("node");
+    record.insert("v", 2).unwrap();
+    there.update(&mut record).await.unwrap();
+    sink.source_up("node");
+    // Let the feed's task apply both before the read fills.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    read.release();
+    assert_eq!(r0.await.unwrap(), Some(1));
+    assert_eq!(
+        value(&here.get(&id).await.unwrap()),
+        Some(2),
+        "a read that began before the feed was lost cached its value after it was restored"
+    );
+}
+
+mod tracking_admin_writes {
+    use std::time::Instant;
+
+    use integration_tests::servers::{DedicatedServer, RedisServer};
+    use session_core::conformance::skip;
+    use session_core::{InvalidationFeed, TrackOptions};
+    use session_redis::RedisStore;
+
+    use super::*;
+
+    const BOUND: Duration = Duration::from_millis(500);
+
+    async fn store(url: &str, prefix: &str) -> RedisStore {
+        RedisStore::builder()
+            .url(url)
+            .prefix(prefix)
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn tracked(url: &str, prefix: &str) -> CachedStore<RedisStore> {
+        let redis = store(url, prefix).await;
+        let feed = redis
+            .watch_invalidations(TrackOptions::default().heartbeat(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        CachedStore::builder(redis)
+            .staleness(Duration::from_secs(60))
+            .invalidations(feed)
+            .build()
+    }
+
+    async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Polls until `b` serves what its backend (uncached) serves; how long, or `None`.
+    async fn converges(b: &CachedStore<RedisStore>, id: &SessionId) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < 4 * BOUND {
+            let backend = value(&b.inner().get(id).await.unwrap());
+            if value(&b.get(id).await.unwrap()) == backend {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
+
+    /// Our own server, a session `b` has cached as `v1` in database 0, and a copy of its
+    /// key as `v0` in database 1.
+    async fn setup(
+        test: &str,
+    ) -> Option<(
+        RedisServer,
+        CachedStore<RedisStore>,
+        SessionId,
+        redis::aio::MultiplexedConnection,
+    )> {
+        let server = match RedisServer::start() {
+            Ok(server) => server,
+            Err(reason) => {
+                skip(test, &reason);
+                return None;
+            }
+        };
+        let url = server.url();
+        let prefix = format!("{}:", integration_tests::unique_name("adm"));
+        let a = store(&url, &prefix).await;
+        let b = tracked(&url, &prefix).await;
+        let mut conn = raw(&url).await;
+        let mut record = Record::new(now() + time::Duration::hours(1));
+        record.insert("v", 0).unwrap();
+        a.set(&mut record).await.unwrap();
+        let id = record.id().clone();
+        let key = format!("{prefix}{}", id.expose());
+        let copied: i64 = redis::cmd("COPY")
+            .arg(&key)
+            .arg(&key)
+            .arg("DB")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(copied, 1, "the session key {key} wasn't there to copy");
+        record.insert("v", 1).unwrap();
+        a.set(&mut record).await.unwrap();
+        assert_eq!(value(&b.get(&id).await.unwrap()), Some(1));
+        assert_eq!(value(&b.get(&id).await.unwrap()), Some(1));
+        Some((server, b, id, conn))
+    }
+
+    /// `SWAPDB 0 1` by another process: database 0 now holds `v0`. The store reads `v0`;
+    /// its cache must not keep serving `v1`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn swapdb_evicts() {
+        let Some((_server, b, id, mut conn)) = setup("tracking SWAPDB").await else {
+            return;
+        };
+        let () = redis::cmd("SWAPDB")
+            .arg(0)
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(value(&b.inner().get(&id).await.unwrap()), Some(0));
+        let lag = converges(&b, &id).await;
+        assert!(
+            lag.is_some_and(|lag| lag < BOUND),
+            "after SWAPDB by another process the backend serves v0 but the cache kept \
+             serving v1 (converged: {lag:?}, bound {BOUND:?})"
+        );
+    }
+
+    /// `MOVE key 1` by another process takes the session out of database 0: gone for the
+    /// store, and so for its cache.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn move_evicts() {
+        let Some((_server, b, id, mut conn)) = setup("tracking MOVE").await else {
+            return;
+        };
+        let key = format!("{}{}", b.inner().prefix(), id.expose());
+        let _: i64 = redis::cmd("MOVE")
+            .arg(&key)
+            .arg(2)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(value(&b.inner().get(&id).await.unwrap()), None);
+        let lag = converges(&b, &id).await;
+        assert!(
+            lag.is_some_and(|lag| lag < BOUND),
+            "after MOVE by another process the session is gone but the cache kept serving \
+             it (converged: {lag:?})"
+        );
+    }
+}
