@@ -276,6 +276,10 @@ async fn postgres_at(url: &str, options: StoreOptions) -> PostgresStore {
         .schema(PG_SCHEMA)
         .table(table)
         .options(options)
+        // The pool's first login (SCRAM) may outlast a case's short call timeout on a busy
+        // machine (it did once with two test binaries at a time: PoolTimedOut at connect);
+        // calls stay bounded by the store's own timeout.
+        .acquire_timeout(std::time::Duration::from_secs(10))
         .connect(url)
         .await
         .unwrap();

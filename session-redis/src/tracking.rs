@@ -32,7 +32,9 @@ use crate::store::RedisStore;
 /// reports lost and restored at once, so the cache drops everything.
 ///
 /// **Not reported:** `FLUSHDB`/`FLUSHALL` (Redis pushes a null "everything" that fred 10
-/// drops in RESP3 mode): a cache keeps serving flushed sessions for its time-to-live.
+/// drops in RESP3 mode) and `SWAPDB` (found by an attack test, ignored there): a cache
+/// keeps serving the sessions those replaced for its time-to-live. They are
+/// whole-database admin commands, not session writes; clear the caches after one.
 /// Needs the fred client; redis-rs fails with
 /// [`Error::Config`](session_core::Error::Config). The tracking connection sends only
 /// `HELLO`, `CLIENT SETNAME`, `CLIENT TRACKING` and `PING`, all safe to repeat, and never
