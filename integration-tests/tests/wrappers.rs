@@ -376,6 +376,59 @@ impl<B: InnerBackend> Harness for Cached<B> {
     }
 }
 
+/// The cache in front of session-redis, evicting on Redis client tracking
+/// (`InvalidationFeed`) with a long time-to-live, so only the feed keeps it fresh.
+struct TrackedCached;
+
+impl TrackedCached {
+    /// The cache over `redis`, its feed from `tracked` (the same server and prefix).
+    async fn wrap(redis: RedisStore, tracked: &RedisStore) -> CachedStore<RedisStore> {
+        use session_core::{InvalidationFeed, TrackOptions};
+        let feed = tracked
+            .watch_invalidations(TrackOptions::default())
+            .await
+            .unwrap();
+        CachedStore::builder(redis)
+            .staleness(StdDuration::from_secs(60))
+            .invalidations(feed)
+            .build()
+    }
+}
+
+#[async_trait]
+impl Harness for TrackedCached {
+    type Store = CachedStore<RedisStore>;
+
+    async fn available(&self) -> Result<(), Skip> {
+        Redis.available().await
+    }
+
+    async fn store(&self, options: StoreOptions) -> Self::Store {
+        let redis = Redis.fresh(options).await;
+        let tracked = redis.clone();
+        Self::wrap(redis, &tracked).await
+    }
+
+    async fn write_corrupt(&self, store: &Self::Store, id: &SessionId) -> Result<(), Skip> {
+        Redis.write_corrupt(store.inner(), id).await;
+        Ok(())
+    }
+
+    /// The store slowed down behind its proxy; the feed on a direct connection (a feed
+    /// through the slowed proxy could not even start within the case's short timeout).
+    async fn slow_store(&self, options: StoreOptions) -> Result<Self::Store, Unrun> {
+        let slow = Redis.slow(options).await?;
+        let url = server_url(Backend::Redis).map_err(Unrun::Skip)?;
+        let tracked = RedisStore::builder()
+            .url(&url)
+            .prefix(slow.prefix())
+            .connect()
+            .await
+            .unwrap();
+        Ok(Self::wrap(slow, &tracked).await)
+    }
+}
+
 /// The telemetry wrapper in front of one backend, with a subscriber that never reads (so
 /// every event is built and sent).
 struct Instrumented<B>(B);
@@ -454,6 +507,15 @@ macro_rules! suite_on_every_backend {
 mod cached {
     use super::*;
     suite_on_every_backend!(Cached);
+
+    /// Over Redis with the client-tracking feed and a 60 s time-to-live.
+    mod redis_tracked {
+        use super::*;
+        #[test]
+        fn conformance() {
+            session_core::conformance::run_suite(|| TrackedCached);
+        }
+    }
 }
 
 suite_on_every_backend!(Encrypted);
