@@ -50,6 +50,30 @@ fn launch(command: &mut Command, log: &Path) -> Result<Child, String> {
         .map_err(|e| format!("cannot run {name}: {e}"))
 }
 
+/// One look at a server still starting: an error (with its log) once it has exited, or
+/// once `until` has passed (then it is killed).
+fn still_starting(
+    child: &mut Child,
+    name: &str,
+    port: u16,
+    until: Instant,
+    log: &Path,
+) -> Result<(), String> {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!("{name} exited at start-up ({status}):\n{}", log()));
+    }
+    if Instant::now() > until {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "{name} did not listen on {port} within 30 s:\n{}",
+            log()
+        ));
+    }
+    Ok(())
+}
+
 /// Spawns `command` with its output appended to `log`, and waits until `port` accepts
 /// connections (or the process exits, or 30 s pass).
 fn spawn_listening(command: &mut Command, port: u16, log: &Path) -> Result<Child, String> {
@@ -57,18 +81,7 @@ fn spawn_listening(command: &mut Command, port: u16, log: &Path) -> Result<Child
     let mut child = launch(command, log)?;
     let until = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        let log = || std::fs::read_to_string(log).unwrap_or_default();
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{name} exited at start-up ({status}):\n{}", log()));
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{name} did not listen on {port} within 30 s:\n{}",
-                log()
-            ));
-        }
+        still_starting(&mut child, &name, port, until, log)?;
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(child)
@@ -507,18 +520,7 @@ async fn spawn_listening_async(
         .await
         .is_err()
     {
-        let log = || std::fs::read_to_string(log).unwrap_or_default();
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{name} exited at start-up ({status}):\n{}", log()));
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{name} did not listen on {port} within 30 s:\n{}",
-                log()
-            ));
-        }
+        still_starting(&mut child, &name, port, until, log)?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(child)

@@ -993,8 +993,10 @@ mod tracking_stalls {
         for v in 2..5 {
             write(&a, &mut record, v).await;
             let lag = until(&b, &id, Some(v), 4 * bound).await;
+            // Not cached, it shows at the next read; the bound only leaves room for a
+            // loaded machine (a cache not bypassed would serve it for its 60 s).
             assert!(
-                lag.is_some_and(|lag| lag < SLACK),
+                lag.is_some_and(|lag| lag < bound),
                 "while the feed is lost, a write showed only after {lag:?}: the cache was \
                  not bypassed"
             );

@@ -73,6 +73,22 @@ fn values(args: Vec<Bytes>) -> Vec<Value> {
     args.into_iter().map(Value::Bytes).collect()
 }
 
+/// A builder for a connection beside the store's pool (an expiry or tracking feed):
+/// `timeout` for connecting and for each command, and a notification buffer of `buffer`.
+pub(crate) fn side_builder(config: Config, timeout: std::time::Duration, buffer: usize) -> Builder {
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+        })
+        .with_performance_config(|p| {
+            p.broadcast_channel_capacity = buffer;
+            p.default_command_timeout = timeout;
+        });
+    builder
+}
+
 pub(crate) fn config(target: &Target) -> Result<Config> {
     let first = target.urls.first().map(String::as_str).unwrap_or_default();
     match target.topology {

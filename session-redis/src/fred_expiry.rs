@@ -7,7 +7,7 @@ use fred::prelude::{
     Client, ClientLike, ClusterInterface, Config, ConfigInterface, EventInterface, FredResult,
     PubsubInterface, ReconnectPolicy, ServerConfig,
 };
-use fred::types::{Builder, KeyspaceEvent};
+use fred::types::KeyspaceEvent;
 use session_core::{Error, ExpirySink, Result, async_trait};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
@@ -78,18 +78,9 @@ impl FredSubscriber {
     }
 
     fn client(&self, config: Config) -> Result<Client> {
-        let timeout = self.connect_timeout;
-        let mut builder = Builder::from_config(config);
-        builder
-            .with_connection_config(|c| {
-                c.connection_timeout = timeout;
-                c.internal_command_timeout = timeout;
-            })
-            .with_performance_config(|p| {
-                p.broadcast_channel_capacity = NOTIFICATION_BUFFER;
-                p.default_command_timeout = timeout;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        let mut builder =
+            crate::fred_client::side_builder(config, self.connect_timeout, NOTIFICATION_BUFFER);
+        builder.set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
         builder.build().map_err(config_err)
     }
 

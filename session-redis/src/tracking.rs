@@ -167,18 +167,9 @@ mod fred_tracking {
                 config.server = ServerConfig::new_centralized(host, port);
             }
             config.version = RespVersion::RESP3;
-            let timeout = self.connect_timeout;
-            let mut builder = Builder::from_config(config);
-            builder
-                .with_connection_config(|c| {
-                    c.connection_timeout = timeout;
-                    c.internal_command_timeout = timeout;
-                })
-                .with_performance_config(|p| {
-                    p.broadcast_channel_capacity = BUFFER;
-                    p.default_command_timeout = timeout;
-                });
-            builder.build().map_err(config_err)
+            crate::fred_client::side_builder(config, self.connect_timeout, BUFFER)
+                .build()
+                .map_err(config_err)
         }
 
         /// A Cluster client for `CLUSTER NODES`.
