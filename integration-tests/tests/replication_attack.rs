@@ -420,13 +420,8 @@ fn id_in(node: &ClusterNode, prefix: &str, wanted: impl Fn(i64) -> bool) -> (Ses
 }
 
 async fn failover_with_a_reply_in_flight(durability: Durability) {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        session_core::conformance::skip("replication_attack", "no redis-server on the PATH");
-        return;
+    if let Err(reason) = integration_tests::servers::redis_server_version() {
+        return session_core::conformance::skip("replication_attack", &reason);
     }
     let cluster = SmallCluster::start().await;
     let prefix = "ra:";
@@ -608,13 +603,8 @@ async fn store_and_session(
 /// node to its retry buffer (`Router::disconnect_all`, no attempt check) and answers each
 /// "Too many failed write attempts" as it replays them. Otherwise `a` stays silent.
 async fn script_reload_with_a_reply_in_flight(reset: bool) {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        session_core::conformance::skip("replication_attack", "no redis-server on the PATH");
-        return;
+    if let Err(reason) = integration_tests::servers::redis_server_version() {
+        return session_core::conformance::skip("replication_attack", &reason);
     }
     let cluster = SmallCluster::start().await;
     let prefix = "rl:";
@@ -839,13 +829,8 @@ impl SentinelTrio {
 }
 
 async fn hung_first_sentinel(fred: bool) {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        session_core::conformance::skip("replication_attack", "no redis-server on the PATH");
-        return;
+    if let Err(reason) = integration_tests::servers::redis_server_version() {
+        return session_core::conformance::skip("replication_attack", &reason);
     }
     let trio = SentinelTrio::start();
     let builder = RedisStore::builder()

@@ -184,7 +184,7 @@ async fn enable_notifications(client: &Client, name: &str) -> Result<()> {
 }
 
 /// `address` (`host:port`) split, or an [`Error::Config`].
-fn host_port(address: &str) -> Result<(&str, u16)> {
+pub(crate) fn host_port(address: &str) -> Result<(&str, u16)> {
     address
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))

@@ -163,7 +163,7 @@ mod fred_tracking {
         fn client(&self, address: Option<&str>) -> Result<Client> {
             let mut config = self.base.clone();
             if let Some(address) = address {
-                let (host, port) = host_port(address)?;
+                let (host, port) = crate::fred_expiry::host_port(address)?;
                 config.server = ServerConfig::new_centralized(host, port);
             }
             config.version = RespVersion::RESP3;
@@ -386,17 +386,5 @@ mod fred_tracking {
             .map(|c| if c.is_ascii_graphic() { c } else { '_' })
             .collect();
         format!("session-stores:tracking:{prefix}")
-    }
-
-    /// `address` (`host:port`) split, or an [`Error::Config`].
-    fn host_port(address: &str) -> Result<(&str, u16)> {
-        address
-            .rsplit_once(':')
-            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "a cluster node announced a bad address ({address})"
-                ))
-            })
     }
 }
