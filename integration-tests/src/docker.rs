@@ -591,6 +591,58 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until each of the first three nodes (the primaries as started) has a replica
+    /// confirming its writes: a `SET` of a key it serves and a `WAIT 1` on one connection
+    /// answer 1, at most `within`.
+    ///
+    /// A synced replica's link being up does not promise it: the primary streams writes
+    /// (and a `WAIT`'s `GETACK`) to it only from its first `REPLCONF ACK` after the sync,
+    /// up to a second later (see the Sentinel set's start-up check in `servers`), and a
+    /// store under `Durability::Replicated` would see its first writes fail.
+    pub fn wait_replicating(&self, within: Duration) -> Result<(), DockerError> {
+        for i in 0..3 {
+            let key = self.served_key(i)?;
+            let script = format!("printf 'SET {key} 1\\r\\nWAIT 1 100\\r\\n' | redis-cli");
+            let node = &self.nodes[i];
+            let started = Instant::now();
+            loop {
+                let last = self.network.exec(&node.container, &["sh", "-c", &script]);
+                let acked = last.as_deref().is_ok_and(|out| {
+                    let mut lines = out.lines().map(str::trim);
+                    lines.next() == Some("OK")
+                        && lines.next().and_then(|n| n.parse::<u32>().ok()) >= Some(1)
+                });
+                if acked {
+                    break;
+                }
+                if started.elapsed() > within {
+                    return Err(DockerError(format!(
+                        "node {i}'s replica did not confirm a write within {within:?}: \
+                         SET + WAIT 1 answered {last:?}"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// A key whose slot node `i` serves (it answers a `SET` of it, not `MOVED`).
+    fn served_key(&self, i: usize) -> Result<String, DockerError> {
+        let mut last = None;
+        for n in 0..64 {
+            let key = format!("cluster-health:{n}");
+            // Another node's key gets `MOVED` (an error, for redis-cli's exit status too).
+            match self.cli(i, &["set", &key, "1"]) {
+                Ok(out) if out.trim() == "OK" => return Ok(key),
+                other => last = Some(other),
+            }
+        }
+        Err(DockerError(format!(
+            "node {i} serves none of 64 keys (is it a primary?); the last SET: {last:?}"
+        )))
+    }
+
     /// Moves `slots` hash slots from primary `from` to primary `to` with `redis-cli
     /// --cluster reshard` (run in node `from`'s container): slot by slot, `SETSLOT
     /// IMPORTING`/`MIGRATING`, `MIGRATE` of the slot's keys, then `SETSLOT NODE`, so that

@@ -151,6 +151,8 @@ async fn scenario(client: Client, fault: Fault, durability: Durability) {
             .unwrap_or_else(|err| panic!("{test}: finding node {HIT}'s replica: {err}"));
         blocking(|| cluster.wait_replica_of(replica, HIT, FAILOVER_WITHIN))
             .unwrap_or_else(|err| panic!("{test}: the replica never synced: {err}"));
+        blocking(|| cluster.wait_replicating(FAILOVER_WITHIN))
+            .unwrap_or_else(|err| panic!("{test}: the replicas confirm no writes: {err}"));
         replica
     });
     let slots_before = (fault == Fault::Reshard).then(|| slots(&cluster, 0, &test));
@@ -443,14 +445,8 @@ async fn failover_redis_rs() {
     scenario(Client::RedisRs, Fault::Failover, Durability::Primary).await;
 }
 
-/// Every write waits for the replica, so the failover loses nothing acknowledged. Run it
-/// with `cargo test -p integration-tests --all-features --test cluster_partition --
-/// --ignored`: in CI it failed 2 of 4 runs in its harness, not in what it checks (a WAIT
-/// right after the Docker cluster starts got no acknowledgement, as the Sentinel set's did
-/// before its start-up check; once the store did not resume within 20 s of the failover),
-/// and it lost nothing in every run that got that far.
+/// Every write waits for the replica, so the failover loses nothing acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky harness: the Docker cluster's replicas may not confirm a WAIT right after start-up"]
 async fn failover_fred_replicated() {
     let durability = Durability::Replicated {
         replicas: 1,

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use serde_json::json;
 use time::Duration;
 
-use super::{CaseResult, SHORT, created, fresh, gone_everywhere, in_an_hour, stored, wait_past};
+use super::{
+    CaseResult, SHORT, Window, created, fresh, gone_everywhere, in_an_hour, in_time, stored,
+    wait_past,
+};
 use crate::conformance::Harness;
 use crate::time_util::to_millis;
 use crate::{Record, Rename, SessionId, SessionStore, now};
@@ -111,59 +114,78 @@ pub async fn touch_extends_and_changes_nothing_else<H: Harness>(h: &H) -> CaseRe
 
 /// `touch` may shorten the expiry, and a time not after now ends the session.
 pub async fn touch_may_shorten_and_a_past_time_ends_the_session<H: Harness>(h: &H) -> CaseResult {
-    let store = fresh(h).await;
-    let shortened = created(&store, json!({"n": 1})).await;
-    let soon = now() + SHORT;
-    assert!(store.touch(shortened.id(), soon).await.unwrap());
-    assert_eq!(
-        stored(&store, shortened.id(), "a shortened session")
-            .await
-            .expires_at(),
-        to_millis(soon)
-    );
-    let ended = created(&store, json!({"n": 2})).await;
-    assert!(
-        store
-            .touch(ended.id(), now() - Duration::seconds(1))
-            .await
-            .unwrap(),
-        "touch to a past time of a live session reports it was there"
-    );
-    gone_everywhere(&store, ended.id(), "a session touched to a past time").await;
-    wait_past(soon).await;
-    gone_everywhere(
-        &store,
-        shortened.id(),
-        "a shortened session past its new expiry",
-    )
-    .await;
-    Ok(())
+    in_time("touch_may_shorten", || async move {
+        let store = fresh(h).await;
+        let shortened = created(&store, json!({"n": 1})).await;
+        let soon = now() + SHORT;
+        assert!(store.touch(shortened.id(), soon).await.unwrap());
+        let Some(back) = store.get(shortened.id()).await.unwrap() else {
+            assert!(
+                now() >= soon,
+                "a shortened session is missing before its new expiry"
+            );
+            return Window::Outran;
+        };
+        assert_eq!(back.expires_at(), to_millis(soon));
+        let ended = created(&store, json!({"n": 2})).await;
+        assert!(
+            store
+                .touch(ended.id(), now() - Duration::seconds(1))
+                .await
+                .unwrap(),
+            "touch to a past time of a live session reports it was there"
+        );
+        gone_everywhere(&store, ended.id(), "a session touched to a past time").await;
+        wait_past(soon).await;
+        gone_everywhere(
+            &store,
+            shortened.id(),
+            "a shortened session past its new expiry",
+        )
+        .await;
+        Window::Kept
+    })
+    .await
 }
 
 /// `touch` caps at the absolute deadline in storage: past the deadline the session is gone,
 /// however far it was touched.
 pub async fn touch_never_passes_the_deadline<H: Harness>(h: &H) -> CaseResult {
-    let store = fresh(h).await;
-    let deadline = now() + SHORT;
-    let mut record = Record::new(now() + Duration::milliseconds(800));
-    record.set_deadline(Some(deadline));
-    store.create(&mut record).await.unwrap();
-    assert!(
-        store
+    in_time("touch_never_passes_the_deadline", || async move {
+        let store = fresh(h).await;
+        let deadline = now() + SHORT;
+        let mut record = Record::new(now() + Duration::milliseconds(800));
+        record.set_deadline(Some(deadline));
+        store.create(&mut record).await.unwrap();
+        let touched = store
             .touch(record.id(), now() + Duration::days(30))
             .await
-            .unwrap()
-    );
-    let back = stored(&store, record.id(), "a touched session").await;
-    assert_eq!(
-        back.expires_at(),
-        to_millis(deadline),
-        "touch passed the deadline"
-    );
-    assert_eq!(back.deadline(), Some(to_millis(deadline)));
-    wait_past(deadline).await;
-    gone_everywhere(&store, record.id(), "a session past its deadline").await;
-    Ok(())
+            .unwrap();
+        if !touched {
+            assert!(
+                now() >= record.expires_at(),
+                "touch reported a live session with a deadline missing"
+            );
+            return Window::Outran;
+        }
+        let Some(back) = store.get(record.id()).await.unwrap() else {
+            assert!(
+                now() >= deadline,
+                "a touched session is missing before its deadline"
+            );
+            return Window::Outran;
+        };
+        assert_eq!(
+            back.expires_at(),
+            to_millis(deadline),
+            "touch passed the deadline"
+        );
+        assert_eq!(back.deadline(), Some(to_millis(deadline)));
+        wait_past(deadline).await;
+        gone_everywhere(&store, record.id(), "a session past its deadline").await;
+        Window::Kept
+    })
+    .await
 }
 
 /// The deadline survives every write path (`insert`, `set`, `update`, `rename`,
