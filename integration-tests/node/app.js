@@ -33,6 +33,8 @@ async function main() {
     req.session.regenerate((err) => {
       if (err) return next(err);
       req.session.user = req.body.user;
+      // Where Passport keeps the login: the Rust side's `owner_path("passport.user")`.
+      req.session.passport = { user: req.body.user };
       req.session.save((err) => (err ? next(err) : res.json({ user: req.session.user })));
     });
   });

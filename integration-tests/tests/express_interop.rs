@@ -312,7 +312,14 @@ async fn express_session_and_rust_share_one_login() {
     assert_eq!(
         node_written.version(),
         0,
-        "a Node-written session has no metadata"
+        "the first Rust read of a Node-created session stamps our metadata at version 0"
+    );
+    let created_at = node_written.created_at();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().created_at(),
+        created_at,
+        "a Node-created session's created_at changed between two reads"
     );
 
     // 2. Rust changes the cart; Node sees it, and Node's cookie object is kept.
@@ -349,15 +356,89 @@ async fn express_session_and_rust_share_one_login() {
     assert_eq!(seen["user"], "alice");
     assert_eq!(seen["cart"], json!({"n": 3}));
     let after_node = store.get(&id).await.unwrap().unwrap();
-    assert_eq!(
+    assert_ne!(
         after_node.version(),
         1,
-        "a Node write keeps the metadata's version: last writer wins against Node"
+        "Node's write kept our metadata (version 1) but changed the value: a new version"
     );
+    assert_eq!(after_node.created_at(), created_at, "Node kept created_at");
     // And Rust writes on top of Node's write at that version.
     let status = post_json(&client, format!("{rust}/cart"), json!({"cart": []})).await;
     assert_eq!(status, 200);
     assert_eq!(whoami(&client, &node_url).await.unwrap()["cart"], json!([]));
+
+    // 3b. A Node write between a Rust read and its update is never overwritten: the update
+    //     fails as a conflict, and `modify` applies its change on top of Node's.
+    let mut read = store.get(&id).await.unwrap().unwrap();
+    let status = post_json(
+        &client,
+        format!("{node_url}/cart"),
+        json!({"cart": ["from node"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    read.insert("seen_by", "rust").unwrap();
+    let err = store.update(&mut read).await.unwrap_err();
+    assert!(
+        err.is_conflict(),
+        "a Rust update overwrote a Node write it never read: {err}"
+    );
+    modify(&store, &id, 8, |record| {
+        record.insert("seen_by", "rust").unwrap();
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let seen = whoami(&client, &node_url).await.unwrap();
+    assert_eq!(seen["cart"], json!(["from node"]), "Node's write was lost");
+    assert_eq!(seen["seen_by"], "rust");
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().created_at(),
+        created_at
+    );
+
+    // 3c. Half an emoji (a lone UTF-16 surrogate), which Node stores as `\ud83d`, reads and
+    //     goes through Rust's scripts (touch, update) instead of reading as corrupt.
+    // serde_json can't hold it, so the body is sent as text.
+    let response = client
+        .post(format!("{node_url}/cart"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(r#"{"cart":["half \ud83d"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    assert_eq!(status, 200);
+    let half = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(half.data()["cart"], json!(["half \u{fffd}"]));
+    assert!(
+        store
+            .touch(&id, now() + time::Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    modify(&store, &id, 8, |record| {
+        record.insert("after_half", true).unwrap();
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Node still has its half emoji (Rust wrote the field back as Node's text), which
+    // serde_json can't read: checked in the response's text.
+    let seen = client
+        .get(format!("{node_url}/me"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(seen.contains(r#""after_half":true"#), "{seen}");
+    assert!(
+        seen.contains(r#""cart":["half \ud83d"]"#),
+        "Rust's write changed Node's untouched field: {seen}"
+    );
 
     // 4. Logout on Node; Rust says 401.
     assert_eq!(post_empty(&client, format!("{node_url}/logout")).await, 204);
@@ -418,5 +499,70 @@ async fn express_session_and_rust_share_one_login() {
     assert_eq!(cookies.verify(&old_only.sign_encoded(&fresh)), Some(fresh));
 
     drop(old);
+    drop(node);
+}
+
+/// "Log out everywhere" reaches sessions Node created and Rust never read: with
+/// `owner_path("passport.user")` (where app.js, like Passport, keeps the login),
+/// `list_by_owner` and `destroy_by_owner` find them by walking every session, and the Node
+/// app then answers 401 on each; another user's sessions stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_out_everywhere_reaches_node_created_sessions() {
+    if !node_available() {
+        return;
+    }
+    let redis_url = match server_url(Backend::Redis) {
+        Ok(url) => url,
+        Err(skip) => return session_core::conformance::skip("the express interop test", &skip.0),
+    };
+    let prefix = format!("interop:{}:sess:", &SessionId::generate().expose()[..16]);
+    let node = NodeApp::start(&redis_url, &prefix, &SECRETS.join(","));
+    let store = RedisStore::builder()
+        .url(&redis_url)
+        .prefix(&prefix)
+        .express_session()
+        .owner_path("passport.user")
+        .connect()
+        .await
+        .unwrap();
+    let login = |user: &'static str| {
+        let base = node.base.clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap();
+            let status = post_json(&client, format!("{base}/login"), json!({"user": user})).await;
+            assert_eq!(status, 200);
+            client
+        }
+    };
+    let dave_phone = login("dave").await;
+    let dave_laptop = login("dave").await;
+    let erin = login("erin").await;
+    // One more, created on the Rust side with its owner set (so in the owner index).
+    let mut rust_side = Record::new(now() + time::Duration::hours(1));
+    rust_side.set_owner(Some("dave".into()));
+    store.create(&mut rust_side).await.unwrap();
+
+    let listed = store.list_by_owner("dave").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        3,
+        "Node's two sessions and Rust's one: {listed:?}"
+    );
+    assert!(listed.iter().all(|r| r.owner() == Some("dave")));
+    assert_eq!(store.destroy_by_owner("dave").await.unwrap(), 3);
+    for (name, client) in [("phone", &dave_phone), ("laptop", &dave_laptop)] {
+        assert_eq!(
+            whoami(client, &node.base).await,
+            Err(401),
+            "dave's {name} session survived log out everywhere"
+        );
+    }
+    assert!(store.get(rust_side.id()).await.unwrap().is_none());
+    assert_eq!(whoami(&erin, &node.base).await.unwrap()["user"], "erin");
+    assert_eq!(store.list_by_owner("dave").await.unwrap().len(), 0);
+    assert_eq!(store.list_by_owner("erin").await.unwrap().len(), 1);
     drop(node);
 }

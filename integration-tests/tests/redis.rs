@@ -977,7 +977,7 @@ mod express {
                 b"[1,2,3]",
                 b"{}",
                 br#"{"cookie":"x"}"#,
-                br#"{"cookie":{},"__session_stores":{"owner":"x"}}"#,
+                br#"{"cookie":{},"__session_stores":7}"#,
                 b"\xff\xfe\x00\x01garbage\x80",
                 b"",
             ];

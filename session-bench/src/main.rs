@@ -7,6 +7,7 @@
 //! cargo run --release -p session-bench -- --duration 3 --sessions 20000
 //! cargo run -p session-bench -- --smoke            # tiny, for CI
 //! cargo run --release -p session-bench -- --memory-footprint
+//! cargo run --release -p session-bench -- --owner-sweep 100000
 //! ```
 //!
 //! Modules: [`workload`] (payload, change, phases), [`target`] (the `Target` trait and our
@@ -22,6 +23,7 @@ mod raw_sql;
 mod report;
 mod runner;
 mod stats;
+mod sweep;
 mod target;
 mod workload;
 
@@ -103,6 +105,12 @@ struct Args {
     /// Sessions the memory-footprint mode stores.
     #[arg(long, default_value_t = 100_000)]
     footprint_sessions: usize,
+
+    /// Instead of the benchmark: write this many express-session sessions to Redis as
+    /// connect-redis does, owners at `passport.user`, and time session-redis'
+    /// `list_by_owner` / `destroy_by_owner` with `owner_path` against a SCAN + GET walk.
+    #[arg(long)]
+    owner_sweep: Option<usize>,
 
     /// Internal: the child process of --memory-footprint.
     #[arg(long, value_enum, hide = true)]
@@ -317,6 +325,13 @@ async fn main() -> Result<()> {
     }
     if args.memory_footprint {
         return print_footprint(&args);
+    }
+    if let Some(sessions) = args.owner_sweep {
+        let url = args
+            .redis_url
+            .as_deref()
+            .context("--owner-sweep needs SESSION_STORES_REDIS_URL / --redis-url")?;
+        return sweep::run(url, sessions).await;
     }
     if args.prometheus {
         metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::field_texts::FieldTexts;
 use crate::id::SessionId;
 use crate::options::StoreOptions;
 use crate::record::{Data, Record};
@@ -31,15 +32,29 @@ pub const CURRENT_FORMAT: u32 = 1;
 /// record wraps the data in one or two more, and MongoDB keeps at most 100.
 pub const MAX_DATA_DEPTH: usize = 96;
 
+/// How deeply session data may nest in a format shared with Node (express-session), which
+/// stores what JavaScript apps put in a session, however deep: [`MAX_DATA_DEPTH`]'s bound
+/// does not apply there (the value is read by serde_json without its recursion limit and by
+/// Redis' cjson, which reads 1,000 levels), this one does. Far above real sessions (a few
+/// levels), it keeps every step on deep data (parse, compare, clone, write, drop: about
+/// 1 KiB of stack per level in a debug build) within half of a tokio worker's 2 MiB stack.
+pub const MAX_SHARED_DATA_DEPTH: usize = 512;
+
 /// Checks what every write of `record` needs, before anything is encoded: data nested at
 /// most [`MAX_DATA_DEPTH`] levels, and a next version within [`Record::MAX_VERSION`].
 /// Returns that next version. Backends with an encoder of their own call it first.
 pub fn check_writable(record: &Record) -> Result<u64> {
-    if let Some(depth) = too_deep(record.data()) {
+    check_writable_to(record, MAX_DATA_DEPTH)
+}
+
+/// [`check_writable`] with another depth bound, for a format that reads deeper data back
+/// (see [`MAX_SHARED_DATA_DEPTH`]).
+pub fn check_writable_to(record: &Record, max_depth: usize) -> Result<u64> {
+    if let Some(depth) = too_deep(record.data(), max_depth) {
         return Err(Error::Encode {
             id: record.id().clone(),
             reason: format!(
-                "the data is nested more than {MAX_DATA_DEPTH} levels deep (at least {depth}), \
+                "the data is nested more than {max_depth} levels deep (at least {depth}), \
                  more than a stored record can be read back with; flatten it"
             ),
         });
@@ -47,10 +62,10 @@ pub fn check_writable(record: &Record) -> Result<u64> {
     record.next_version()
 }
 
-/// `Some(depth)` when `data` nests deeper than [`MAX_DATA_DEPTH`]. Iterative, and stops at
-/// the first level past the limit, so data built deeper than any stack holds is measured
+/// `Some(depth)` when `data` nests deeper than `max_depth`. Iterative, and stops at the
+/// first level past the limit, so data built deeper than any stack holds is measured
 /// safely.
-fn too_deep(data: &Data) -> Option<usize> {
+fn too_deep(data: &Data, max_depth: usize) -> Option<usize> {
     let mut pending: Vec<(&Value, usize)> = data.values().map(|value| (value, 1)).collect();
     while let Some((value, depth)) = pending.pop() {
         let children: Box<dyn Iterator<Item = &Value>> = match value {
@@ -59,7 +74,7 @@ fn too_deep(data: &Data) -> Option<usize> {
             _ => continue,
         };
         let depth = depth + 1;
-        if depth > MAX_DATA_DEPTH {
+        if depth > max_depth {
             return Some(depth);
         }
         pending.extend(children.map(|child| (child, depth)));
@@ -73,21 +88,95 @@ fn too_deep(data: &Data) -> Option<usize> {
 /// writes as `\ud83d`; Rust strings can't hold them, so each such escape reads as U+FFFD
 /// (�) instead of failing the whole record. A value Rust wrote never has one.
 pub fn parse_json<T: DeserializeOwned>(id: &SessionId, text: &[u8]) -> Result<T> {
-    // One UTF-8 check of the whole value up front is cheaper than serde_json's check of
-    // every string in it; invalid bytes still go to `from_slice` for its positioned error.
-    let parsed = match std::str::from_utf8(text) {
-        Ok(text) => serde_json::from_str::<T>(text),
-        Err(_) => serde_json::from_slice::<T>(text),
-    };
-    match parsed {
+    parse_lenient(text).map_err(|err| Error::decode(id, err))
+}
+
+/// [`parse_json`] for a format shared with Node: `text` may nest up to `max_depth` levels
+/// (see [`MAX_SHARED_DATA_DEPTH`]); deeper is [`Error::Decode`] saying so, found before
+/// parsing by counting brackets, so no stack is at risk.
+pub fn parse_json_nested<T: DeserializeOwned>(
+    id: &SessionId,
+    text: &[u8],
+    max_depth: usize,
+) -> Result<T> {
+    let depth = nesting(text);
+    if depth > max_depth {
+        return Err(Error::decode(
+            id,
+            format!(
+                "the value nests {depth} levels deep, more than the {max_depth} this store \
+                 reads; flatten what the app puts in the session"
+            ),
+        ));
+    }
+    parse_with(text, true).map_err(|err| Error::decode(id, err))
+}
+
+/// How deeply `text`'s arrays and objects nest (brackets inside strings don't count).
+fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &byte in text {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// [`parse_json`] without an id to name.
+pub(crate) fn parse_lenient<T: DeserializeOwned>(text: &[u8]) -> serde_json::Result<T> {
+    parse_with(text, false)
+}
+
+/// Parses `text`, reading lone surrogates as U+FFFD; `unlimited`: without serde_json's
+/// recursion limit (the caller bounded the depth).
+pub(crate) fn parse_with<T: DeserializeOwned>(
+    text: &[u8],
+    unlimited: bool,
+) -> serde_json::Result<T> {
+    match parse_exact(text, unlimited) {
         Ok(value) => Ok(value),
         Err(err) => match replace_lone_surrogates(text) {
-            Some(repaired) => {
-                serde_json::from_slice(&repaired).map_err(|err| Error::decode(id, err))
-            }
-            None => Err(Error::decode(id, err)),
+            Some(repaired) => parse_exact(&repaired, unlimited),
+            None => Err(err),
         },
     }
+}
+
+fn parse_exact<T: DeserializeOwned>(text: &[u8], unlimited: bool) -> serde_json::Result<T> {
+    // One UTF-8 check of the whole value up front is cheaper than serde_json's check of
+    // every string in it; invalid bytes still go to `from_slice` for its positioned error.
+    match std::str::from_utf8(text) {
+        Ok(text) => finish(serde_json::Deserializer::from_str(text), unlimited),
+        Err(_) => finish(serde_json::Deserializer::from_slice(text), unlimited),
+    }
+}
+
+fn finish<'de, R: serde_json::de::Read<'de>, T: DeserializeOwned>(
+    mut de: serde_json::Deserializer<R>,
+    unlimited: bool,
+) -> serde_json::Result<T> {
+    if unlimited {
+        de.disable_recursion_limit();
+    }
+    let value = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// `text` with every `\uXXXX` escape of a lone UTF-16 surrogate replaced by `\ufffd`, or
@@ -254,10 +343,39 @@ pub fn encode(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
 
 /// `record`'s data as JSON, checked against the payload limit: what
 /// [`StoreOptions::max_payload_bytes`] measures, on every backend.
+///
+/// A field the record was read with ([`Record::field_texts`]) and still holds the same value
+/// is written as its stored text, byte for byte.
 pub fn data_json(record: &Record, options: &StoreOptions) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(record.data()).map_err(|err| encode_error(record, err))?;
+    let json = match record.field_texts() {
+        None => serde_json::to_vec(record.data()).map_err(|err| encode_error(record, err))?,
+        Some(texts) => data_keeping_texts(record, texts)?,
+    };
     options.check_size(record.id(), json.len())?;
     Ok(json)
+}
+
+fn data_keeping_texts(record: &Record, texts: &FieldTexts) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    let mut rendered = Vec::new();
+    out.push(b'{');
+    for (key, value) in record.data() {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        rendered.clear();
+        serde_json::to_writer(&mut rendered, value).map_err(|err| encode_error(record, err))?;
+        match texts.unchanged(key, value, &rendered) {
+            Some(member) => out.extend_from_slice(member),
+            None => {
+                serde_json::to_writer(&mut out, key).map_err(|err| encode_error(record, err))?;
+                out.push(b':');
+                out.extend_from_slice(&rendered);
+            }
+        }
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Only `record`'s data as JSON text, after [`check_writable`] and checked against the

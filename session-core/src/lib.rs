@@ -38,12 +38,14 @@ mod expired;
 #[doc = include_str!("../GUIDE.md")]
 pub mod guide {}
 mod expiry;
+mod field_texts;
 mod hashed;
 mod id;
 mod invalidation;
 mod migrating;
 mod modify;
 mod options;
+mod owner_path;
 mod pruner;
 mod record;
 mod scan;
@@ -55,6 +57,7 @@ pub use async_trait::async_trait;
 pub use error::{BoxError, Error, Result};
 pub use expired::{ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, WatchOptions};
 pub use expiry::Expiry;
+pub use field_texts::FieldTexts;
 pub use hashed::HashedIds;
 pub use id::{Fingerprint, InvalidId, MAX_ID_LEN, MIN_ID_LEN, SessionId};
 pub use invalidation::{
@@ -63,6 +66,7 @@ pub use invalidation::{
 pub use migrating::{MIGRATION_COPY_WINDOW, MigratingStore, TOMBSTONE_KEY, is_tombstone};
 pub use modify::{MODIFY_GIVE_UPS, MODIFY_RETRIES, modify};
 pub use options::{CorruptPolicy, StoreOptions};
+pub use owner_path::OwnerPath;
 pub use pruner::Pruner;
 pub use record::{Data, Record};
 pub use scan::{KeysetPage, ScanCursor, ScanPage, ScanSessions};

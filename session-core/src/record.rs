@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
+use crate::field_texts::FieldTexts;
 use crate::id::SessionId;
 use crate::time_util::{now, to_millis};
 
@@ -22,7 +23,10 @@ pub type Data = Map<String, Value>;
 /// `version` drives optimistic concurrency: a record that was never stored has version 0,
 /// and every successful write stores `version + 1` and advances the record to it. See
 /// [`SessionStore::update`](crate::SessionStore::update).
-#[derive(Clone, PartialEq)]
+///
+/// Two records are equal when everything above is; the stored text a record was read with
+/// ([`Self::field_texts`]) does not count.
+#[derive(Clone)]
 pub struct Record {
     id: SessionId,
     data: Data,
@@ -31,6 +35,19 @@ pub struct Record {
     deadline: Option<OffsetDateTime>,
     version: u64,
     owner: Option<String>,
+    field_texts: Option<FieldTexts>,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.data == other.data
+            && self.created_at == other.created_at
+            && self.expires_at == other.expires_at
+            && self.deadline == other.deadline
+            && self.version == other.version
+            && self.owner == other.owner
+    }
 }
 
 impl Record {
@@ -54,6 +71,7 @@ impl Record {
             deadline: None,
             version: 0,
             owner: None,
+            field_texts: None,
         }
     }
 
@@ -206,6 +224,18 @@ impl Record {
     /// Replaces the whole data.
     pub fn set_data(&mut self, data: Data) {
         self.data = data;
+    }
+
+    /// The stored text of the data's fields as the record was read, when its store keeps it
+    /// (a format shared with another program, such as express-session's): a write puts each
+    /// field whose value did not change back as that text. See [`FieldTexts`].
+    pub fn field_texts(&self) -> Option<&FieldTexts> {
+        self.field_texts.as_ref()
+    }
+
+    /// Sets what [`Self::field_texts`] returns; for stores, when they decode a record.
+    pub fn set_field_texts(&mut self, texts: Option<FieldTexts>) {
+        self.field_texts = texts;
     }
 }
 

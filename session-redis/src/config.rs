@@ -149,6 +149,7 @@ pub struct RedisStoreBuilder {
     pub(crate) client: Client,
     pub(crate) format: Format,
     pub(crate) durability: Durability,
+    pub(crate) owner_path: Option<String>,
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
@@ -162,6 +163,7 @@ impl std::fmt::Debug for RedisStoreBuilder {
             .field("client", &self.client)
             .field("format", &self.format)
             .field("durability", &self.durability)
+            .field("owner_path", &self.owner_path)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +179,7 @@ impl Default for RedisStoreBuilder {
             client: Client::default(),
             format: Format::default(),
             durability: Durability::default(),
+            owner_path: None,
         }
     }
 }
@@ -278,6 +281,20 @@ impl RedisStoreBuilder {
     /// express-session".
     pub fn express_session(self) -> Self {
         self.format(Format::ExpressSession)
+    }
+
+    /// In the express-session format, where the owner is in data Node writes, such as
+    /// `user.id` or `passport.user` (see [`session_core::OwnerPath`]): a session's owner
+    /// is the value there (else the one Rust stored), and `list_by_owner` and
+    /// `destroy_by_owner` also find the sessions Node created and Rust never wrote, which
+    /// no owner index lists, by walking every session (`SCAN`, every primary of a
+    /// Cluster): a cost in proportion to the number of sessions, within the call's
+    /// timeout. See the crate docs, "Owners in Node's data". Connecting fails with
+    /// [`Error::Config`](session_core::Error::Config) for a malformed path or the native
+    /// format (which keeps the owner itself).
+    pub fn owner_path(mut self, path: &str) -> Self {
+        self.owner_path = Some(path.to_owned());
+        self
     }
 
     /// When a write counts as done (default [`Durability::Primary`]: once the primary has

@@ -5,8 +5,10 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use session_core::{
-    Error, Record, Result, SessionId, StoreOptions, codec, from_unix_millis, now, unix_millis,
+    Error, FieldTexts, Record, Result, SessionId, StoreOptions, codec, from_unix_millis, now,
+    unix_millis,
 };
+use sha1::{Digest, Sha1};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::scripts::ScriptId;
@@ -43,6 +45,12 @@ pub const EXPRESS_META_FIELD: &str = "__session_stores";
 /// connect-redis's TTL for a session whose cookie has no `expires` (a browser-session
 /// cookie): one day. Used for such a value stored without any Redis expiry.
 const CONNECT_REDIS_DEFAULT_TTL_MS: i64 = 86_400_000;
+/// Where the versions of express-session values this store did not seal start (2^52): see
+/// [`express_version`].
+const FOREIGN_VERSION: u64 = 1 << 52;
+/// How every express-session value this store writes ends: its metadata object last, the
+/// 40 hex digits of its seal last in that, then this.
+const SEAL_TAIL: &[u8] = br#""}}"#;
 
 /// An encoded record: the value to store and the extra script arguments the format needs.
 pub(crate) struct Encoded {
@@ -182,7 +190,8 @@ fn default_cookie(record: &Record, iso: &str) -> String {
 }
 
 fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
-    let version = codec::check_writable(record)?;
+    // Node apps nest deeper than a native record may (see the bound's docs).
+    let version = codec::check_writable_to(record, codec::MAX_SHARED_DATA_DEPTH)?;
     for reserved in [COOKIE_FIELD, EXPRESS_META_FIELD] {
         if record.data().contains_key(reserved) {
             return Err(encode_err(
@@ -229,7 +238,10 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
         out.push(b':');
         serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
     }
-    out.extend_from_slice(b"}}");
+    out.extend_from_slice(br#","digest":""#);
+    out.extend_from_slice(&[b'0'; 40]);
+    out.extend_from_slice(SEAL_TAIL);
+    seal(&mut out);
     Ok(Encoded {
         value: out.into(),
         version,
@@ -238,28 +250,78 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
     })
 }
 
+/// The SHA-1 of `value` with its seal's 40 digits read as zeros, in lowercase hex: what
+/// the scripts' `seal` computes with `redis.sha1hex`. `value` ends with the seal and
+/// [`SEAL_TAIL`].
+fn seal_digest(value: &[u8]) -> [u8; 40] {
+    let head = &value[..value.len() - 40 - SEAL_TAIL.len()];
+    let digest = Sha1::new()
+        .chain_update(head)
+        .chain_update([b'0'; 40])
+        .chain_update(SEAL_TAIL)
+        .finalize();
+    hex(&digest)
+}
+
+fn hex<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; N];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    out
+}
+
+/// Writes `value`'s seal (its last 40 digits before [`SEAL_TAIL`]).
+fn seal(value: &mut [u8]) {
+    let digest = seal_digest(value);
+    let at = value.len() - 40 - SEAL_TAIL.len();
+    value[at..at + 40].copy_from_slice(&digest);
+}
+
+/// The version of an express-session value, as the scripts' `version_of` computes it for
+/// a compare-and-swap: the metadata's `version` when the value is as this store wrote it
+/// (its seal holds), else one derived from its bytes, so that any change Node made (Node
+/// keeps our metadata when it writes a session back) is a new version and a write based on
+/// an earlier read fails rather than overwriting it.
+fn express_version(raw: &[u8], meta: &Map<String, Value>) -> u64 {
+    let sealed = raw.len() > 40 + SEAL_TAIL.len()
+        && raw.ends_with(SEAL_TAIL)
+        && seal_digest(raw)[..]
+            == raw[raw.len() - 40 - SEAL_TAIL.len()..raw.len() - SEAL_TAIL.len()];
+    let version = meta
+        .get("version")
+        .and_then(Value::as_u64)
+        .filter(|version| *version <= Record::MAX_VERSION);
+    match version {
+        Some(version) if sealed => version,
+        _ => {
+            let digest = Sha1::digest(raw);
+            let front = digest[..6]
+                .iter()
+                .fold(0u64, |acc, byte| acc << 8 | u64::from(*byte));
+            FOREIGN_VERSION + front
+        }
+    }
+}
+
 fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Record> {
     let bad = |why: &str| Error::decode(id, format!("not an express-session value: {why}"));
-    let value: Value = codec::parse_json(id, raw)?;
+    let value: Value = codec::parse_json_nested(id, raw, codec::MAX_SHARED_DATA_DEPTH)?;
     let Value::Object(mut data) = value else {
         return Err(bad("not a JSON object"));
     };
     let Some(Value::Object(cookie)) = data.remove(COOKIE_FIELD) else {
         return Err(bad("no `cookie` object"));
     };
-    // A value Node wrote has no metadata: version 0, no owner (the scripts agree).
-    let (meta, version) = match data.remove(EXPRESS_META_FIELD) {
-        None => (Map::new(), 0),
-        Some(Value::Object(meta)) => {
-            let version = meta
-                .get("version")
-                .and_then(Value::as_u64)
-                .filter(|version| *version <= Record::MAX_VERSION)
-                .ok_or_else(|| bad("`__session_stores.version` is not a version"))?;
-            (meta, version)
-        }
+    // A value Node wrote has no metadata: no owner, no creation time (the scripts agree).
+    let meta = match data.remove(EXPRESS_META_FIELD) {
+        None => Map::new(),
+        Some(Value::Object(meta)) => meta,
         Some(_) => return Err(bad("`__session_stores` is not an object")),
     };
+    let version = express_version(raw, &meta);
     let millis = |field: &str| -> Result<Option<OffsetDateTime>> {
         match meta.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -295,6 +357,9 @@ fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Rec
     record.set_version(version);
     record.set_owner(owner);
     record.set_data(data);
+    // Node's JSON.stringify and serde_json differ at the edges (half an emoji, `1e+21`):
+    // a write puts back each field the caller left alone exactly as Node wrote it.
+    record.set_field_texts(FieldTexts::of_object(raw));
     Ok(record)
 }
 
@@ -373,26 +438,38 @@ mod tests {
     }
 
     #[test]
-    fn node_values_decode_at_version_zero() {
+    fn node_values_decode_at_a_version_of_their_bytes() {
         let id = SessionId::generate();
         let raw = br#"{"cookie":{"originalMaxAge":3600000,"expires":"2026-11-23T13:09:21.835Z","httpOnly":true,"path":"/","sameSite":"lax"},"user":"alice"}"#;
         let record = Format::ExpressSession
             .decode(&id, raw, Some(1_795_439_000_000))
             .unwrap();
-        assert_eq!(record.version(), 0);
+        assert!(record.version() >= FOREIGN_VERSION && record.version() <= Record::MAX_VERSION);
         assert_eq!(record.owner(), None);
         assert_eq!(record.data(), json!({"user": "alice"}).as_object().unwrap());
         assert_eq!(unix_millis(record.expires_at()), 1_795_439_000_000);
         // No key expiry: the cookie says.
-        let record = Format::ExpressSession.decode(&id, raw, None).unwrap();
-        assert_eq!(unix_millis(record.expires_at()), 1_795_439_361_835);
+        let again = Format::ExpressSession.decode(&id, raw, None).unwrap();
+        assert_eq!(unix_millis(again.expires_at()), 1_795_439_361_835);
+        assert_eq!(
+            again.version(),
+            record.version(),
+            "same bytes, same version"
+        );
+        let changed = String::from_utf8_lossy(raw).replace("alice", "alicf");
+        let changed = Format::ExpressSession
+            .decode(&id, changed.as_bytes(), None)
+            .unwrap();
+        assert_ne!(
+            changed.version(),
+            record.version(),
+            "a change is a new version"
+        );
         for bad in [
             &b"[]"[..],
             b"{}",
             br#"{"cookie":1}"#,
             br#"{"cookie":{},"__session_stores":1}"#,
-            br#"{"cookie":{},"__session_stores":{"version":-1}}"#,
-            br#"{"cookie":{},"__session_stores":{"owner":"x"}}"#,
             br#"{"cookie":{},"__session_stores":{"version":1,"owner":7}}"#,
             b"nope",
         ] {
@@ -402,5 +479,109 @@ mod tests {
             assert!(matches!(err, Error::Decode { .. }), "{err}");
             assert_eq!(err.session_id(), Some(&id));
         }
+    }
+
+    /// A Rust change of one field writes every other field back as Node wrote it, where
+    /// serde_json would write it otherwise.
+    #[test]
+    fn fields_left_alone_keep_nodes_text() {
+        let id = SessionId::generate();
+        let raw = r#"{"cookie":{"originalMaxAge":1000,"expires":"2026-11-23T13:09:21.835Z"},"half":"x\udc00y","big":1e+21,"esc":"\u00e9\/","__proto__":{"a":[1,2.50]},"n":1}"#;
+        let mut record = Format::ExpressSession
+            .decode(&id, raw.as_bytes(), Some(1_795_439_000_000))
+            .unwrap();
+        assert_eq!(record.data()["half"], json!("x\u{fffd}y"));
+        record.insert("n", 2).unwrap();
+        let encoded = Format::ExpressSession
+            .encode(&record, &StoreOptions::default())
+            .unwrap();
+        let text = String::from_utf8(encoded.value.to_vec()).unwrap();
+        for kept in [
+            r#""half":"x\udc00y""#,
+            r#""big":1e+21"#,
+            r#""esc":"\u00e9\/""#,
+            r#""__proto__":{"a":[1,2.50]}"#,
+            r#""n":2"#,
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+        // A field the caller changed is written as serde_json writes it.
+        record.insert("half", "whole").unwrap();
+        let encoded = Format::ExpressSession
+            .encode(&record, &StoreOptions::default())
+            .unwrap();
+        assert!(String::from_utf8_lossy(&encoded.value).contains(r#""half":"whole""#));
+    }
+
+    /// Data as deep as Node apps may nest it (up to the shared bound) reads, is written back,
+    /// and reads again; deeper is a decode error saying so, not a stack overflow.
+    #[test]
+    fn deep_node_data_reads_up_to_the_bound() {
+        let id = SessionId::generate();
+        let deep = |levels: usize| {
+            format!(
+                r#"{{"cookie":{{}},"deep":{}1{},"n":1}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        // The session object is level 1.
+        let most = codec::MAX_SHARED_DATA_DEPTH - 1;
+        let mut record = Format::ExpressSession
+            .decode(&id, deep(most).as_bytes(), Some(1_795_439_000_000))
+            .unwrap();
+        record.insert("n", 2).unwrap();
+        let encoded = Format::ExpressSession
+            .encode(&record, &StoreOptions::default())
+            .unwrap();
+        let back = Format::ExpressSession
+            .decode(&id, &encoded.value, Some(1_795_439_000_000))
+            .unwrap();
+        assert_eq!(back.data()["deep"], record.data()["deep"]);
+        let err = Format::ExpressSession
+            .decode(&id, deep(most + 1).as_bytes(), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("levels deep"), "{err}");
+        let err = Format::ExpressSession
+            .decode(&id, deep(100_000).as_bytes(), None)
+            .unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+    }
+
+    /// What this store writes is sealed (it reads back at its version); the same value
+    /// with any byte changed, as Node writes it back with a change and our metadata kept,
+    /// is not.
+    #[test]
+    fn a_changed_value_loses_its_seal() {
+        let id = SessionId::generate();
+        let mut record = Record::with_id(id.clone(), now() + time::Duration::hours(1));
+        record.insert("cart", json!(["apple"])).unwrap();
+        record.set_version(6);
+        let encoded = Format::ExpressSession
+            .encode(&record, &StoreOptions::default())
+            .unwrap();
+        assert!(encoded.value.ends_with(SEAL_TAIL));
+        let back = Format::ExpressSession
+            .decode(&id, &encoded.value, None)
+            .unwrap();
+        assert_eq!(back.version(), 7);
+        let text = String::from_utf8(encoded.value.to_vec()).unwrap();
+        let changed = text.replace("apple", "pear");
+        let back = Format::ExpressSession
+            .decode(&id, changed.as_bytes(), None)
+            .unwrap();
+        assert!(back.version() >= FOREIGN_VERSION, "{}", back.version());
+        assert_eq!(
+            back.get::<Vec<String>>("cart").unwrap(),
+            Some(vec!["pear".into()])
+        );
+        // The seal is SHA-1 over the value with its own digits zero, as Lua's
+        // `redis.sha1hex` computes it (the live suites check the two agree).
+        let zeroed = format!("{}{}\"}}}}", &text[..text.len() - 43], "0".repeat(40));
+        let digest = Sha1::digest(zeroed.as_bytes());
+        assert_eq!(
+            &text[text.len() - 43..text.len() - 3],
+            std::str::from_utf8(&hex::<40>(&digest)).unwrap()
+        );
     }
 }

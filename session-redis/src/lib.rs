@@ -173,7 +173,8 @@
 //! ```json
 //! {"cookie":{"originalMaxAge":3600000,"expires":"2026-11-23T13:09:21.835Z","httpOnly":true,"path":"/","sameSite":"lax"},
 //!  "cart":[1,2],"user":"alice",
-//!  "__session_stores":{"created_at":1795435761835,"deadline":1795442961835,"owner":"u1","version":3}}
+//!  "__session_stores":{"version":3,"created_at":1795435761835,"deadline":1795442961835,"owner":"u1",
+//!    "digest":"5f1c…(40 hex digits)"}}
 //! ```
 //!
 //! - **The cookie object belongs to the store and is hidden from
@@ -189,9 +190,19 @@
 //! - **A session created by Rust** gets express-session's cookie for a one-off `maxAge`:
 //!   `{"originalMaxAge":<ms from now to expires_at>,"expires":"<expires_at>","httpOnly":true,
 //!   "path":"/","sameSite":"lax"}`.
-//! - **A session written by Node** has no metadata: it reads at version 0, with no owner
-//!   and no deadline, created "now" (the time of the read, until Rust writes it). Rust may
-//!   then `update` it at version 0, set its owner, and so on.
+//! - **A session created by Node** has no metadata until Rust first reads it: that read
+//!   appends it in place (`version` 0, `created_at` the time of the read, the key's expiry
+//!   kept), and Node carries it from then on, so `created_at` stays what it was first seen
+//!   as. (A Node save racing that very first read may drop it; the next read adds it
+//!   again.) It has no owner and no deadline until Rust sets them.
+//! - **Every value Node stores reads back, and goes back as Node wrote it.** A string with
+//!   half an emoji (a lone UTF-16 surrogate, which `JSON.stringify` writes as `\ud83d`)
+//!   reads as U+FFFD (a Rust string can't hold it); data nests up to
+//!   [`MAX_SHARED_DATA_DEPTH`](session_core::codec::MAX_SHARED_DATA_DEPTH) (512) levels
+//!   rather than a native record's 96. A write puts every field the caller left alone back
+//!   as the stored text it was read with ([`session_core::FieldTexts`]), byte for byte, so a
+//!   Rust change to one field never alters another as Node sees it (the half emoji, `1e+21`,
+//!   Node's escapes); only a field Rust changed is written as serde_json writes it.
 //! - Node drops data keys that clash with its `Session`'s own properties (`id`, `req`,
 //!   `cookie`, and methods such as `save` or `touch`), and `JSON.parse` rounds integers
 //!   above 2^53: keep data Node reads to plain JSON.
@@ -209,12 +220,30 @@
 //! Node's touches don't know the deadline: a session Node keeps touching may outlive it in
 //! Redis, but Rust reads it as expiring at the deadline, and no longer returns it past it.
 //!
-//! **Concurrency.** Among Rust writers `update` is the same compare-and-swap as in the
-//! native format, on the metadata's `version` (missing metadata counts as 0), so
-//! [`session_core::modify`] never loses a Rust write. Node writers are last-writer-wins,
-//! as in express-session itself: a Node write keeps the metadata, version included, as it
-//! was, so a Rust `update` racing a Node write can't see it and one of the two writes is
-//! lost; and a Node write of a session Rust changed meanwhile overwrites Rust's change.
+//! **Concurrency.** `update` is a compare-and-swap on a version that sees Node's writes
+//! too, so [`session_core::modify`] loses neither a Rust write nor a Node write it did not
+//! read. The metadata's `digest` seals the value as this store wrote it (SHA-1 of the whole
+//! value, the digest's own digits read as zeros): while it holds, the version is the
+//! metadata's `version`; once Node has written the session (express-session writes our
+//! metadata back unchanged beside its change), it no longer does, and the version is one
+//! derived from the value's bytes (2^52 and above). So a Rust write based on a read from
+//! before Node's write fails with a conflict, and `modify` reads Node's write and applies
+//! its change on top. Node's own writes stay last-writer-wins, as in express-session: a
+//! Node request that read the session before a Rust write overwrites it when it saves.
+//!
+//! **Owners in Node's data.** Express apps keep the user nested in the session
+//! (`req.session.user.id`; Passport: `req.session.passport.user`), where no owner index
+//! sees it. With [`RedisStoreBuilder::owner_path`] (`.owner_path("passport.user")`) a
+//! session's owner is the value there (a non-empty string, or an integer as its digits;
+//! else the owner Rust stored), and `list_by_owner` / `destroy_by_owner` find every session
+//! naming the owner, the ones Node created and Rust never wrote included: the owner index
+//! first, then a walk of every session (`SCAN` of the prefix on every primary, each value
+//! read and decoded; a value changed under the walk is read again and deleted only while it
+//! still names the owner). The guarantee: every such session that exists throughout the
+//! call is listed, or removed; one Node creates during the call (a login after the logout
+//! began) may stay. The cost grows with the number of sessions, not the owner's:
+//! `session-bench --owner-sweep 100000` measures it (README), and the call's timeout
+//! ([`StoreOptions::timeout`](session_core::StoreOptions)) must allow it.
 //!
 //! Everything else works as in the native format: the owner index (under the same prefix:
 //! connect-redis's `length()` and `ids()` count its `{prefix}owner:{..}` keys too, `all()`
@@ -237,6 +266,7 @@ mod fred_client;
 mod fred_expiry;
 mod keys;
 mod moves;
+mod owner_sweep;
 mod owners;
 #[cfg(feature = "redis")]
 mod redis_rs_client;

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use session_core::{Error, Result, ScanCursor, ScanPage, ScanSessions, SessionId};
 
 use crate::conn::BACKEND;
-use crate::store::RedisStore;
+use crate::store::{RedisStore, Stored};
 
 /// The most keys one `SCAN` step asks for (its `COUNT`): a step is one call on Redis's one
 /// thread, so a large page takes several short steps rather than one long one.
@@ -103,6 +103,27 @@ fn bad_cursor(why: &str) -> Error {
 
 impl RedisStore {
     async fn scan_page(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage> {
+        let (page, next) = self.scan_stored(cursor, limit).await?;
+        let mut records = Vec::with_capacity(page.len());
+        let mut corrupt = 0;
+        for (id, stored) in &page {
+            match self.decode_record(id, stored) {
+                Ok(record) if record.is_expired() => {}
+                Ok(record) => records.push(record),
+                Err(Error::Decode { .. }) => corrupt += 1,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(ScanPage::new(records, corrupt, next))
+    }
+
+    /// About `limit` sessions from `cursor` on, as stored (as `get` reads them), and where
+    /// the next page starts.
+    pub(crate) async fn scan_stored(
+        &self,
+        cursor: &ScanCursor,
+        limit: usize,
+    ) -> Result<(Vec<(SessionId, Stored)>, Option<ScanCursor>)> {
         let nodes = self.conn().scan_nodes().await?;
         let mut at = Position::parse(cursor, nodes.len())?;
         let (ids, next) = self.scan_ids(&nodes, &mut at, limit).await?;
@@ -112,19 +133,14 @@ impl RedisStore {
             .buffered(READS_IN_FLIGHT)
             .collect()
             .await;
-        let mut records = Vec::with_capacity(ids.len());
-        let mut corrupt = 0;
-        for (id, read) in ids.iter().zip(reads) {
+        let mut page = Vec::with_capacity(ids.len());
+        for (id, read) in ids.into_iter().zip(reads) {
             // Vanished since the SCAN: ended or moved meanwhile.
-            let Some(stored) = read? else { continue };
-            match self.format().decode(id, &stored.value, stored.expiry) {
-                Ok(record) if record.is_expired() => {}
-                Ok(record) => records.push(record),
-                Err(Error::Decode { .. }) => corrupt += 1,
-                Err(err) => return Err(err),
+            if let Some(stored) = read? {
+                page.push((id, stored));
             }
         }
-        Ok(ScanPage::new(records, corrupt, next))
+        Ok((page, next))
     }
 
     /// The session ids of about `limit` keys from `at` on, and where the next page starts

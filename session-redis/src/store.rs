@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use session_core::{
-    Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now, rename_onto_itself,
-    unix_millis,
+    Error, OwnerPath, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now,
+    rename_onto_itself, unix_millis,
 };
 use time::OffsetDateTime;
 
@@ -38,6 +38,8 @@ struct Inner {
     topology: Topology,
     client: Client,
     format: Format,
+    /// Where the owner is in data Node writes (express-session format only).
+    owner_path: Option<OwnerPath>,
     /// Where the store connects, for the expiry feed's own connections.
     target: Target,
     connect_timeout: std::time::Duration,
@@ -86,6 +88,18 @@ impl RedisStore {
 
     pub(crate) async fn connect(builder: RedisStoreBuilder) -> Result<Self> {
         let target = parse_target(&builder.url)?;
+        let owner_path = builder
+            .owner_path
+            .as_deref()
+            .map(OwnerPath::parse)
+            .transpose()?;
+        if owner_path.is_some() && builder.format == Format::Native {
+            return Err(Error::Config(
+                "owner_path reads the owner from data another program writes: use it with \
+                 the express-session format (the native format stores the owner itself)"
+                    .into(),
+            ));
+        }
         builder.durability.check(builder.options.timeout)?;
         let timeout = builder.effective_connect_timeout();
         let topology = target.topology;
@@ -121,6 +135,7 @@ impl RedisStore {
                 topology,
                 client: builder.client,
                 format: builder.format,
+                owner_path,
                 target,
                 connect_timeout: timeout,
             }),
@@ -277,6 +292,26 @@ impl RedisStore {
         self.conn().eval(script, &keys, args).await
     }
 
+    /// A stored value as a record: the format's decoding, and the owner at the owner path
+    /// when one is configured and the data has one there.
+    pub(crate) fn decode_record(&self, id: &SessionId, stored: &Stored) -> Result<Record> {
+        let mut record = self.format().decode(id, &stored.value, stored.expiry)?;
+        if let Some(owner) = self
+            .inner
+            .owner_path
+            .as_ref()
+            .and_then(|path| path.owner_in(record.data()))
+        {
+            record.set_owner(Some(owner));
+        }
+        Ok(record)
+    }
+
+    /// Whether owners are read from the data (so not every session is indexed).
+    pub(crate) fn owners_in_data(&self) -> bool {
+        self.inner.owner_path.is_some()
+    }
+
     /// A stored value as a live record, applying the corrupt-record policy.
     pub(crate) fn decode_live(
         &self,
@@ -284,7 +319,7 @@ impl RedisStore {
         raw: Option<&Stored>,
     ) -> Result<Option<Record>> {
         let Some(stored) = raw else { return Ok(None) };
-        let decoded = self.format().decode(id, &stored.value, stored.expiry);
+        let decoded = self.decode_record(id, stored);
         let record = self.inner.options.on_corrupt(decoded)?;
         Ok(record.filter(|record| !record.is_expired()))
     }
@@ -314,12 +349,12 @@ impl RedisStore {
                 expiry: None,
             }));
         }
-        let script = if delete {
-            ScriptId::ExpressTake
+        let (script, args) = if delete {
+            (ScriptId::ExpressTake, vec![])
         } else {
-            ScriptId::ExpressRead
+            (ScriptId::ExpressRead, vec![arg(unix_millis(now()))])
         };
-        let reply = self.eval(script, key, vec![]).await?;
+        let reply = self.eval(script, key, args).await?;
         if reply == Reply::Nil {
             return Ok(None);
         }
@@ -541,12 +576,25 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
-        self.call("list_by_owner", self.list_inner(owner)).await
+        self.call("list_by_owner", async {
+            let listed = self.list_inner(owner).await?;
+            if !self.owners_in_data() {
+                return Ok(listed);
+            }
+            self.with_swept(owner, listed).await
+        })
+        .await
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        self.call("destroy_by_owner", self.revoke_inner(owner))
-            .await
+        self.call("destroy_by_owner", async {
+            let revoked = self.revoke_inner(owner).await?;
+            if !self.owners_in_data() {
+                return Ok(revoked);
+            }
+            Ok(revoked + self.revoke_swept(owner).await?)
+        })
+        .await
     }
 
     async fn count(&self) -> Result<u64> {

@@ -1,12 +1,52 @@
+-- 2^52: where the versions of values this store did not seal start (see `version_of`).
+local FOREIGN = 4503599627370496
+-- A seal's digest while it is computed (see `seal`).
+local ZEROS = string.rep('0', 40)
+-- How every value this store writes ends: its metadata last, the digest last in that.
+local SEAL_TAIL = '"}}'
+
+local function decode(raw)
+  local ok, rec = pcall(cjson.decode, raw)
+  if ok then return rec end
+  -- cjson refuses a lone UTF-16 surrogate escape (`\ud83d`, which JSON.stringify writes for
+  -- half an emoji). The scripts read only the cookie and the metadata, and store the value
+  -- itself, never this copy: every surrogate escape may read as U+FFFD here.
+  ok, rec = pcall(cjson.decode, (string.gsub(raw, '\\u[dD][89a-fA-F]%x%x', '\\ufffd')))
+  if ok then return rec end
+  return nil
+end
+
 -- The decoded value and its metadata (an empty table for a value Node wrote), or nil
 -- when the value is not an express-session session (the Rust decoder agrees).
 local function session(raw)
-  local ok, rec = pcall(cjson.decode, raw)
-  if not ok or type(rec) ~= 'table' or type(rec.cookie) ~= 'table' then return nil end
+  local rec = decode(raw)
+  if type(rec) ~= 'table' or type(rec.cookie) ~= 'table' then return nil end
   local meta = rec.__session_stores
-  if meta == nil then return rec, {}, 0 end
-  if type(meta) ~= 'table' or type(meta.version) ~= 'number' then return nil end
-  return rec, meta, meta.version
+  if meta == nil then return rec, {} end
+  if type(meta) ~= 'table' then return nil end
+  return rec, meta
+end
+
+-- `value` (which ends with its digest then SEAL_TAIL) with the digest of its bytes, the
+-- digest's own place read as ZEROS, written in.
+local function seal(value)
+  local head = string.sub(value, 1, -(41 + #SEAL_TAIL))
+  return head .. redis.sha1hex(head .. ZEROS .. SEAL_TAIL) .. SEAL_TAIL
+end
+
+-- The version of `raw` for a compare-and-swap. A value as this store wrote it (its seal
+-- holds) is at its metadata's version. Any other value (Node wrote it, or changed one of
+-- ours and kept our metadata, as express-session keeps every field it read) is at a
+-- version derived from its bytes: any change Node makes changes the version, so a write
+-- based on an earlier read fails instead of overwriting Node's change.
+local function version_of(raw, meta)
+  local version = meta.version
+  if type(version) == 'number' and version >= 0 and version <= 9007199254740991
+    and version == math.floor(version) and #raw > 40 + #SEAL_TAIL
+    and string.sub(raw, -#SEAL_TAIL) == SEAL_TAIL and seal(raw) == raw then
+    return version
+  end
+  return FOREIGN + tonumber(string.sub(redis.sha1hex(raw), 1, 12), 16)
 end
 
 -- The new value: `value` (ours, `{"cookie":<default cookie>` then `head` bytes in) with
