@@ -2,17 +2,22 @@
 // The interop test (tests/express_interop.rs) starts it next to a Rust app on the same
 // Redis and checks that both sides share one login.
 //
-// Env: REDIS_URL, SESSION_PREFIX (default "sess:"), SESSION_SECRETS (comma-separated,
+// Env: REDIS_URL (comma-separated: a Cluster), SESSION_PREFIX (default "sess:"), SESSION_SECRETS (comma-separated,
 // first signs). Prints "listening <port>" once it accepts connections.
 'use strict';
 
 const express = require('express');
 const session = require('express-session');
 const { RedisStore } = require('connect-redis');
-const { createClient } = require('redis');
+const { createClient, createCluster } = require('redis');
 
 async function main() {
-  const client = createClient({ url: process.env.REDIS_URL });
+  // REDIS_URL: one server, or several comma-separated URLs for a Redis Cluster.
+  const urls = process.env.REDIS_URL.split(',');
+  const client =
+    urls.length > 1
+      ? createCluster({ rootNodes: urls.map((url) => ({ url })) })
+      : createClient({ url: urls[0] });
   client.on('error', (err) => console.error('redis:', err.message));
   await client.connect();
 

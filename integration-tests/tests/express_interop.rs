@@ -257,10 +257,20 @@ fn jar_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn express_session_and_rust_share_one_login() {
+    share_one_login(Backend::Redis).await;
+}
+
+/// The same on a Redis Cluster: connect-redis on node-redis' cluster client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_session_and_rust_share_one_login_on_a_cluster() {
+    share_one_login(Backend::RedisCluster).await;
+}
+
+async fn share_one_login(backend: Backend) {
     if !node_available() {
         return;
     }
-    let redis_url = match server_url(Backend::Redis) {
+    let redis_url = match server_url(backend) {
         Ok(url) => url,
         Err(skip) => return session_core::conformance::skip("the express interop test", &skip.0),
     };
@@ -508,10 +518,20 @@ async fn express_session_and_rust_share_one_login() {
 /// app then answers 401 on each; another user's sessions stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_out_everywhere_reaches_node_created_sessions() {
+    log_out_everywhere(Backend::Redis).await;
+}
+
+/// The same on a Redis Cluster: the walk covers every primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_out_everywhere_reaches_node_created_sessions_on_a_cluster() {
+    log_out_everywhere(Backend::RedisCluster).await;
+}
+
+async fn log_out_everywhere(backend: Backend) {
     if !node_available() {
         return;
     }
-    let redis_url = match server_url(Backend::Redis) {
+    let redis_url = match server_url(backend) {
         Ok(url) => url,
         Err(skip) => return session_core::conformance::skip("the express interop test", &skip.0),
     };
