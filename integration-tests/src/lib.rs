@@ -15,6 +15,7 @@ mod containers;
 pub mod docker;
 pub mod history;
 pub mod linearizable;
+pub mod node;
 pub mod proxy;
 pub mod servers;
 pub mod targets;

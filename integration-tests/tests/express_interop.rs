@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -40,32 +39,10 @@ impl Drop for NodeApp {
     }
 }
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node")
-}
-
-/// Whether `node` can run here; without it the test is skipped (failed under CI).
-fn node_available() -> bool {
-    let found = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        session_core::conformance::skip(
-            "the express interop test",
-            "`node` is not on PATH. Install Node.js (>= 18) and run `npm ci` in \
-             integration-tests/node to run it",
-        );
-    }
-    found
-}
-
 impl NodeApp {
     /// Starts node/app.js and waits (bounded) for its `listening <port>` line.
     fn start(redis_url: &str, prefix: &str, secrets: &str) -> Self {
-        let dir = node_dir();
+        let dir = integration_tests::node::dir();
         assert!(
             dir.join("node_modules").is_dir(),
             "{} is missing: run `npm ci` in integration-tests/node (scripts/test does it)",
@@ -266,23 +243,41 @@ async fn express_session_and_rust_share_one_login_on_a_cluster() {
     share_one_login(Backend::RedisCluster).await;
 }
 
-async fn share_one_login(backend: Backend) {
-    if !node_available() {
-        return;
+/// One test's world: the Redis URL, a fresh prefix, the Node app on it and an
+/// express-session store on it (with `owner_path`, if given); `None` when node or the server
+/// is missing (skipped loudly).
+async fn set_up(
+    backend: Backend,
+    owner_path: Option<&str>,
+) -> Option<(String, String, NodeApp, RedisStore)> {
+    const WHAT: &str = "the express interop test";
+    if !integration_tests::node::available(WHAT) {
+        return None;
     }
     let redis_url = match server_url(backend) {
         Ok(url) => url,
-        Err(skip) => return session_core::conformance::skip("the express interop test", &skip.0),
+        Err(skip) => {
+            session_core::conformance::skip(WHAT, &skip.0);
+            return None;
+        }
     };
     let prefix = format!("interop:{}:sess:", &SessionId::generate().expose()[..16]);
     let node = NodeApp::start(&redis_url, &prefix, &SECRETS.join(","));
-    let store = RedisStore::builder()
+    let mut builder = RedisStore::builder()
         .url(&redis_url)
         .prefix(&prefix)
-        .express_session()
-        .connect()
-        .await
-        .unwrap();
+        .express_session();
+    if let Some(path) = owner_path {
+        builder = builder.owner_path(path);
+    }
+    let store = builder.connect().await.unwrap();
+    Some((redis_url, prefix, node, store))
+}
+
+async fn share_one_login(backend: Backend) {
+    let Some((redis_url, prefix, node, store)) = set_up(backend, None).await else {
+        return;
+    };
     let cookies = SignedCookie::new(SECRETS).unwrap();
     let rust = serve_rust(RustApp {
         store: store.clone(),
@@ -319,10 +314,17 @@ async fn share_one_login(backend: Backend) {
         .expect("Node's cookie verifies in Rust");
     assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "alice");
     let node_written = store.get(&id).await.unwrap().unwrap();
+    // Node wrote it: its version is derived from its bytes (2^52 and up), and the stamp the
+    // first read added keeps that version.
+    assert!(
+        node_written.version() >= 1 << 52,
+        "{}",
+        node_written.version()
+    );
     assert_eq!(
+        store.get(&id).await.unwrap().unwrap().version(),
         node_written.version(),
-        0,
-        "the first Rust read of a Node-created session stamps our metadata at version 0"
+        "the first read's stamp changed the version"
     );
     let created_at = node_written.created_at();
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -352,7 +354,12 @@ async fn share_one_login(backend: Backend) {
     );
     assert_eq!(raw["cookie"]["sameSite"], "lax");
     assert!(raw["cookie"]["expires"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(raw["__session_stores"]["version"], 1);
+    let rust_version = node_written.version() + 1;
+    assert_eq!(raw["__session_stores"]["version"], rust_version);
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().version(),
+        rust_version
+    );
 
     // 3. Node changes the cart; Rust sees it (Node keeps our metadata as it is).
     let status = post_json(
@@ -368,8 +375,8 @@ async fn share_one_login(backend: Backend) {
     let after_node = store.get(&id).await.unwrap().unwrap();
     assert_ne!(
         after_node.version(),
-        1,
-        "Node's write kept our metadata (version 1) but changed the value: a new version"
+        rust_version,
+        "Node's write kept our metadata (and its version) but changed the value: a new version"
     );
     assert_eq!(after_node.created_at(), created_at, "Node kept created_at");
     // And Rust writes on top of Node's write at that version.
@@ -528,23 +535,9 @@ async fn log_out_everywhere_reaches_node_created_sessions_on_a_cluster() {
 }
 
 async fn log_out_everywhere(backend: Backend) {
-    if !node_available() {
+    let Some((_, _, node, store)) = set_up(backend, Some("passport.user")).await else {
         return;
-    }
-    let redis_url = match server_url(backend) {
-        Ok(url) => url,
-        Err(skip) => return session_core::conformance::skip("the express interop test", &skip.0),
     };
-    let prefix = format!("interop:{}:sess:", &SessionId::generate().expose()[..16]);
-    let node = NodeApp::start(&redis_url, &prefix, &SECRETS.join(","));
-    let store = RedisStore::builder()
-        .url(&redis_url)
-        .prefix(&prefix)
-        .express_session()
-        .owner_path("passport.user")
-        .connect()
-        .await
-        .unwrap();
     let login = |user: &'static str| {
         let base = node.base.clone();
         async move {

@@ -22,7 +22,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,32 +42,10 @@ const SNIPPET: usize = 300;
 /// How long one run of values.js may take before the test gives up on it.
 const NODE_DEADLINE: Duration = Duration::from_secs(540);
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node")
-}
-
-/// Whether `node` can run here; without it the test is skipped (failed under CI).
-fn node_available() -> bool {
-    let found = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        session_core::conformance::skip(
-            WHAT,
-            "`node` is not on PATH. Install Node.js (>= 18) and run `npm ci` in \
-             integration-tests/node to run it",
-        );
-    }
-    found
-}
-
 /// Runs `node values.js <mode>` with `env` and returns the JSON line it prints. Blocking:
 /// call it from `spawn_blocking`. The process is killed past [`NODE_DEADLINE`].
 fn values_js(mode: &str, env: &[(&str, String)]) -> Value {
-    let dir = node_dir();
+    let dir = integration_tests::node::dir();
     assert!(
         dir.join("node_modules").join("fast-check").is_dir(),
         "{} has no fast-check: run `npm ci` in integration-tests/node (scripts/test does it)",
@@ -134,33 +111,6 @@ fn snippet(text: &str) -> String {
         Some((end, _)) => format!("{}...({} bytes)", &text[..end], text.len()),
         None => text.to_owned(),
     }
-}
-
-/// How deeply `raw` JSON nests (arrays and objects, the session object itself included):
-/// which of the limits on depth a failed value met.
-fn nesting(raw: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut quoted, mut escaped) = (0usize, 0usize, false, false);
-    for &byte in raw {
-        if quoted {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => quoted = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
 }
 
 /// Whether `raw` JSON holds a `\uXXXX` escape of a lone UTF-16 surrogate (half an emoji,
@@ -275,7 +225,7 @@ async fn read_and_write(store: &RedisStore, sid: String) -> Option<Failure> {
     Some(Failure {
         class: class_of(stage, &error, &id),
         error,
-        nesting: nesting(&raw),
+        nesting: session_core::codec::nesting(&raw),
         lone_surrogate: has_lone_surrogate(&raw),
         raw: snippet(&String::from_utf8_lossy(&raw)),
         sid,
@@ -335,7 +285,7 @@ fn env_var(name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_values_survive_a_rust_write() {
-    if !node_available() {
+    if !integration_tests::node::available(WHAT) {
         return;
     }
     let redis_url = match server_url(Backend::Redis) {
@@ -471,6 +421,6 @@ fn raw_json_helpers() {
         "an escaped backslash, then text"
     );
     assert!(!has_lone_surrogate("{\"a\":\"😀\"}".as_bytes()));
-    assert_eq!(nesting(br#"{"a":[{"b":"[[["}]}"#), 3);
-    assert_eq!(nesting(br#"{"a":"\"[{"}"#), 1);
+    assert_eq!(session_core::codec::nesting(br#"{"a":[{"b":"[[["}]}"#), 3);
+    assert_eq!(session_core::codec::nesting(br#"{"a":"\"[{"}"#), 1);
 }

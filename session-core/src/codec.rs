@@ -112,8 +112,9 @@ pub fn parse_json_nested<T: DeserializeOwned>(
     parse_with(text, true).map_err(|err| Error::decode(id, err))
 }
 
-/// How deeply `text`'s arrays and objects nest (brackets inside strings don't count).
-fn nesting(text: &[u8]) -> usize {
+/// How deeply `text`'s arrays and objects nest (brackets inside strings don't count), found
+/// by counting, so safe at any depth: what [`parse_json_nested`] checks first.
+pub fn nesting(text: &[u8]) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
     for &byte in text {
         if in_string {
@@ -359,6 +360,12 @@ fn data_keeping_texts(record: &Record, texts: &FieldTexts) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(256);
     let mut rendered = Vec::new();
     out.push(b'{');
+    for member in texts.shadowed() {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(member);
+    }
     for (key, value) in record.data() {
         if out.len() > 1 {
             out.push(b',');

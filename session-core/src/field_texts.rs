@@ -23,6 +23,10 @@ use crate::codec::{parse_lenient, parse_with};
 pub struct FieldTexts {
     text: Arc<[u8]>,
     members: Arc<HashMap<String, Member>>,
+    /// Whole members whose keys read as another member's key in Rust but are different keys
+    /// to JavaScript (they differ in lone surrogates: `"\ud800"` and `"\ud801"` both read as
+    /// U+FFFD): the caller never saw them, and a write puts them back as they were.
+    shadowed: Arc<[Range<usize>]>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,15 +41,42 @@ impl FieldTexts {
     /// `None` when `text` is not a JSON object. Where a key repeats, the last one counts,
     /// as for the parsed value.
     pub fn of_object(text: &[u8]) -> Option<Self> {
-        let mut members = HashMap::new();
+        let mut members: HashMap<String, Member> = HashMap::new();
+        // Every member that lost its name to a later one, by its key as JavaScript reads it
+        // (the last of each, as JSON.parse keeps).
+        let mut lost: Vec<(Vec<u16>, Range<usize>)> = Vec::new();
         for (key, value) in top_level_members(text)? {
             let name: String = parse_lenient(&text[key.clone()]).ok()?;
-            members.insert(name, Member { key, value });
+            if let Some(earlier) = members.insert(name, Member { key, value }) {
+                let js_key = utf16_key(&text[earlier.key.clone()])?;
+                lost.retain(|(other, _)| *other != js_key);
+                lost.push((js_key, earlier.key.start..earlier.value.end));
+            }
         }
+        // A lost member whose key is the winner's own to JavaScript too is a plain duplicate:
+        // JSON.parse drops it as well.
+        let mut winners = Vec::new();
+        for member in members.values() {
+            winners.push(utf16_key(&text[member.key.clone()])?);
+        }
+        let shadowed: Vec<Range<usize>> = lost
+            .into_iter()
+            .filter(|(js_key, _)| !winners.contains(js_key))
+            .map(|(_, member)| member)
+            .collect();
         Some(Self {
             text: Arc::from(text),
             members: Arc::new(members),
+            shadowed: shadowed.into(),
         })
+    }
+
+    /// The stored `"key":value` texts of the members no data key stands for (see the field's
+    /// docs): a write puts them back first.
+    pub fn shadowed(&self) -> impl Iterator<Item = &[u8]> {
+        self.shadowed
+            .iter()
+            .map(|member| &self.text[member.clone()])
     }
 
     /// The stored `"key":value` text of the member `key`, when `value` is what its stored
@@ -99,6 +130,35 @@ fn top_level_members(text: &[u8]) -> Option<Vec<(Range<usize>, Range<usize>)>> {
             _ => return None,
         }
     }
+}
+
+/// The JSON string `text` (with its quotes) as JavaScript reads it: UTF-16 code units, lone
+/// surrogates kept. `None` for a malformed escape.
+fn utf16_key(text: &[u8]) -> Option<Vec<u16>> {
+    let inner = std::str::from_utf8(text.get(1..text.len().checked_sub(1)?)?).ok()?;
+    let mut units = Vec::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buffer = [0; 2];
+            units.extend_from_slice(c.encode_utf16(&mut buffer));
+            continue;
+        }
+        let unit = match chars.next()? {
+            'b' => 0x08,
+            'f' => 0x0c,
+            'n' => 0x0a,
+            'r' => 0x0d,
+            't' => 0x09,
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                u16::from_str_radix(&hex, 16).ok()?
+            }
+            other => u16::try_from(u32::from(other)).ok()?,
+        };
+        units.push(unit);
+    }
+    Some(units)
 }
 
 fn skip_space(text: &[u8], mut at: usize) -> usize {
@@ -218,7 +278,25 @@ mod tests {
             "a key keeps its text too"
         );
         assert_eq!(stored.unchanged("plain", &json!([1, 3]), b"[1,3]"), None);
+        assert_eq!(stored.shadowed().count(), 0);
         assert_eq!(stored.unchanged("other", &json!(1), b"1"), None);
         assert!(!format!("{stored:?}").contains("half"));
+    }
+
+    #[test]
+    fn keys_only_javascript_tells_apart_are_kept_aside() {
+        let stored =
+            texts(r#"{"\ud800":"first","\ud801":"second","a":1,"\u0061":2,"\ud800":"third"}"#);
+        // "\ud801" is the one Rust sees as U+FFFD's value ("third" came last, but its key
+        // is "\ud800" again: JavaScript keeps "third" for "\ud800", "second" for "\ud801").
+        let shadowed: Vec<&[u8]> = stored.shadowed().collect();
+        assert_eq!(shadowed, [&br#""\ud801":"second""#[..]]);
+        // "a" and "\u0061" are one key to both: no member kept aside for it.
+        assert_eq!(utf16_key(br#""\u0061""#), utf16_key(br#""a""#));
+        assert_ne!(utf16_key(br#""\ud800""#), utf16_key(br#""\ud801""#));
+        assert_eq!(
+            utf16_key("\"\\n\\\"é\"".as_bytes()),
+            Some(vec![0x0a, 0x22, 0xe9])
+        );
     }
 }

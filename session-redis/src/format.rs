@@ -325,8 +325,15 @@ fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Rec
     let millis = |field: &str| -> Result<Option<OffsetDateTime>> {
         match meta.get(field) {
             None | Some(Value::Null) => Ok(None),
+            // An integral float (`1.0`) counts, as in the scripts' Lua numbers.
             Some(value) => value
                 .as_i64()
+                .or_else(|| {
+                    value
+                        .as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
                 .and_then(from_unix_millis)
                 .map(Some)
                 .ok_or_else(|| bad(&format!("`__session_stores.{field}` is not a time"))),

@@ -236,10 +236,13 @@
 //! sees it. With [`RedisStoreBuilder::owner_path`] (`.owner_path("passport.user")`) a
 //! session's owner is the value there (a non-empty string, or an integer as its digits;
 //! else the owner Rust stored), and `list_by_owner` / `destroy_by_owner` find every session
-//! naming the owner, the ones Node created and Rust never wrote included: the owner index
-//! first, then a walk of every session (`SCAN` of the prefix on every primary, each value
-//! read and decoded; a value changed under the walk is read again and deleted only while it
-//! still names the owner). The guarantee: every such session that exists throughout the
+//! naming the owner, the ones Node created and Rust never wrote included, by a walk of every
+//! session (`SCAN` of the prefix on every primary, each value read and decoded; a value
+//! changed under the walk is read again and deleted only while it still names the owner).
+//! Without an owner path, the owner index knows a session's expiry as Rust last wrote it, not
+//! the later ones connect-redis' `touch` (an `EXPIRE`) gives it: a session Node alone keeps
+//! alive past that is missed, so set an owner path (even one Node never writes: the walk then
+//! judges by the owner Rust stored) where "log out everywhere" must reach those too. The guarantee: every such session that exists throughout the
 //! call is listed, or removed; one Node creates during the call (a login after the logout
 //! began) may stay. The cost grows with the number of sessions, not the owner's:
 //! `session-bench --owner-sweep 100000` measures it (README), and the call's timeout

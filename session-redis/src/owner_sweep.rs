@@ -1,12 +1,15 @@
 //! Owners named in data Node writes (`owner_path`). A session Node created and Rust never
-//! wrote is in no owner index, so finding an owner's sessions walks every session: the
-//! index first (what Rust wrote), then a full scan for the rest.
+//! wrote is in no owner index, so finding an owner's sessions walks every session:
+//! `list_by_owner` adds what the walk finds to what the index lists, and `destroy_by_owner`
+//! removes what the walk finds, judging every session by its owner as read (the path first),
+//! so the two always agree.
 //!
 //! The guarantee: `destroy_by_owner` removes every session that names the owner and exists
 //! throughout the call (one Node creates meanwhile may be missed: a login after the
 //! logout began); `list_by_owner` lists them. The cost is a read of every session, in pages
 //! of [`SWEEP_PAGE`] keys with reads pipelined, on every primary of a Cluster.
 
+use futures::{StreamExt, TryStreamExt};
 use session_core::{Record, Result, ScanCursor, SessionId};
 
 use crate::scripts::ScriptId;
@@ -14,6 +17,8 @@ use crate::store::{RedisStore, Stored};
 
 /// Keys per scan page of a sweep.
 const SWEEP_PAGE: usize = 1000;
+/// Deletes a sweep has in flight at once.
+const DELETES_IN_FLIGHT: usize = 64;
 /// How many times a sweep deletes a session again that changed under it.
 const DELETE_ATTEMPTS: usize = 8;
 
@@ -36,11 +41,16 @@ impl RedisStore {
 
     /// Deletes every session the index missed whose owner is `owner`; returns how many.
     pub(crate) async fn revoke_swept(&self, owner: &str) -> Result<u64> {
-        let mut removed = 0;
-        for (record, stored) in self.sweep(owner).await? {
-            removed += self.delete_owned(record.id(), stored, owner).await?;
-        }
-        Ok(removed)
+        let found = self.sweep(owner).await?;
+        let removed: Vec<u64> =
+            futures::stream::iter(found)
+                .map(|(record, stored)| async move {
+                    self.delete_owned(record.id(), stored, owner).await
+                })
+                .buffer_unordered(DELETES_IN_FLIGHT)
+                .try_collect()
+                .await?;
+        Ok(removed.into_iter().sum())
     }
 
     /// Every live session whose owner is `owner`, with the value it was read as.

@@ -16,15 +16,45 @@ local function decode(raw)
   return nil
 end
 
+-- The Unix ms range of the times the Rust decoder accepts (years -9999 to 9999).
+local MIN_MS, MAX_MS = -377705116800000, 253402300799999
+
+-- Whether a metadata time is absent or one the Rust decoder accepts.
+local function time_field(value)
+  if value == nil or value == cjson.null then return true end
+  return type(value) == 'number' and value == math.floor(value)
+    and value >= MIN_MS and value <= MAX_MS
+end
+
+-- Whether `cookie` (decoded from `raw`) is a JSON object: cjson reads `[]` and `{}` alike,
+-- so an empty one is told apart in the text (express-session's cookie is never empty).
+local function is_object(cookie, raw)
+  if type(cookie) ~= 'table' or cookie[1] ~= nil then return false end
+  return next(cookie) ~= nil or not string.find(raw, '"cookie"%s*:%s*%[')
+end
+
 -- The decoded value and its metadata (an empty table for a value Node wrote), or nil
--- when the value is not an express-session session (the Rust decoder agrees).
+-- when the value is not an express-session session: the checks of the Rust decoder
+-- (`decode_express`), so a script never accepts what `get` reports as corrupt.
 local function session(raw)
   local rec = decode(raw)
-  if type(rec) ~= 'table' or type(rec.cookie) ~= 'table' then return nil end
+  if type(rec) ~= 'table' or not is_object(rec.cookie, raw) then return nil end
   local meta = rec.__session_stores
   if meta == nil then return rec, {} end
-  if type(meta) ~= 'table' then return nil end
+  if type(meta) ~= 'table' or not time_field(meta.created_at)
+    or not time_field(meta.deadline) then
+    return nil
+  end
+  local owner = meta.owner
+  if owner ~= nil and owner ~= cjson.null and type(owner) ~= 'string' then return nil end
+  if owner == cjson.null then meta.owner = nil end
+  if meta.deadline == cjson.null then meta.deadline = nil end
   return rec, meta
+end
+
+-- The version of a value this store did not seal: derived from its bytes.
+local function foreign_version(raw)
+  return FOREIGN + tonumber(string.sub(redis.sha1hex(raw), 1, 12), 16)
 end
 
 -- `value` (which ends with its digest then SEAL_TAIL) with the digest of its bytes, the
@@ -46,7 +76,7 @@ local function version_of(raw, meta)
     and string.sub(raw, -#SEAL_TAIL) == SEAL_TAIL and seal(raw) == raw then
     return version
   end
-  return FOREIGN + tonumber(string.sub(redis.sha1hex(raw), 1, 12), 16)
+  return foreign_version(raw)
 end
 
 -- The new value: `value` (ours, `{"cookie":<default cookie>` then `head` bytes in) with
