@@ -191,10 +191,11 @@
 //!   `{"originalMaxAge":<ms from now to expires_at>,"expires":"<expires_at>","httpOnly":true,
 //!   "path":"/","sameSite":"lax"}`.
 //! - **A session created by Node** has no metadata until Rust first reads it: that read
-//!   appends it in place (`version` 0, `created_at` the time of the read, the key's expiry
-//!   kept), and Node carries it from then on, so `created_at` stays what it was first seen
-//!   as. (A Node save racing that very first read may drop it; the next read adds it
-//!   again.) It has no owner and no deadline until Rust sets them.
+//!   appends it in place (`created_at` the time of the read, the version the value already
+//!   had, the key's expiry kept; trailing whitespace after the object goes), and Node
+//!   carries it from then on, so `created_at` stays what it was first seen as. (A Node save
+//!   racing that very first read may drop it; the next read adds it again, with a later
+//!   time.) It has no owner and no deadline until Rust sets them.
 //! - **Every value Node stores reads back, and goes back as Node wrote it.** A string with
 //!   half an emoji (a lone UTF-16 surrogate, which `JSON.stringify` writes as `\ud83d`)
 //!   reads as U+FFFD (a Rust string can't hold it); data nests up to
