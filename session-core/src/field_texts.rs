@@ -5,9 +5,10 @@
 //! serde_json can't always write a value back as that program wrote it: a JavaScript
 //! string may hold half an emoji (a lone UTF-16 surrogate, written `\ud83d`), which a Rust
 //! string can't, so it reads as U+FFFD; Node writes `1e21` as `1e+21` and may escape what
-//! serde_json would not. With [`FieldTexts`] on the record, [`codec::data_json`]
-//! (crate::codec::data_json) writes each field whose value is still what its stored text
-//! reads as with that text, and only the fields the caller changed with serde_json.
+//! serde_json would not. With [`FieldTexts`] on the record,
+//! [`codec::data_json`](crate::codec::data_json) writes each field whose value is still what
+//! its stored text reads as with that text, and only the fields the caller changed with
+//! serde_json.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,7 +37,7 @@ struct Member {
 }
 
 impl FieldTexts {
-    /// The members of `text`, a JSON object (one that [`parse_json`] accepts), keyed by
+    /// The members of `text`, a JSON object (one that [`parse_json`](crate::codec::parse_json) accepts), keyed by
     /// their keys as they read (a lone surrogate in a key as U+FFFD, like in values).
     /// `None` when `text` is not a JSON object. Where a key repeats, the last one counts,
     /// as for the parsed value.
