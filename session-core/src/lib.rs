@@ -35,6 +35,7 @@ pub mod codec;
 pub mod conformance;
 mod error;
 mod expired;
+pub mod express;
 #[doc = include_str!("../GUIDE.md")]
 pub mod guide {}
 mod expiry;

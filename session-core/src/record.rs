@@ -25,7 +25,8 @@ pub type Data = Map<String, Value>;
 /// [`SessionStore::update`](crate::SessionStore::update).
 ///
 /// Two records are equal when everything above is; the stored text a record was read with
-/// ([`Self::field_texts`]) does not count.
+/// ([`Self::field_texts`]) and the express-session cookie object ([`Self::cookie`]), the
+/// envelope of a shared format, do not count.
 #[derive(Clone)]
 pub struct Record {
     id: SessionId,
@@ -36,6 +37,7 @@ pub struct Record {
     version: u64,
     owner: Option<String>,
     field_texts: Option<FieldTexts>,
+    cookie: Option<Data>,
 }
 
 impl PartialEq for Record {
@@ -72,6 +74,7 @@ impl Record {
             version: 0,
             owner: None,
             field_texts: None,
+            cookie: None,
         }
     }
 
@@ -236,6 +239,24 @@ impl Record {
     /// Sets what [`Self::field_texts`] returns; for stores, when they decode a record.
     pub fn set_field_texts(&mut self, texts: Option<FieldTexts>) {
         self.field_texts = texts;
+    }
+
+    /// The session's express-session cookie object (`originalMaxAge`, `expires`,
+    /// `httpOnly`, `path`, `domain`, `secure`, `sameSite`, ...), in the formats shared with
+    /// express-session, which store one per session: what a store read, or what the
+    /// caller set. `None` for the native format, which has no such object, and for a
+    /// record that never had one; such a record is written with the stored cookie object
+    /// kept (or a default one). See [`crate::express`] for reading and writing it.
+    ///
+    /// A format writes `expires` from [`Self::expires_at`] (a `null` `expires`, a
+    /// browser-session cookie, stays `null`); every other member as it is here.
+    pub fn cookie(&self) -> Option<&Data> {
+        self.cookie.as_ref()
+    }
+
+    /// Sets what [`Self::cookie`] returns: a format writes it in place of the stored one.
+    pub fn set_cookie(&mut self, cookie: Option<Data>) {
+        self.cookie = cookie;
     }
 }
 

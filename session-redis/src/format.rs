@@ -4,12 +4,13 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use session_core::express::{COOKIE_FIELD, cookie_expires, cookie_json, js_iso};
 use session_core::{
     Error, FieldTexts, Record, Result, SessionId, StoreOptions, codec, from_unix_millis, now,
     unix_millis,
 };
 use sha1::{Digest, Sha1};
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::OffsetDateTime;
 
 use crate::scripts::ScriptId;
 
@@ -38,8 +39,6 @@ pub enum Format {
     ExpressSession,
 }
 
-/// The top-level field of an express-session value holding the cookie settings.
-pub(crate) const COOKIE_FIELD: &str = "cookie";
 /// The top-level field holding this store's metadata in an express-session value.
 pub const EXPRESS_META_FIELD: &str = "__session_stores";
 /// connect-redis's TTL for a session whose cookie has no `expires` (a browser-session
@@ -138,57 +137,6 @@ fn encode_err(record: &Record, reason: impl ToString) -> Error {
     }
 }
 
-/// `at` as JavaScript's `Date.prototype.toJSON` writes it: `2026-11-23T13:09:21.835Z`.
-pub(crate) fn js_iso(at: OffsetDateTime) -> String {
-    let at = at.to_offset(UtcOffset::UTC);
-    let year = at.year();
-    let year = if (0..=9999).contains(&year) {
-        format!("{year:04}")
-    } else {
-        format!("{year:+07}")
-    };
-    format!(
-        "{year}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
-}
-
-/// Parses what `Date.prototype.toJSON` writes (`YYYY-MM-DDTHH:MM:SS[.sss]Z`).
-pub(crate) fn parse_js_iso(text: &str) -> Option<OffsetDateTime> {
-    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
-    let (sign, date) = match date.as_bytes().first()? {
-        b'+' => (1, &date[1..]),
-        b'-' => (-1, &date[1..]),
-        _ => (1, date),
-    };
-    let mut parts = date.splitn(3, '-');
-    let year: i32 = sign * parts.next()?.parse::<i32>().ok()?;
-    let month = Month::try_from(parts.next()?.parse::<u8>().ok()?).ok()?;
-    let day: u8 = parts.next()?.parse().ok()?;
-    let (hms, millis) = time.split_once('.').unwrap_or((time, "0"));
-    let mut parts = hms.splitn(3, ':');
-    let hour: u8 = parts.next()?.parse().ok()?;
-    let minute: u8 = parts.next()?.parse().ok()?;
-    let second: u8 = parts.next()?.parse().ok()?;
-    let millis: u16 = format!("{millis:0<3}").get(..3)?.parse().ok()?;
-    let date = Date::from_calendar_date(year, month, day).ok()?;
-    let time = Time::from_hms_milli(hour, minute, second, millis).ok()?;
-    Some(PrimitiveDateTime::new(date, time).assume_utc())
-}
-
-/// express-session's cookie object for a session this store creates.
-fn default_cookie(record: &Record, iso: &str) -> String {
-    let max_age = (unix_millis(record.expires_at()) - unix_millis(now())).max(0);
-    format!(
-        r#"{{"originalMaxAge":{max_age},"expires":"{iso}","httpOnly":true,"path":"/","sameSite":"lax"}}"#
-    )
-}
-
 fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
     // Node apps nest deeper than a native record may (see the bound's docs).
     let version = codec::check_writable_to(record, codec::MAX_SHARED_DATA_DEPTH)?;
@@ -206,8 +154,10 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
     let iso = js_iso(record.expires_at());
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(br#"{"cookie":"#);
-    out.extend_from_slice(default_cookie(record, &iso).as_bytes());
-    let head = out.len();
+    out.extend_from_slice(cookie_json(record).as_bytes());
+    // The scripts keep the stored cookie object in place of a default or unchanged one
+    // (`head` bytes), never in place of one the caller changed (0).
+    let head = if cookie_changed(record) { 0 } else { out.len() };
     // The data's fields, spliced in at the top level: `{"a":1,"b":2}` without its braces.
     let data = codec::data_json(record, options)?;
     if data.len() > 2 {
@@ -248,6 +198,20 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
         version_at,
         extra: vec![head.to_string().into(), iso.into()],
     })
+}
+
+/// Whether `record` carries a cookie object other than the one it was read with: a write
+/// stores it, rather than keep the stored one.
+fn cookie_changed(record: &Record) -> bool {
+    let Some(cookie) = record.cookie() else {
+        return false;
+    };
+    let cookie = Value::Object(cookie.clone());
+    let rendered = serde_json::to_vec(&cookie).unwrap_or_default();
+    record
+        .field_texts()
+        .and_then(|texts| texts.unchanged(COOKIE_FIELD, &cookie, &rendered))
+        .is_none()
 }
 
 /// The SHA-1 of `value` with its seal's 40 digits read as zeros, in lowercase hex: what
@@ -350,10 +314,7 @@ fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Rec
     // one falls back on the cookie, then on connect-redis's default TTL.
     let expires_at = match expiry.filter(|at| *at >= 0) {
         Some(at) => from_unix_millis(at).ok_or_else(|| bad("the key's expiry is out of range"))?,
-        None => cookie
-            .get("expires")
-            .and_then(Value::as_str)
-            .and_then(parse_js_iso)
+        None => cookie_expires(&cookie)
             .unwrap_or_else(|| now() + time::Duration::milliseconds(CONNECT_REDIS_DEFAULT_TTL_MS)),
     };
     let mut record = Record::with_id(id.clone(), expires_at);
@@ -364,6 +325,7 @@ fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Rec
     record.set_version(version);
     record.set_owner(owner);
     record.set_data(data);
+    record.set_cookie(Some(cookie));
     // Node's JSON.stringify and serde_json differ at the edges (half an emoji, `1e+21`):
     // a write puts back each field the caller left alone exactly as Node wrote it.
     record.set_field_texts(FieldTexts::of_object(raw));
@@ -374,25 +336,6 @@ fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Rec
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn iso_is_javascripts() {
-        let at = from_unix_millis(1_795_439_361_835).unwrap();
-        assert_eq!(js_iso(at), "2026-11-23T13:09:21.835Z");
-        assert_eq!(parse_js_iso("2026-11-23T13:09:21.835Z"), Some(at));
-        assert_eq!(
-            js_iso(from_unix_millis(0).unwrap()),
-            "1970-01-01T00:00:00.000Z"
-        );
-        let last = from_unix_millis(253_402_300_799_999).unwrap();
-        assert_eq!(js_iso(last), "9999-12-31T23:59:59.999Z");
-        assert_eq!(parse_js_iso(&js_iso(last)), Some(last));
-        assert_eq!(
-            parse_js_iso("2026-11-23T13:09:21Z").map(unix_millis),
-            Some(1_795_439_361_000)
-        );
-        assert_eq!(parse_js_iso("yesterday"), None);
-    }
 
     #[test]
     fn express_values_round_trip() {

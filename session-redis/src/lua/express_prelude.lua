@@ -81,12 +81,13 @@ end
 
 -- The new value: `value` (ours, `{"cookie":<default cookie>` then `head` bytes in) with
 -- the stored cookie object kept in place of our default one, its `expires` set to `iso`
+-- (`head` 0: the caller chose the cookie in `value`, which stays)
 -- (a browser-session cookie, `expires` null, stays one). The cookie is found by scanning
 -- the stored JSON from `{"cookie":{`, where express-session and this store put it; a
 -- value shaped otherwise gets the default cookie.
 local function keep_cookie(raw, rec, value, head, iso)
   local prefix = '{"cookie":{'
-  if string.sub(raw, 1, #prefix) ~= prefix then return value end
+  if head == 0 or string.sub(raw, 1, #prefix) ~= prefix then return value end
   local depth, i, n, quoted, stop = 0, #prefix, #raw, false, nil
   while i <= n do
     local c = string.byte(raw, i)
