@@ -3,14 +3,9 @@
 //! everything else (keys, owner index, rename, revocation) is shared.
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
-use session_core::express::{COOKIE_FIELD, cookie_expires, cookie_json, js_iso};
-use session_core::{
-    Error, FieldTexts, Record, Result, SessionId, StoreOptions, codec, from_unix_millis, now,
-    unix_millis,
-};
-use sha1::{Digest, Sha1};
-use time::OffsetDateTime;
+use session_core::express::{js_iso, object};
+use session_core::{Error, Record, Result, SessionId, StoreOptions, codec, from_unix_millis};
+use time::Duration;
 
 use crate::scripts::ScriptId;
 
@@ -40,16 +35,10 @@ pub enum Format {
 }
 
 /// The top-level field holding this store's metadata in an express-session value.
-pub const EXPRESS_META_FIELD: &str = "__session_stores";
+pub const EXPRESS_META_FIELD: &str = object::META_FIELD;
 /// connect-redis's TTL for a session whose cookie has no `expires` (a browser-session
 /// cookie): one day. Used for such a value stored without any Redis expiry.
-const CONNECT_REDIS_DEFAULT_TTL_MS: i64 = 86_400_000;
-/// Where the versions of express-session values this store did not seal start (2^52): see
-/// [`express_version`].
-const FOREIGN_VERSION: u64 = 1 << 52;
-/// How every express-session value this store writes ends: its metadata object last, the
-/// 40 hex digits of its seal last in that, then this.
-const SEAL_TAIL: &[u8] = br#""}}"#;
+const CONNECT_REDIS_DEFAULT_TTL: Duration = Duration::DAY;
 
 /// An encoded record: the value to store and the extra script arguments the format needs.
 pub(crate) struct Encoded {
@@ -130,212 +119,40 @@ impl Format {
     }
 }
 
-fn encode_err(record: &Record, reason: impl ToString) -> Error {
-    Error::Encode {
-        id: record.id().clone(),
-        reason: reason.to_string(),
-    }
-}
-
 fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
-    // Node apps nest deeper than a native record may (see the bound's docs).
-    let version = codec::check_writable_to(record, codec::MAX_SHARED_DATA_DEPTH)?;
-    for reserved in [COOKIE_FIELD, EXPRESS_META_FIELD] {
-        if record.data().contains_key(reserved) {
-            return Err(encode_err(
-                record,
-                format!(
-                    "`{reserved}` is reserved in the express-session format (the store keeps \
-                     it); use another key"
-                ),
-            ));
-        }
-    }
-    let iso = js_iso(record.expires_at());
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(br#"{"cookie":"#);
-    out.extend_from_slice(cookie_json(record).as_bytes());
+    let encoded = object::encode(record, options)?;
     // The scripts keep the stored cookie object in place of a default or unchanged one
     // (`head` bytes), never in place of one the caller changed (0).
-    let head = if cookie_changed(record) { 0 } else { out.len() };
-    // The data's fields, spliced in at the top level: `{"a":1,"b":2}` without its braces.
-    let data = codec::data_json(record, options)?;
-    if data.len() > 2 {
-        out.push(b',');
-        out.extend_from_slice(&data[1..data.len() - 1]);
-    }
-    // The metadata object, its version first so `set` can find it: written by hand, since a
-    // map's key order depends on serde_json's features.
-    out.push(b',');
-    serde_json::to_writer(&mut out, EXPRESS_META_FIELD).map_err(|err| encode_err(record, err))?;
-    out.extend_from_slice(br#":{"version":"#);
-    let version_at = out.len();
-    out.extend_from_slice(version.to_string().as_bytes());
-    let mut meta = Map::new();
-    meta.insert(
-        "created_at".into(),
-        Value::from(unix_millis(record.created_at())),
-    );
-    if let Some(deadline) = record.deadline() {
-        meta.insert("deadline".into(), Value::from(unix_millis(deadline)));
-    }
-    if let Some(owner) = record.owner() {
-        meta.insert("owner".into(), Value::from(owner));
-    }
-    for (key, value) in &meta {
-        out.push(b',');
-        serde_json::to_writer(&mut out, key).map_err(|err| encode_err(record, err))?;
-        out.push(b':');
-        serde_json::to_writer(&mut out, value).map_err(|err| encode_err(record, err))?;
-    }
-    out.extend_from_slice(br#","digest":""#);
-    out.extend_from_slice(&[b'0'; 40]);
-    out.extend_from_slice(SEAL_TAIL);
-    seal(&mut out);
+    let head = encoded.cookie_end.unwrap_or(0);
     Ok(Encoded {
-        value: out.into(),
-        version,
-        version_at,
-        extra: vec![head.to_string().into(), iso.into()],
+        value: encoded.value.into(),
+        version: encoded.version,
+        version_at: encoded.version_at,
+        extra: vec![head.to_string().into(), js_iso(record.expires_at()).into()],
     })
 }
 
-/// Whether `record` carries a cookie object other than the one it was read with: a write
-/// stores it, rather than keep the stored one.
-fn cookie_changed(record: &Record) -> bool {
-    let Some(cookie) = record.cookie() else {
-        return false;
-    };
-    let cookie = Value::Object(cookie.clone());
-    let rendered = serde_json::to_vec(&cookie).unwrap_or_default();
-    record
-        .field_texts()
-        .and_then(|texts| texts.unchanged(COOKIE_FIELD, &cookie, &rendered))
-        .is_none()
-}
-
-/// The SHA-1 of `value` with its seal's 40 digits read as zeros, in lowercase hex: what
-/// the scripts' `seal` computes with `redis.sha1hex`. `value` ends with the seal and
-/// [`SEAL_TAIL`].
-fn seal_digest(value: &[u8]) -> [u8; 40] {
-    let head = &value[..value.len() - 40 - SEAL_TAIL.len()];
-    let digest = Sha1::new()
-        .chain_update(head)
-        .chain_update([b'0'; 40])
-        .chain_update(SEAL_TAIL)
-        .finalize();
-    hex(&digest)
-}
-
-fn hex<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0; N];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
-    out
-}
-
-/// Writes `value`'s seal (its last 40 digits before [`SEAL_TAIL`]).
-fn seal(value: &mut [u8]) {
-    let digest = seal_digest(value);
-    let at = value.len() - 40 - SEAL_TAIL.len();
-    value[at..at + 40].copy_from_slice(&digest);
-}
-
-/// The version of an express-session value, as the scripts' `version_of` computes it for
-/// a compare-and-swap: the metadata's `version` when the value is as this store wrote it
-/// (its seal holds), else one derived from its bytes, so that any change Node made (Node
-/// keeps our metadata when it writes a session back) is a new version and a write based on
-/// an earlier read fails rather than overwriting it.
-fn express_version(raw: &[u8], meta: &Map<String, Value>) -> u64 {
-    let sealed = raw.len() > 40 + SEAL_TAIL.len()
-        && raw.ends_with(SEAL_TAIL)
-        && seal_digest(raw)[..]
-            == raw[raw.len() - 40 - SEAL_TAIL.len()..raw.len() - SEAL_TAIL.len()];
-    let version = meta
-        .get("version")
-        .and_then(Value::as_u64)
-        .filter(|version| *version <= Record::MAX_VERSION);
-    match version {
-        Some(version) if sealed => version,
-        _ => {
-            let digest = Sha1::digest(raw);
-            let front = digest[..6]
-                .iter()
-                .fold(0u64, |acc, byte| acc << 8 | u64::from(*byte));
-            FOREIGN_VERSION + front
-        }
-    }
-}
-
 fn decode_express(id: &SessionId, raw: &[u8], expiry: Option<i64>) -> Result<Record> {
-    let bad = |why: &str| Error::decode(id, format!("not an express-session value: {why}"));
-    let value: Value = codec::parse_json_nested(id, raw, codec::MAX_SHARED_DATA_DEPTH)?;
-    let Value::Object(mut data) = value else {
-        return Err(bad("not a JSON object"));
-    };
-    let Some(Value::Object(cookie)) = data.remove(COOKIE_FIELD) else {
-        return Err(bad("no `cookie` object"));
-    };
-    // A value Node wrote has no metadata: no owner, no creation time (the scripts agree).
-    let meta = match data.remove(EXPRESS_META_FIELD) {
-        None => Map::new(),
-        Some(Value::Object(meta)) => meta,
-        Some(_) => return Err(bad("`__session_stores` is not an object")),
-    };
-    let version = express_version(raw, &meta);
-    let millis = |field: &str| -> Result<Option<OffsetDateTime>> {
-        match meta.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            // An integral float (`1.0`) counts, as in the scripts' Lua numbers.
-            Some(value) => value
-                .as_i64()
-                .or_else(|| {
-                    value
-                        .as_f64()
-                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                        .map(|f| f as i64)
-                })
-                .and_then(from_unix_millis)
-                .map(Some)
-                .ok_or_else(|| bad(&format!("`__session_stores.{field}` is not a time"))),
-        }
-    };
-    let created_at = millis("created_at")?;
-    let deadline = millis("deadline")?;
-    let owner = match meta.get("owner") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(owner)) => Some(owner.clone()),
-        Some(_) => return Err(bad("`__session_stores.owner` is not a string")),
-    };
-    // The key's expiry is the truth (connect-redis's touch only moves it); a key without
-    // one falls back on the cookie, then on connect-redis's default TTL.
+    // The key's expiry is the truth (connect-redis's touch only moves it).
     let expires_at = match expiry.filter(|at| *at >= 0) {
-        Some(at) => from_unix_millis(at).ok_or_else(|| bad("the key's expiry is out of range"))?,
-        None => cookie_expires(&cookie)
-            .unwrap_or_else(|| now() + time::Duration::milliseconds(CONNECT_REDIS_DEFAULT_TTL_MS)),
+        Some(at) => Some(from_unix_millis(at).ok_or_else(|| {
+            Error::decode(
+                id,
+                "not an express-session value: the key's expiry is out of range",
+            )
+        })?),
+        None => None,
     };
-    let mut record = Record::with_id(id.clone(), expires_at);
-    if let Some(created_at) = created_at {
-        record.set_created_at(created_at);
-    }
-    record.set_deadline(deadline);
-    record.set_version(version);
-    record.set_owner(owner);
-    record.set_data(data);
-    record.set_cookie(Some(cookie));
-    // Node's JSON.stringify and serde_json differ at the edges (half an emoji, `1e+21`):
-    // a write puts back each field the caller left alone exactly as Node wrote it.
-    record.set_field_texts(FieldTexts::of_object(raw));
-    Ok(record)
+    object::decode(id, raw, expires_at, CONNECT_REDIS_DEFAULT_TTL)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use session_core::express::object::{FOREIGN_VERSION, SEAL_TAIL};
+    use session_core::{now, unix_millis};
+    use sha1::{Digest, Sha1};
 
     #[test]
     fn express_values_round_trip() {
@@ -528,10 +345,10 @@ mod tests {
         // The seal is SHA-1 over the value with its own digits zero, as Lua's
         // `redis.sha1hex` computes it (the live suites check the two agree).
         let zeroed = format!("{}{}\"}}}}", &text[..text.len() - 43], "0".repeat(40));
-        let digest = Sha1::digest(zeroed.as_bytes());
-        assert_eq!(
-            &text[text.len() - 43..text.len() - 3],
-            std::str::from_utf8(&hex::<40>(&digest)).unwrap()
-        );
+        let digest: String = Sha1::digest(zeroed.as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(&text[text.len() - 43..text.len() - 3], digest);
     }
 }

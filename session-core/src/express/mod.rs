@@ -11,6 +11,7 @@
 //! [express-session]: https://www.npmjs.com/package/express-session
 
 mod dates;
+pub mod object;
 
 pub use dates::{js_iso, parse_js_iso};
 
