@@ -67,6 +67,8 @@
 //!   the store's atomic [`cycle_id`](session_core::SessionStore::cycle_id); the old key is
 //!   dead either way.
 
+pub mod express;
+
 use std::collections::HashMap;
 use std::fmt;
 

@@ -62,6 +62,8 @@
 //!   is the same (the old id is dead, the data lives on under a new one), but if that final
 //!   save fails the session is gone, and the user must log in again: safe, if not kind.
 
+pub mod express;
+
 use std::collections::HashMap;
 use std::fmt;
 

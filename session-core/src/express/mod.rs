@@ -12,8 +12,10 @@
 
 mod dates;
 pub mod object;
+mod sessions;
 
 pub use dates::{js_iso, parse_js_iso};
+pub use sessions::{ExpressSession, ExpressSessions};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
