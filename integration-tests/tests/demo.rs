@@ -321,3 +321,118 @@ async fn the_store_setting_picks_each_backend() {
         assert_eq!(out.status(), StatusCode::NO_CONTENT);
     }
 }
+
+/// The demo in express-session mode beside the Node app (`node/app.js`, express-session +
+/// connect-redis) on one Redis: a login on either side is seen by the other with the same
+/// `connect.sid` cookie, and the demo's "log out everywhere" ends the user's Node logins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_mode_shares_logins_with_node() {
+    const WHAT: &str = "the demo's express-session mode";
+    if !integration_tests::node::available(WHAT) {
+        return;
+    }
+    let redis_url = match integration_tests::server_url(integration_tests::Backend::Redis) {
+        Ok(url) => url,
+        Err(skip) => return session_core::conformance::skip(WHAT, &skip.0),
+    };
+    let prefix = format!(
+        "demo-express:{}:sess:",
+        &session_core::SessionId::generate().expose()[..12]
+    );
+    let node = integration_tests::node::NodeApp::start(
+        "app.js",
+        &[
+            ("REDIS_URL", &redis_url),
+            ("SESSION_PREFIX", &prefix),
+            ("SESSION_SECRETS", "keyboard cat"),
+        ],
+    );
+    let setting = format!(
+        "{redis_url}?session_prefix={}&session_format=express&session_owner_path=passport.user",
+        prefix.replace(':', "%3A")
+    );
+    let store = session_demo::store_from_setting(Some(&setting))
+        .await
+        .unwrap();
+    let sessions = session_core::express::ExpressSessions::new(store, ["keyboard cat"])
+        .unwrap()
+        .resave(false)
+        .save_uninitialized(false)
+        .max_age(Some(Duration::hours(1)))
+        .owner_path("passport.user")
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let demo = format!("http://{}", listener.local_addr().unwrap());
+    let app = session_demo::express_app(sessions);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let connect_sid = |response: &reqwest::Response| -> String {
+        let header = response
+            .headers()
+            .get(SET_COOKIE)
+            .expect("a Set-Cookie")
+            .to_str()
+            .unwrap();
+        let pair = header.split(';').next().unwrap().to_owned();
+        assert!(pair.starts_with("connect.sid=s%3A"), "{header}");
+        pair
+    };
+    let me = |base: String, cookie: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(format!("{base}/me"))
+                .header(COOKIE, cookie)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // A login on the demo is a login on Node.
+    let response = client
+        .post(format!("{demo}/auth"))
+        .json(&json!({"username": "alice", "password": "wonderland"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let rust_login = connect_sid(&response);
+    let (status, seen) = me(node.base.clone(), rust_login.clone()).await;
+    assert_eq!(status, StatusCode::OK, "Node does not see the demo's login");
+    assert_eq!(seen["passport"]["user"], "alice");
+
+    // A login on Node is a login on the demo.
+    let response = client
+        .post(format!("{}/login", node.base))
+        .json(&json!({"user": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let node_login = connect_sid(&response);
+    let (status, seen) = me(demo.clone(), node_login.clone()).await;
+    assert_eq!(status, StatusCode::OK, "the demo does not see Node's login");
+    assert_eq!(seen["user"], "alice");
+
+    // The demo's "log out everywhere" ends both logins, Node's too.
+    let response = client
+        .post(format!("{demo}/logout-everywhere"))
+        .header(COOKIE, rust_login.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for login in [rust_login, node_login] {
+        assert_eq!(
+            me(node.base.clone(), login.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(me(demo.clone(), login).await.0, StatusCode::UNAUTHORIZED);
+    }
+}

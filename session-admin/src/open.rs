@@ -174,6 +174,8 @@ impl OpenOptions {
     /// URL reaches the driver: `session_prefix` (Redis), `session_table` (the SQL stores),
     /// `session_schema` (PostgreSQL), `session_database` and `session_collection`
     /// (MongoDB). For example `postgres://app@db/app?session_schema=auth&session_table=web`.
+    /// `session_format=express` (with `session_owner_path=passport.user`, where the app
+    /// keeps the user) reads and writes what express-session with connect-redis stores.
     ///
     /// Errors never hold the URL's passwords (see [`redacted`](crate::redacted)); a URL
     /// this can't read is an [`Error::Config`].
@@ -192,12 +194,28 @@ impl OpenOptions {
             "redis" | "rediss" | "redis+cluster" | "redis-cluster" | "rediss+cluster"
             | "rediss-cluster" | "redis+sentinel" | "redis-sentinel" | "rediss+sentinel"
             | "rediss-sentinel" | "valkey" | "valkeys" | "valkey+cluster" | "valkey-cluster" => {
-                names.only("redis", &["session_prefix"])?;
+                names.only(
+                    "redis",
+                    &["session_prefix", "session_format", "session_owner_path"],
+                )?;
                 let mut builder = session_redis::RedisStore::builder()
                     .url(url)
                     .options(self.store_options());
                 if let Some(prefix) = &names.prefix {
                     builder = builder.prefix(prefix.clone());
+                }
+                match names.format.as_deref() {
+                    None | Some("native") => {}
+                    Some("express") => builder = builder.express_session(),
+                    Some(other) => {
+                        return Err(Error::Config(format!(
+                            "session_format={other}: give `native` (the default) or `express` \
+                             (the format express-session with connect-redis stores)"
+                        )));
+                    }
+                }
+                if let Some(path) = &names.owner_path {
+                    builder = builder.owner_path(path);
                 }
                 opened(builder.connect().await?, "redis", None)
             }

@@ -20,6 +20,10 @@ pub(crate) struct Names {
     pub database: Option<String>,
     /// `session_collection`: the MongoDB collection.
     pub collection: Option<String>,
+    /// `session_format`: `express` for the format shared with express-session (Redis).
+    pub format: Option<String>,
+    /// `session_owner_path`: where the owner sits in express-session data (`passport.user`).
+    pub owner_path: Option<String>,
 }
 
 impl Names {
@@ -30,6 +34,8 @@ impl Names {
             "session_schema" => &mut self.schema,
             "session_database" => &mut self.database,
             "session_collection" => &mut self.collection,
+            "session_format" => &mut self.format,
+            "session_owner_path" => &mut self.owner_path,
             _ => return None,
         })
     }
@@ -42,6 +48,8 @@ impl Names {
             ("session_schema", &self.schema),
             ("session_database", &self.database),
             ("session_collection", &self.collection),
+            ("session_format", &self.format),
+            ("session_owner_path", &self.owner_path),
         ];
         for (name, value) in given {
             if value.is_some() && !allowed.contains(&name) {
@@ -97,7 +105,7 @@ pub(crate) fn parse(setting: &str) -> Result<Setting> {
                     "unknown parameter `{name}` in the store URL {}: the session_* \
                      parameters are session_prefix (Redis), session_table (SQL), \
                      session_schema (PostgreSQL), session_database and session_collection \
-                     (MongoDB)",
+                     (MongoDB), session_format=express and session_owner_path (Redis)",
                     redacted(setting)
                 )));
             };

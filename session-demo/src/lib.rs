@@ -14,6 +14,9 @@
 //!   oldest (`SessionStore::limit_owner`).
 //! - `GET /metrics` ([`metrics_routes`]): every store call's metrics, as Prometheus text.
 //!
+//! [`express_app`] serves the same routes in express-session mode: the `connect.sid` cookie
+//! and sessions shared with a Node app (see the README's express-session section).
+//!
 //! The cookie `sid` is HttpOnly, SameSite=Lax and signed (HMAC-SHA256, checked in constant
 //! time by the `cookie` crate); `Secure` when [`Demo::secure_cookies`] is set.
 
@@ -30,7 +33,9 @@ use serde::Deserialize;
 use serde_json::json;
 use session_core::{Expiry, Record, SessionId, SessionStore, modify};
 
+mod express;
 mod telemetry;
+pub use express::express_app;
 use telemetry::instrument;
 pub use telemetry::{install_prometheus, metrics_routes};
 
@@ -55,7 +60,7 @@ pub async fn store_from_setting(
 pub const COOKIE: &str = "sid";
 
 /// The demo's users: name and password. A real app checks a password hash.
-const USERS: [(&str, &str); 2] = [("alice", "wonderland"), ("bob", "builder")];
+pub(crate) const USERS: [(&str, &str); 2] = [("alice", "wonderland"), ("bob", "builder")];
 
 /// The demo app's shared state.
 #[derive(Clone)]
@@ -102,13 +107,13 @@ impl axum::extract::FromRef<Demo> for Key {
 }
 
 #[derive(Deserialize)]
-struct Credentials {
+pub(crate) struct Credentials {
     username: String,
     password: String,
 }
 
 /// Errors become 503 when the store may recover, 500 otherwise; never a panic.
-struct Failure(session_core::Error);
+pub(crate) struct Failure(pub(crate) session_core::Error);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -200,7 +205,7 @@ async fn current(demo: &Demo, jar: &SignedCookieJar) -> Result<Option<(Record, S
     Ok(Some((session, user)))
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     StatusCode::UNAUTHORIZED.into_response()
 }
 
