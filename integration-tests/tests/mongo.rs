@@ -298,6 +298,91 @@ mod scan {
     }
 }
 
+/// The suite in the express-session format ([`Format::ExpressSession`]: connect-mongo's
+/// documents), interval mode, and its scan.
+mod express {
+    use session_mongo::Format;
+
+    use super::*;
+
+    pub struct ExpressHarness;
+
+    /// A store in the express-session format on a fresh collection.
+    pub async fn express_store(expiry: ExpiryMode, options: StoreOptions) -> MongoStore {
+        let url = server_url(Backend::Mongo).unwrap();
+        let config = MongoConfig {
+            database: Some(
+                integration_tests::mongo_test_database(&url, TEST_DATABASE)
+                    .await
+                    .into(),
+            ),
+            collection: Some(unique_collection()),
+            expiry,
+            options,
+            format: Format::ExpressSession,
+            ..MongoConfig::default()
+        };
+        MongoStore::connect(&url, config).await.unwrap()
+    }
+
+    #[async_trait]
+    impl Harness for ExpressHarness {
+        type Store = MongoStore;
+
+        async fn available(&self) -> Result<(), Skip> {
+            server_url(Backend::Mongo).map(drop)
+        }
+
+        async fn store(&self, options: StoreOptions) -> MongoStore {
+            let options = integration_tests::mongo_suite_options(options);
+            express_store(ExpiryMode::Interval(StdDuration::from_secs(30)), options).await
+        }
+
+        /// A connect-mongo document, live for an hour, whose `session` is not JSON.
+        async fn write_corrupt(&self, store: &MongoStore, id: &SessionId) -> Result<(), Skip> {
+            let later =
+                DateTime::from_millis(session_core::unix_millis(now() + Duration::hours(1)));
+            store
+                .collection()
+                .insert_one(doc! { "_id": id.expose(), "expires": later, "session": "{not json" })
+                .await
+                .unwrap();
+            Ok(())
+        }
+
+        async fn slow_store(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
+            let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
+            let timeout = options.timeout;
+            Ok(slow_store(&url, timeout, |url| async move {
+                let config = MongoConfig {
+                    database: Some(TEST_DATABASE.into()),
+                    collection: Some(unique_collection()),
+                    expiry: ExpiryMode::Disabled,
+                    options,
+                    format: Format::ExpressSession,
+                    ..MongoConfig::default()
+                };
+                MongoStore::connect(&url, config).await.unwrap()
+            })
+            .await)
+        }
+    }
+
+    #[test]
+    fn conformance() {
+        session_core::conformance::run_suite(|| ExpressHarness);
+    }
+
+    #[tokio::test]
+    async fn scan() {
+        if let Err(Skip(reason)) = ExpressHarness.available().await {
+            return skip_or_fail("mongo express scan", &reason);
+        }
+        let store = ExpressHarness.store(StoreOptions::default()).await;
+        session_core::conformance::check_scan(&store).await;
+    }
+}
+
 /// Indexes, pruning, and the failure modes the spec names.
 mod behaviour {
     use super::*;

@@ -82,6 +82,13 @@ pub struct MongoConfig {
     pub options: StoreOptions,
     /// How conditional writes are made atomic (default: detected).
     pub write_guard: WriteGuard,
+    /// What a session document holds: this crate's own (the default), or connect-mongo's
+    /// for sharing sessions with an express app (see the crate docs).
+    pub format: crate::Format,
+    /// In the express-session format, where the data Node writes names the session's owner
+    /// (`"passport.user"`, `"user.id"`), for `list_by_owner` / `destroy_by_owner`; `None`:
+    /// the owner Rust stored. An [`Error::Config`] with the native format.
+    pub owner_path: Option<String>,
 }
 
 pub(crate) fn check_database_name(name: &str) -> Result<()> {

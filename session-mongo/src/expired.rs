@@ -27,6 +27,13 @@ use crate::store::MongoStore;
 #[async_trait]
 impl ExpiryFeed for MongoStore {
     async fn watch_expired(&self, options: WatchOptions) -> Result<ExpiredSessions> {
+        if self.format == crate::Format::ExpressSession {
+            return Err(Error::Config(
+                "the expiry feed reads this crate's own documents: it is not available in the \
+                 express-session format (connect-mongo's documents)"
+                    .into(),
+            ));
+        }
         if self.expiry_mode() != ExpiryMode::Disabled {
             return Err(Error::Config(format!(
                 "an expiry feed purges by itself, and the store's {:?} expiry would delete \

@@ -117,12 +117,25 @@
 //! (`->'$._id'`) is not the one the `_id` index is built on (`->"_id"`): about ten times
 //! cheaper per document than a filter FerretDB decodes, but linear in the number of
 //! sessions, for this store and for any other client alike.
+//!
+//! # Sharing sessions with express-session
+//!
+//! With [`MongoConfig::format`] set to [`Format::ExpressSession`] the store reads and writes
+//! exactly the documents [connect-mongo] keeps for [express-session] (`{_id: <sid>,
+//! expires: <date>, session: "<the session object as JSON>"}`, connect-mongo's default
+//! `stringify: true`), so an express app and a Rust service on the same collection share
+//! logins. [`Format`] says what is stored, which connect-mongo options it pairs with, and
+//! what each side promises; the native format stays the default.
+//!
+//! [connect-mongo]: https://www.npmjs.com/package/connect-mongo
+//! [express-session]: https://www.npmjs.com/package/express-session
 
 mod config;
 mod convert;
 mod document;
 mod errors;
 mod expired;
+mod express;
 mod locks;
 mod scan;
 mod store;
@@ -137,4 +150,5 @@ pub use config::{
     OWNER_INDEX, TTL_INDEX, WriteGuard,
 };
 pub use document::decode_document;
+pub use express::{CONNECT_MONGO_TTL, CONNECT_MONGO_TTL_INDEX, Format};
 pub use store::MongoStore;

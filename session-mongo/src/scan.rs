@@ -28,6 +28,9 @@ use crate::store::MongoStore;
 impl ScanSessions for MongoStore {
     async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage> {
         let limit = limit.max(1);
+        if self.format == crate::Format::ExpressSession {
+            return self.timed("scan", self.express_scan(cursor, limit)).await;
+        }
         let now = now_bson();
         let documents: Vec<Document> = self
             .timed("scan", async {

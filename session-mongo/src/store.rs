@@ -11,8 +11,8 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use session_core::{
-    Error, Pruner, Record, Rename, Result, SessionId, SessionStore, StoreOptions, async_trait,
-    codec, rename_onto_itself, unix_millis,
+    Error, OwnerPath, Pruner, Record, Rename, Result, SessionId, SessionStore, StoreOptions,
+    async_trait, codec, rename_onto_itself, unix_millis,
 };
 use time::OffsetDateTime;
 
@@ -22,6 +22,7 @@ use crate::config::{
 };
 use crate::document::{self, decode, is_live, now_bson};
 use crate::errors::{BACKEND, backend_error, index_error, is_namespace_missing};
+use crate::express::{self, CONNECT_MONGO_TTL_INDEX, Format};
 
 /// A session store on one MongoDB collection. Cheap to clone; clones share the
 /// connection pool and the pruning task.
@@ -35,6 +36,10 @@ pub struct MongoStore {
     pub(crate) queues: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     pub(crate) options: StoreOptions,
     expiry: ExpiryMode,
+    /// What a session document holds.
+    pub(crate) format: Format,
+    /// Where the owner sits in the data Node writes (express-session format only).
+    pub(crate) owner_path: Option<OwnerPath>,
     /// The pruning task of [`ExpiryMode::Interval`]; it stops once every clone holding it
     /// is dropped. The store inside the task holds `None`, so there is no cycle.
     pruner: Option<Arc<Mutex<Option<Pruner>>>>,
@@ -46,6 +51,8 @@ impl fmt::Debug for MongoStore {
             .field("database", &self.collection.namespace().db)
             .field("collection", &self.collection.name())
             .field("expiry", &self.expiry)
+            .field("format", &self.format)
+            .field("owner_path", &self.owner_path)
             .field("locks", &self.locks.is_some())
             .field("options", &self.options)
             .finish()
@@ -112,6 +119,18 @@ impl MongoStore {
                 "ExpiryMode::Interval needs a non-zero interval".into(),
             ));
         }
+        let owner_path = config
+            .owner_path
+            .as_deref()
+            .map(OwnerPath::parse)
+            .transpose()?;
+        if owner_path.is_some() && config.format == Format::Native {
+            return Err(Error::Config(
+                "owner_path reads the owner from data another program writes: use it with \
+                 the express-session format (the native format stores the owner itself)"
+                    .into(),
+            ));
+        }
         let locks = match config.write_guard {
             WriteGuard::Server => false,
             WriteGuard::Locks => true,
@@ -127,6 +146,8 @@ impl MongoStore {
             queues: Arc::default(),
             options: config.options,
             expiry: config.expiry,
+            format: config.format,
+            owner_path,
             pruner: None,
         };
         store.ensure_indexes().await?;
@@ -150,6 +171,9 @@ impl MongoStore {
             if native {
                 self.refuse_servers_without_ttl().await?;
             }
+            if self.format == Format::ExpressSession {
+                return self.ensure_express_indexes(native).await;
+            }
             let owner = IndexModel::builder()
                 .keys(doc! { "owner": 1 })
                 .options(IndexOptions::builder().name(OWNER_INDEX.to_owned()).build())
@@ -169,6 +193,34 @@ impl MongoStore {
                 .options(expiry_options)
                 .build();
             create_missing(&self.collection, vec![owner, expires], native).await?;
+            self.ensure_lock_index().await
+        })
+        .await
+    }
+
+    /// The express-session format's indexes: connect-mongo's TTL index on `expires` in
+    /// [`ExpiryMode::Native`] (the same name and keys, so either side may create it), none
+    /// in the other modes (a plain index under that name would make a Node app with
+    /// `autoRemove: 'native'` fail to create its own); the lock index.
+    async fn ensure_express_indexes(&self, native: bool) -> Result<()> {
+        if native {
+            let ttl = IndexModel::builder()
+                .keys(doc! { "expires": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(CONNECT_MONGO_TTL_INDEX.to_owned())
+                        .expire_after(Duration::ZERO)
+                        .build(),
+                )
+                .build();
+            create_missing(&self.collection, vec![ttl], true).await?;
+        }
+        self.ensure_lock_index().await
+    }
+
+    /// The unique index of the lock collection, when the store locks.
+    async fn ensure_lock_index(&self) -> Result<()> {
+        {
             if let Some(locks) = &self.locks {
                 let unique = IndexModel::builder()
                     .keys(doc! { "lock_of": 1 })
@@ -182,8 +234,7 @@ impl MongoStore {
                 create_missing(locks, vec![unique], false).await?;
             }
             Ok(())
-        })
-        .await
+        }
     }
 
     /// FerretDB refuses `expireAfterSeconds`; say what to do instead of failing with a bare
@@ -252,11 +303,41 @@ impl MongoStore {
         let now = now_bson();
         let mut find = self.collection.find_one(doc! { "_id": id.expose() });
         if let Some(mut projection) = projection {
-            projection.insert("expires_at", 1);
+            projection.insert(self.expires_field(), 1);
             find = find.projection(projection);
         }
         let found = find.await.map_err(backend_error)?;
-        Ok(found.filter(|document| is_live(document, now)))
+        let live = self.is_live_fn();
+        Ok(found.filter(|document| live(document, now)))
+    }
+
+    /// The field holding a document's expiry in the store's format.
+    fn expires_field(&self) -> &'static str {
+        match self.format {
+            Format::Native => "expires_at",
+            Format::ExpressSession => "expires",
+        }
+    }
+
+    /// Whether a document of the store's format is live at a time (its expiry field).
+    pub(crate) fn is_live_fn(&self) -> fn(&Document, mongodb::bson::DateTime) -> bool {
+        match self.format {
+            Format::Native => is_live,
+            Format::ExpressSession => express::is_live,
+        }
+    }
+
+    /// The filter of the documents expired at `now`, in the store's format.
+    pub(crate) fn expired_filter(&self, now: mongodb::bson::DateTime) -> Document {
+        match self.format {
+            Format::Native => doc! { "expires_at": { "$lte": now } },
+            Format::ExpressSession => express::expired_filter(now),
+        }
+    }
+
+    /// The format the store reads and writes.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     pub(crate) fn decode(&self, id: &SessionId, document: Document) -> Result<Option<Record>> {
@@ -303,6 +384,9 @@ impl MongoStore {
 #[async_trait]
 impl SessionStore for MongoStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        if self.format == Format::ExpressSession {
+            return self.timed("get", self.express_get(id)).await;
+        }
         self.timed("get", async {
             match self.find_live(id, None).await? {
                 Some(document) => self.decode(id, document),
@@ -313,6 +397,9 @@ impl SessionStore for MongoStore {
     }
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
+        if self.format == Format::ExpressSession {
+            return self.express_insert(record).await;
+        }
         let version = codec::check_writable(record)?;
         let document = document::encode(record, version, &self.options)?;
         let inserted = self
@@ -325,6 +412,11 @@ impl SessionStore for MongoStore {
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
+        if self.format == Format::ExpressSession {
+            let stored = self.timed("set", self.express_set(record)).await?;
+            record.set_version(stored);
+            return Ok(());
+        }
         let version = codec::check_writable(record)?;
         let document = document::encode(record, version, &self.options)?;
         let stored = self
@@ -335,13 +427,20 @@ impl SessionStore for MongoStore {
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
-        let version = codec::check_writable(record)?;
-        let document = document::encode(record, version, &self.options)?;
-        let expected = record.version() as i64;
         let id = record.id().clone();
-        let found = self
-            .timed("update", self.update_document(&id, expected, document))
-            .await?;
+        let (version, found) = if self.format == Format::ExpressSession {
+            let version = Record::version_after(&id, record.version())?;
+            let found = self.timed("update", self.express_update(record)).await?;
+            (version, found)
+        } else {
+            let version = codec::check_writable(record)?;
+            let document = document::encode(record, version, &self.options)?;
+            let expected = record.version() as i64;
+            let found = self
+                .timed("update", self.update_document(&id, expected, document))
+                .await?;
+            (version, found)
+        };
         let conflict = Error::Conflict { id: id.clone() };
         match found {
             Found::Written => {
@@ -355,7 +454,12 @@ impl SessionStore for MongoStore {
 
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
         let wanted = mongodb::bson::DateTime::from_millis(unix_millis(expires_at));
-        match self.timed("touch", self.touch_document(id, wanted)).await? {
+        let touched = if self.format == Format::ExpressSession {
+            self.timed("touch", self.express_touch(id, wanted)).await?
+        } else {
+            self.timed("touch", self.touch_document(id, wanted)).await?
+        };
+        match touched {
             Found::Written => Ok(true),
             Found::Missing => Ok(false),
             Found::Corrupt => self.corrupt(id, false),
@@ -388,6 +492,9 @@ impl SessionStore for MongoStore {
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        if self.format == Format::ExpressSession {
+            return self.timed("list_by_owner", self.express_list(owner)).await;
+        }
         self.timed("list_by_owner", async {
             self.find_records(doc! { "owner": owner, "expires_at": { "$gt": now_bson() } })
                 .await
@@ -400,6 +507,9 @@ impl SessionStore for MongoStore {
     }
 
     async fn count(&self) -> Result<u64> {
+        if self.format == Format::ExpressSession {
+            return self.timed("count", self.express_count()).await;
+        }
         self.timed("count", async {
             self.collection
                 .count_documents(doc! { "expires_at": { "$gt": now_bson() } })

@@ -11,10 +11,11 @@ use session_core::{Error, MAX_ID_ATTEMPTS, Record, Rename, Result, SessionId};
 
 use crate::document::{is_live, live_and_decodable, looks_decodable, now_bson, version_of};
 use crate::errors::{backend_error, is_duplicate_key, write_error};
+use crate::express::Format;
 use crate::store::{Found, MongoStore};
 
 /// How many list-and-revoke passes `destroy_by_owner` makes at most.
-const REVOKE_PASSES: usize = 16;
+pub(crate) const REVOKE_PASSES: usize = 16;
 
 impl MongoStore {
     /// Inserts `document` unless a live document holds its `_id`; `false` when one does (or,
@@ -58,12 +59,14 @@ impl MongoStore {
     /// delete by `_id` alone, which FerretDB answers from the key; the lock keeps the
     /// document from changing in between. Without, one guarded delete.
     async fn delete_expired_one(&self, id: &SessionId) -> Result<bool> {
+        let live = self.is_live_fn();
         if self.locks.is_some() {
             return self
-                .delete_by_id_if(id.expose(), |d, now| !is_live(d, now))
+                .delete_by_id_if(id.expose(), move |d, now| !live(d, now))
                 .await;
         }
-        let expired = doc! { "_id": id.expose(), "expires_at": { "$lte": now_bson() } };
+        let mut expired = self.expired_filter(now_bson());
+        expired.insert("_id", id.expose());
         let result = self
             .collection
             .delete_one(expired)
@@ -356,16 +359,26 @@ impl MongoStore {
         let Some(original) = self.find_live(from, None).await? else {
             return Ok(Attempt::Done(Rename::SourceMissing));
         };
-        if !looks_decodable(from, &original) {
-            return self.corrupt(from, Rename::SourceMissing).map(Attempt::Done);
-        }
+        let owner = match self.format {
+            Format::Native => {
+                if !looks_decodable(from, &original) {
+                    return self.corrupt(from, Rename::SourceMissing).map(Attempt::Done);
+                }
+                original.get_str("owner").ok().map(str::to_owned)
+            }
+            Format::ExpressSession => match self.express_decode(from, &original) {
+                Ok(record) if record.is_expired() => {
+                    return Ok(Attempt::Done(Rename::SourceMissing));
+                }
+                Ok(record) => record.owner().map(str::to_owned),
+                Err(_) => return self.corrupt(from, Rename::SourceMissing).map(Attempt::Done),
+            },
+        };
         // With locks, no session of an owner moves while `destroy_by_owner` holds the
         // owner's lock. Not waiting for it here, holding `from`'s: a revocation holding it
         // may be waiting for `from`'s.
-        let owner = match original.get("owner") {
-            Some(Bson::String(owner)) if self.locks.is_some() && owner_held != Some(owner) => {
-                owner.clone()
-            }
+        let owner = match owner {
+            Some(owner) if self.locks.is_some() && owner_held != Some(owner.as_str()) => owner,
             _ => return self.move_document(from, to, original).await,
         };
         let (f, t) = (from.clone(), to.clone());
@@ -473,10 +486,11 @@ impl MongoStore {
     /// `delete_expired`: expired documents (locked ones are left for the next purge), then
     /// the leases of writers that crashed.
     pub(crate) async fn purge(&self) -> Result<u64> {
+        let live = self.is_live_fn();
         let (removed, _) = self
             .delete_matching(
-                doc! { "expires_at": { "$lte": now_bson() } },
-                |document, now| !is_live(document, now),
+                self.expired_filter(now_bson()),
+                move |document, now| !live(document, now),
                 true,
             )
             .await?;
@@ -510,6 +524,9 @@ impl MongoStore {
 
     /// The passes of [`Self::revoke`].
     async fn revoke_passes(&self, owner: &str) -> Result<u64> {
+        if self.format == Format::ExpressSession {
+            return self.express_revoke_passes(owner).await;
+        }
         let mut removed = 0;
         for _ in 0..REVOKE_PASSES {
             let name = owner.to_owned();
