@@ -79,6 +79,67 @@ mod conformance {
     }
 }
 
+/// The suite again in the express-session format (connect-pg-simple's table, see
+/// `session_postgres::Format`); the live Node test is `express_postgres.rs`.
+mod express {
+    use super::*;
+
+    /// [`PgHarness`]'s server, with tables in connect-pg-simple's layout.
+    struct ExpressHarness;
+
+    #[async_trait]
+    impl Harness for ExpressHarness {
+        type Store = PostgresStore;
+
+        async fn available(&self) -> Result<(), Skip> {
+            server_url(Backend::Postgres).map(drop)
+        }
+
+        async fn store(&self, options: StoreOptions) -> PostgresStore {
+            fresh_store(options, |b| b.express_session()).await
+        }
+
+        async fn write_corrupt(&self, store: &PostgresStore, id: &SessionId) -> Result<(), Skip> {
+            // Valid JSON, but not an express-session object: only the decoding can notice.
+            let sql = format!(
+                "INSERT INTO {} (sid, sess, expire) \
+                 VALUES ($1, '[1,2]'::json, (now() + interval '1 hour') AT TIME ZONE 'UTC')",
+                store.table()
+            );
+            sqlx::query(&sql)
+                .bind(id.expose())
+                .execute(store.pool())
+                .await
+                .unwrap();
+            Ok(())
+        }
+
+        async fn slow_store(&self, options: StoreOptions) -> Result<PostgresStore, Unrun> {
+            let url = server_url(Backend::Postgres).map_err(Unrun::Skip)?;
+            let timeout = options.timeout;
+            Ok(slow_store(&url, timeout, |url| async move {
+                let store =
+                    fresh_store_at(&url, options, |b| b.max_connections(2).express_session()).await;
+                store.count().await.unwrap();
+                store
+            })
+            .await)
+        }
+    }
+
+    #[test]
+    fn conformance() {
+        session_core::conformance::run_suite(|| ExpressHarness);
+    }
+
+    #[tokio::test]
+    async fn scan() {
+        let Some(_) = url() else { return };
+        let store = ExpressHarness.store(StoreOptions::default()).await;
+        session_core::conformance::check_scan(&store).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Scans
 

@@ -1,14 +1,14 @@
 //! The PostgreSQL store's [`ExpiryFeed`]: a purge that reports what it deletes.
 
 use session_core::{
-    ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, WatchOptions,
-    async_trait, now,
+    ClaimExpired, Expired, ExpiredSessions, ExpiryFeed, ExpirySink, Result, SessionId,
+    WatchOptions, async_trait, now,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::error::backend;
-use crate::store::{PostgresStore, decode_row};
+use crate::store::PostgresStore;
 
 /// Purges every interval, in batches, each in a transaction: `DELETE ... RETURNING` the
 /// expired rows (`SKIP LOCKED`, so purges in several processes split them), report them,
@@ -40,7 +40,7 @@ impl ClaimExpired for PostgresStore {
                 .map_err(backend)?;
             let claimed = rows.len() as u64;
             for row in &rows {
-                let Some(expired) = expired(row, options.wants_data())? else {
+                let Some(expired) = expired(self, row, options.wants_data())? else {
                     continue;
                 };
                 if !sink.send(expired) {
@@ -56,10 +56,18 @@ impl ClaimExpired for PostgresStore {
 }
 
 /// A claimed row as an expiry (`None` for a malformed id).
-fn expired(row: &PgRow, with_data: bool) -> Result<Option<Expired>> {
+fn expired(store: &PostgresStore, row: &PgRow, with_data: bool) -> Result<Option<Expired>> {
     let id: &str = row.try_get("id").map_err(backend)?;
-    let owner: Option<String> = row.try_get("owner").map_err(backend)?;
+    let owner: Option<String> = match store.express() {
+        // The owner is in the session's JSON (or at the owner path): a row that doesn't
+        // decode has none.
+        Some(_) => SessionId::parse(id)
+            .ok()
+            .and_then(|parsed| store.decode_row(&parsed, row).ok())
+            .and_then(|record| record.owner().map(str::to_owned)),
+        None => row.try_get("owner").map_err(backend)?,
+    };
     Ok(Expired::claimed(id, owner, with_data, |id| {
-        decode_row(id, row)
+        store.decode_row(id, row)
     }))
 }

@@ -61,13 +61,27 @@
 //! PostgreSQL's `json` accepts, or nesting deeper than the decoder reads), shows only on
 //! reading: such a row is an [`Error::Decode`](session_core::Error::Decode) for `get`, but
 //! the writes treat it as the session it claims to be.
+//!
+//! # Sharing sessions with express-session
+//!
+//! [`PostgresStoreBuilder::express_session`] (or `.format(`[`Format::ExpressSession`]`)`)
+//! makes the store read and write exactly connect-pg-simple's `session` table
+//! (`sid`, `sess json`, `expire timestamp`), so an express-session app and a Rust service
+//! share logins: versioned compare-and-swap that sees Node's writes, the cookie object
+//! kept, expiry agreeing, owners found where Node keeps them
+//! ([`PostgresStoreBuilder::owner_path`]). Set
+//! [`PostgresStoreBuilder::express_time_zone`] to the Node connections' `TimeZone` (the
+//! column has none). [`Format`] documents the format, its guarantees and its limits; the
+//! native format stays the default.
 
 mod error;
 mod expired;
+mod express;
 mod scan;
 mod schema;
 mod store;
 
+pub use express::Format;
 pub use schema::{DEFAULT_SCHEMA, DEFAULT_TABLE};
 pub use store::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_PURGE_BATCH, PostgresStore, PostgresStoreBuilder, PurgeStats,

@@ -4,7 +4,7 @@ use session_core::{KeysetPage, Result, ScanCursor, ScanPage, ScanSessions, async
 use sqlx::Row;
 
 use crate::error::backend;
-use crate::store::{PostgresStore, decode_row};
+use crate::store::PostgresStore;
 
 /// Pages in id order (`WHERE id > $cursor AND expires_at > $now ORDER BY id LIMIT n`, along
 /// the primary key's index): the cursor is the last id of the page, so a saved cursor goes
@@ -37,7 +37,7 @@ impl ScanSessions for PostgresStore {
         let mut page = KeysetPage::new(limit);
         for row in &rows {
             let id: String = row.try_get("id").map_err(backend)?;
-            page.push(id.into_bytes(), |parsed| decode_row(parsed, row));
+            page.push(id.into_bytes(), |parsed| self.decode_row(parsed, row));
         }
         Ok(page.finish())
     }

@@ -54,7 +54,7 @@ impl TableName {
     /// The name of one of the table's indexes: `<table>_<suffix>`, shortened with a hash
     /// of the table name when that would pass PostgreSQL's 63-byte limit (which would
     /// otherwise truncate it silently and could make two tables' indexes collide).
-    fn index(&self, suffix: &str) -> String {
+    pub(crate) fn index(&self, suffix: &str) -> String {
         let full = format!("{}_{suffix}", self.table);
         if full.len() <= MAX_IDENT_LEN {
             return full;

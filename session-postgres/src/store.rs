@@ -18,6 +18,7 @@ use sqlx::{Connection as _, PgPool, Postgres, Row, TypeInfo as _, ValueRef as _}
 use time::OffsetDateTime;
 
 use crate::error::{BACKEND, backend, write};
+use crate::express::{Express, Format};
 use crate::schema::{
     DEFAULT_SCHEMA, DEFAULT_TABLE, Statements, TableName, migration_sql, migration_statements,
 };
@@ -51,12 +52,15 @@ struct Inner {
     sql: Statements,
     options: StoreOptions,
     purge_batch: u32,
+    /// The express-session format's settings and statements; `None` in the native format.
+    express: Option<Express>,
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("table", &self.inner.qualified)
+            .field("format", &self.format())
             .field("options", &self.inner.options)
             .field("purge_batch", &self.inner.purge_batch)
             .field("pool_size", &self.pool.size())
@@ -77,22 +81,29 @@ pub struct PurgeStats {
 #[derive(Debug, Clone)]
 pub struct PostgresStoreBuilder {
     schema: String,
-    table: String,
+    /// `None`: the format's default ([`DEFAULT_TABLE`], or connect-pg-simple's `session`).
+    table: Option<String>,
     options: StoreOptions,
     purge_batch: u32,
     max_connections: u32,
     acquire_timeout: Option<Duration>,
+    format: Format,
+    time_zone: String,
+    owner_path: Option<String>,
 }
 
 impl Default for PostgresStoreBuilder {
     fn default() -> Self {
         Self {
             schema: DEFAULT_SCHEMA.to_owned(),
-            table: DEFAULT_TABLE.to_owned(),
+            table: None,
             options: StoreOptions::default(),
             purge_batch: DEFAULT_PURGE_BATCH,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: None,
+            format: Format::Native,
+            time_zone: crate::express::DEFAULT_TIME_ZONE.to_owned(),
+            owner_path: None,
         }
     }
 }
@@ -105,9 +116,43 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// The table's name (default `sessions`), checked like [`Self::schema`].
+    /// The table's name (default `sessions`; `session` in the express-session format, as
+    /// connect-pg-simple's `tableName`), checked like [`Self::schema`].
     pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.table = table.into();
+        self.table = Some(table.into());
+        self
+    }
+
+    /// What the table holds: this crate's own columns ([`Format::Native`], the default) or
+    /// connect-pg-simple's `session` table ([`Format::ExpressSession`]), shared with an
+    /// express-session app. See [`Format`].
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Shorthand for `.format(Format::ExpressSession)`.
+    pub fn express_session(self) -> Self {
+        self.format(Format::ExpressSession)
+    }
+
+    /// The express-session format only: the PostgreSQL time zone connect-pg-simple's
+    /// connections use (`SHOW TimeZone` in the Node app's connection; the server's default
+    /// unless the app sets one), which its `timestamp` column `expire` is written in.
+    /// Default `UTC`. A name PostgreSQL knows (`Europe/Berlin`, `Asia/Kathmandu`, `UTC`);
+    /// checked when building (characters) and by [`PostgresStore::migrate`] (known to the
+    /// server). See [`Format::ExpressSession`].
+    pub fn express_time_zone(mut self, zone: impl Into<String>) -> Self {
+        self.time_zone = zone.into();
+        self
+    }
+
+    /// The express-session format only: where in the session's data its owner is
+    /// (`passport.user`, `user.id`; see [`session_core::OwnerPath`]), so `list_by_owner` and
+    /// `destroy_by_owner` find the sessions Node created. Checked when building; an
+    /// [`Error::Config`] with the native format, which stores the owner itself.
+    pub fn owner_path(mut self, path: impl Into<String>) -> Self {
+        self.owner_path = Some(path.into());
         self
     }
 
@@ -140,15 +185,31 @@ impl PostgresStoreBuilder {
     /// A store over the caller's pool. Fails with [`Error::Config`] on a bad schema or
     /// table name; does no I/O.
     pub fn build(self, pool: PgPool) -> Result<PostgresStore> {
-        let name = TableName::new(&self.schema, &self.table)?;
+        let default_table = match self.format {
+            Format::Native => DEFAULT_TABLE,
+            Format::ExpressSession => crate::express::DEFAULT_EXPRESS_TABLE,
+        };
+        let table = self.table.as_deref().unwrap_or(default_table);
+        let name = TableName::new(&self.schema, table)?;
+        let express = Express::configure(
+            self.format,
+            &name,
+            &self.time_zone,
+            self.owner_path.as_deref(),
+        )?;
+        let sql = match &express {
+            Some(express) => express.shared_statements(&name),
+            None => Statements::new(&name),
+        };
         Ok(PostgresStore {
             pool,
             inner: Arc::new(Inner {
                 qualified: name.qualified(),
-                sql: Statements::new(&name),
+                sql,
                 name,
                 options: self.options,
                 purge_batch: self.purge_batch,
+                express,
             }),
         })
     }
@@ -209,6 +270,7 @@ impl PostgresStore {
                 name,
                 options: StoreOptions::default(),
                 purge_batch: DEFAULT_PURGE_BATCH,
+                express: None,
             }),
         }
     }
@@ -238,10 +300,24 @@ impl PostgresStore {
         self.inner.name.table()
     }
 
-    /// The names of the table's indexes: primary key, `expires_at`, `owner`.
+    /// The names of the table's indexes: primary key, `expires_at`, `owner` (in the
+    /// express-session format: primary key, `expire`, and the `expire` index again, since
+    /// connect-pg-simple's table has no owner column).
     pub fn index_names(&self) -> [String; 3] {
         let name = &self.inner.name;
+        if self.inner.express.is_some() {
+            let expire = crate::express::expire_index(name);
+            return [name.primary_key(), expire.clone(), expire];
+        }
         [name.primary_key(), name.expires_index(), name.owner_index()]
+    }
+
+    /// What the table holds: see [`Format`].
+    pub fn format(&self) -> Format {
+        match self.inner.express {
+            Some(_) => Format::ExpressSession,
+            None => Format::Native,
+        }
     }
 
     /// The store's options.
@@ -252,14 +328,26 @@ impl PostgresStore {
     /// The idempotent migration [`Self::migrate`] runs, to apply with your own tool
     /// instead: `CREATE SCHEMA/TABLE/INDEX IF NOT EXISTS` statements.
     pub fn migration_sql(&self) -> String {
-        migration_sql(&self.inner.name)
+        match &self.inner.express {
+            Some(_) => crate::express::migration_statements(&self.inner.name)
+                .iter()
+                .map(|statement| format!("{statement};\n"))
+                .collect(),
+            None => migration_sql(&self.inner.name),
+        }
     }
 
     /// Creates the schema (unless `public`), table and indexes when missing; safe to run
     /// at every start-up, also from several instances at once (they take turns on an
     /// advisory lock).
     pub async fn migrate(&self) -> Result<()> {
-        let statements = migration_statements(&self.inner.name);
+        if let Some(express) = &self.inner.express {
+            express.check_time_zone(self).await?;
+        }
+        let statements = match &self.inner.express {
+            Some(_) => crate::express::migration_statements(&self.inner.name),
+            None => migration_statements(&self.inner.name),
+        };
         self.inner
             .options
             .within_timeout(BACKEND, "migrate", async {
@@ -329,6 +417,20 @@ impl PostgresStore {
         &self.inner.sql
     }
 
+    /// The express-session format's settings, `None` in the native format.
+    pub(crate) fn express(&self) -> Option<&Express> {
+        self.inner.express.as_ref()
+    }
+
+    /// A row of the format's read columns (`id`, `data`, `expires_at`, ...) as a record, or
+    /// [`Error::Decode`] naming `id`.
+    pub(crate) fn decode_row(&self, id: &SessionId, row: &PgRow) -> Result<Record> {
+        match &self.inner.express {
+            Some(express) => express.decode_row(id, row),
+            None => decode_row(id, row),
+        }
+    }
+
     pub(crate) async fn timed<T>(
         &self,
         operation: &'static str,
@@ -359,7 +461,7 @@ impl PostgresStore {
         for row in rows {
             let id: String = row.try_get("id").map_err(backend)?;
             let decoded = match SessionId::parse(&id) {
-                Ok(id) => self.inner.options.on_corrupt(decode_row(&id, &row)),
+                Ok(id) => self.inner.options.on_corrupt(self.decode_row(&id, &row)),
                 Err(_)
                     if self.inner.options.corrupt
                         == session_core::CorruptPolicy::TreatAsMissing =>
@@ -426,7 +528,7 @@ const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 /// as `i64::MAX`, which decoding then reports as out of range for the session. Decoded here
 /// rather than through sqlx's `time` support, which panics on values outside the `time`
 /// crate's range (`infinity`, dates after year 9999).
-fn millis_column(row: &PgRow, column: &str) -> std::result::Result<Option<i64>, String> {
+pub(crate) fn millis_column(row: &PgRow, column: &str) -> std::result::Result<Option<i64>, String> {
     let value = row.try_get_raw(column).map_err(|err| err.to_string())?;
     if value.is_null() {
         return Ok(None);
@@ -457,7 +559,7 @@ fn pg_micros_to_unix_millis(micros: i64) -> i64 {
 }
 
 /// A row of [`Statements::get`]'s columns as a record, or [`Error::Decode`] naming `id`.
-pub(crate) fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
+fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
     let column = |err: sqlx::Error| Error::decode(id, err);
     let data_text: String = row.try_get("data").map_err(column)?;
     // As every backend reads JSON back: a lone UTF-16 surrogate (which PostgreSQL's `json`
@@ -487,6 +589,9 @@ pub(crate) fn decode_row(id: &SessionId, row: &PgRow) -> Result<Record> {
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
+        if let Some(express) = self.express() {
+            return express.get(self, id).await;
+        }
         let row = self
             .timed("get", async {
                 let (mut connection, now) = self.connection().await?;
@@ -505,6 +610,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
+        if let Some(express) = self.express() {
+            return express.insert(self, record).await;
+        }
         let params = WriteParams::of(record, &self.inner.options)?;
         let written = self
             .timed("insert", async {
@@ -526,6 +634,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn set(&self, record: &mut Record) -> Result<()> {
+        if let Some(express) = self.express() {
+            return express.set(self, record).await;
+        }
         let params = WriteParams::of(record, &self.inner.options)?;
         let stored = self
             .timed("set", async {
@@ -550,6 +661,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn update(&self, record: &mut Record) -> Result<()> {
+        if let Some(express) = self.express() {
+            return express.update(self, record).await;
+        }
         let params = WriteParams::of(record, &self.inner.options)?;
         let expected = params.version - 1;
         let updated = self
@@ -576,6 +690,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
+        if let Some(express) = self.express() {
+            return express.touch(self, id, expires_at).await;
+        }
         let expires_at = to_millis(expires_at);
         self.timed("touch", async {
             let (mut connection, now) = self.connection().await?;
@@ -606,6 +723,9 @@ impl SessionStore for PostgresStore {
     async fn rename(&self, from: &SessionId, to: &SessionId) -> Result<Rename> {
         if from == to {
             return rename_onto_itself(self, from).await;
+        }
+        if let Some(express) = self.express() {
+            return express.rename(self, from, to).await;
         }
         self.timed("rename", async {
             // One UPDATE of the key (see `Statements::rename_move`); a live row under `to`
@@ -648,6 +768,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
+        if let Some(express) = self.express() {
+            return express.list_by_owner(self, owner).await;
+        }
         let rows = self
             .timed("list_by_owner", async {
                 let (mut connection, now) = self.connection().await?;
@@ -663,6 +786,9 @@ impl SessionStore for PostgresStore {
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
+        if let Some(express) = self.express() {
+            return express.destroy_by_owner(self, owner).await;
+        }
         let removed: i64 = self
             .timed("destroy_by_owner", async {
                 let (mut connection, now) = self.connection().await?;
