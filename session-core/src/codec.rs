@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::field_texts::FieldTexts;
 use crate::id::SessionId;
+use crate::json_text;
 use crate::options::StoreOptions;
 use crate::record::{Data, Record};
 use crate::time_util::{from_unix_millis, unix_millis};
@@ -115,28 +116,7 @@ pub fn parse_json_nested<T: DeserializeOwned>(
 /// How deeply `text`'s arrays and objects nest (brackets inside strings don't count), found
 /// by counting, so safe at any depth: what [`parse_json_nested`] checks first.
 pub fn nesting(text: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
-    for &byte in text {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
+    json_text::nesting(text)
 }
 
 /// [`parse_json`] without an id to name.
@@ -191,44 +171,37 @@ fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
         u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
     };
     let mut out = Vec::with_capacity(text.len());
-    let (mut at, mut in_string, mut replaced) = (0, false, false);
-    while at < text.len() {
-        let byte = text[at];
-        if !in_string {
-            in_string = byte == b'"';
-            out.push(byte);
-            at += 1;
+    let (mut copied, mut replaced) = (0, false);
+    for token in json_text::tokens(text, 0) {
+        let json_text::Token::String(string) = token else {
             continue;
-        }
-        match byte {
-            b'"' => in_string = false,
-            b'\\' => match unit(at) {
+        };
+        let mut at = string.start + 1;
+        while at < string.end {
+            if text[at] != b'\\' {
+                at += 1;
+                continue;
+            }
+            match unit(at) {
                 Some(0xD800..=0xDBFF)
                     if unit(at + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
                 {
-                    out.extend_from_slice(&text[at..at + 12]);
                     at += 12;
-                    continue;
                 }
                 Some(0xD800..=0xDFFF) => {
+                    out.extend_from_slice(&text[copied..at]);
                     out.extend_from_slice(b"\\ufffd");
                     replaced = true;
                     at += 6;
-                    continue;
+                    copied = at;
                 }
-                _ => {
-                    // Any other escape: copy it whole, so an escaped quote or backslash
-                    // never ends the string early.
-                    out.extend_from_slice(&text[at..(at + 2).min(text.len())]);
-                    at += 2;
-                    continue;
-                }
-            },
-            _ => {}
+                // Any other escape is skipped whole, so an escaped quote or backslash never
+                // ends the string early.
+                _ => at += 2,
+            }
         }
-        out.push(byte);
-        at += 1;
     }
+    out.extend_from_slice(&text[copied..]);
     replaced.then_some(out)
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::codec::{parse_lenient, parse_with};
+use crate::json_text::{skip_space, string_end, value_end};
 
 /// The top-level members of a stored JSON object, as text: see the module docs.
 #[derive(Clone)]
@@ -160,69 +161,6 @@ fn utf16_key(text: &[u8]) -> Option<Vec<u16>> {
         units.push(unit);
     }
     Some(units)
-}
-
-fn skip_space(text: &[u8], mut at: usize) -> usize {
-    while text
-        .get(at)
-        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
-        at += 1;
-    }
-    at
-}
-
-/// Where the string starting at `at` (its opening quote) ends, past its closing quote.
-fn string_end(text: &[u8], at: usize) -> Option<usize> {
-    if text.get(at) != Some(&b'"') {
-        return None;
-    }
-    let mut i = at + 1;
-    loop {
-        match text.get(i)? {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-}
-
-/// Where the value starting at `at` ends. Nesting is counted, not recursed into, so any
-/// depth is safe.
-fn value_end(text: &[u8], at: usize) -> Option<usize> {
-    match text.get(at)? {
-        b'"' => string_end(text, at),
-        b'{' | b'[' => {
-            let (mut depth, mut i) = (0usize, at);
-            loop {
-                match text.get(i)? {
-                    b'"' => {
-                        i = string_end(text, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            let mut i = at;
-            while text
-                .get(i)
-                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-            {
-                i += 1;
-            }
-            (i > at).then_some(i)
-        }
-    }
 }
 
 #[cfg(test)]

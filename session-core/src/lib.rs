@@ -43,6 +43,7 @@ mod field_texts;
 mod hashed;
 mod id;
 mod invalidation;
+mod json_text;
 mod migrating;
 mod modify;
 mod options;
