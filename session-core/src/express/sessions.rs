@@ -146,9 +146,7 @@ impl ExpressSessions {
     /// cookies, kept one day in the store. Each session keeps its own (see
     /// [`ExpressSession::set_max_age`]).
     pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
-        let millis = max_age.map(|age| Value::from(age.whole_milliseconds() as i64));
-        self.cookie
-            .insert("originalMaxAge".into(), millis.unwrap_or(Value::Null));
+        set_max_age(&mut self.cookie, max_age, now());
         self
     }
 
@@ -331,6 +329,21 @@ impl ExpressSessions {
     }
 }
 
+/// Sets a cookie object's `originalMaxAge` and `expires` as express-session's
+/// `cookie.maxAge = max_age` does `at`: `expires` is a date, not `null` (Node reads a `null`
+/// `expires` as a browser-session cookie); a write sets it to the session's expiry.
+fn set_max_age(cookie: &mut Data, max_age: Option<Duration>, at: OffsetDateTime) {
+    let (millis, expires) = match max_age {
+        Some(age) => (
+            Value::from(age.whole_milliseconds() as i64),
+            Value::from(js_iso(at + age)),
+        ),
+        None => (Value::Null, Value::Null),
+    };
+    cookie.insert("originalMaxAge".into(), millis);
+    cookie.insert("expires".into(), expires);
+}
+
 /// A new session with the app's cookie settings.
 fn new_record(defaults: &Data) -> Record {
     let mut record = Record::new(expiry_of(Some(defaults), now()));
@@ -437,20 +450,7 @@ impl ExpressSession {
     pub fn set_max_age(&self, max_age: Option<Duration>) {
         let mut state = self.lock();
         let mut cookie = state.record.cookie().cloned().unwrap_or_default();
-        let at = now();
-        match max_age {
-            Some(age) => {
-                cookie.insert(
-                    "originalMaxAge".into(),
-                    Value::from(age.whole_milliseconds() as i64),
-                );
-                cookie.insert("expires".into(), Value::from(js_iso(at + age)));
-            }
-            None => {
-                cookie.insert("originalMaxAge".into(), Value::Null);
-                cookie.insert("expires".into(), Value::Null);
-            }
-        }
+        set_max_age(&mut cookie, max_age, now());
         state.record.set_cookie(Some(cookie));
     }
 
@@ -578,6 +578,20 @@ mod tests {
         assert_eq!(expiry_of(Some(&cookie), at), at + Duration::minutes(1));
         cookie.insert("originalMaxAge".into(), Value::Null);
         assert_eq!(expiry_of(Some(&cookie), at), at + BROWSER_SESSION_TTL);
+    }
+
+    #[test]
+    fn a_max_age_gives_new_sessions_an_expires_date() {
+        let mut defaults = Map::new();
+        defaults.insert("expires".into(), Value::Null);
+        set_max_age(&mut defaults, Some(Duration::minutes(30)), now());
+        let record = new_record(&defaults);
+        let cookie: Value = serde_json::from_str(&super::super::cookie_json(&record)).unwrap();
+        assert_eq!(
+            cookie["expires"].as_str().and_then(super::super::parse_js_iso),
+            Some(record.expires_at())
+        );
+        assert_eq!(cookie["originalMaxAge"], 1_800_000);
     }
 
     #[test]
