@@ -3,7 +3,8 @@
 // Redis and checks that both sides share one login.
 //
 // Env: REDIS_URL (comma-separated: a Cluster), SESSION_PREFIX (default "sess:"), SESSION_SECRETS (comma-separated,
-// first signs). Prints "listening <port>" once it accepts connections.
+// first signs), SESSION_ROLLING=1 for `rolling: true` (the adapters' scenario,
+// src/express_apps.rs). Prints "listening <port>" once it accepts connections.
 'use strict';
 
 const express = require('express');
@@ -29,6 +30,7 @@ async function main() {
       secret: (process.env.SESSION_SECRETS || 'keyboard cat').split(','),
       resave: false,
       saveUninitialized: false,
+      rolling: process.env.SESSION_ROLLING === '1',
       cookie: { maxAge: 60 * 60 * 1000, httpOnly: true, sameSite: 'lax' },
     }),
   );
@@ -40,6 +42,8 @@ async function main() {
       req.session.user = req.body.user;
       // Where Passport keeps the login: the Rust side's `owner_path("passport.user")`.
       req.session.passport = { user: req.body.user };
+      // "Remember me": this session's cookie lives 30 days instead of the app's hour.
+      if (req.body.remember) req.session.cookie.maxAge = 30 * 24 * 60 * 60 * 1000;
       req.session.save((err) => (err ? next(err) : res.json({ user: req.session.user })));
     });
   });
@@ -54,6 +58,12 @@ async function main() {
     if (!req.session.user) return res.sendStatus(401);
     req.session.cart = req.body.cart;
     res.json({ cart: req.session.cart });
+  });
+
+  // Sets one field (the Rust apps' parallel-requests case has the same route).
+  app.post('/field/:name', (req, res) => {
+    req.session[req.params.name] = req.body.value;
+    res.json({ [req.params.name]: req.body.value });
   });
 
   app.post('/logout', (req, res, next) => {

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 mod containers;
 pub mod docker;
+pub mod express_apps;
 pub mod history;
 pub mod linearizable;
 pub mod node;

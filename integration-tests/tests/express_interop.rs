@@ -2,191 +2,40 @@
 //! `RedisStore::express_session()` share one Redis, one prefix and one cookie: a login on
 //! either side is seen by the other, changes made on either side are read by the other,
 //! and a logout on either side ends the session for both. Also checks secret rotation.
+//! The Rust app is built on the adapters only (integration_tests::express_apps); the
+//! `*_adapter_scenario*` tests run issue 16's whole scenario through each of them.
 //!
 //! Needs `node` on PATH and `npm ci` run in integration-tests/node (scripts/test does it).
 //! Without node, the test is skipped loudly, unless `CI` is set: then it fails.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::header;
+use integration_tests::express_apps::{self, Adapter};
+use integration_tests::node::NodeApp;
 use integration_tests::{Backend, server_url};
 use serde_json::{Value, json};
 use session_core::{Record, SessionId, SessionStore, SignedCookie, modify, now};
 use session_redis::RedisStore;
 
-const COOKIE: &str = "connect.sid";
-const SECRETS: [&str; 2] = ["new secret", "keyboard cat"];
+const COOKIE: &str = express_apps::COOKIE_NAME;
+const SECRETS: [&str; 2] = express_apps::SECRETS;
 
-/// The Node app, killed when dropped (so a failed assertion never leaks it).
-struct NodeApp {
-    child: Child,
-    base: String,
-}
-
-impl Drop for NodeApp {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl NodeApp {
-    /// Starts node/app.js and waits (bounded) for its `listening <port>` line.
-    fn start(redis_url: &str, prefix: &str, secrets: &str) -> Self {
-        let dir = integration_tests::node::dir();
-        assert!(
-            dir.join("node_modules").is_dir(),
-            "{} is missing: run `npm ci` in integration-tests/node (scripts/test does it)",
-            dir.join("node_modules").display()
-        );
-        let mut child = Command::new("node")
-            .arg("app.js")
-            .current_dir(&dir)
-            .env("REDIS_URL", redis_url)
-            .env("SESSION_PREFIX", prefix)
-            .env("SESSION_SECRETS", secrets)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start node app.js: {err}"));
-        let stdout = child.stdout.take().unwrap();
-        // Owns the process from here: a panic below kills it.
-        let mut app = Self {
-            child,
-            base: String::new(),
-        };
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match received.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(port) = line.trim().strip_prefix("listening ") {
-                        let port: u16 = port.parse().unwrap();
-                        app.base = format!("http://127.0.0.1:{port}");
-                        return app;
-                    }
-                    eprintln!("node: {line}");
-                }
-                Err(_) => {
-                    let status = app.child.try_wait().ok().flatten();
-                    panic!(
-                        "node app.js did not print `listening <port>` in 20 s (exit: {status:?})"
-                    )
-                }
-            }
-        }
-    }
-}
-
-/// The Rust side: the same routes as app.js, on `RedisStore` in express-session mode.
-#[derive(Clone)]
-struct RustApp {
-    store: RedisStore,
-    cookies: SignedCookie,
-}
-
-impl RustApp {
-    fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .and_then(|(_, value)| self.cookies.verify(value))
-    }
-}
-
-fn status(code: StatusCode) -> Response {
-    code.into_response()
-}
-
-async fn me(State(app): State<RustApp>, headers: HeaderMap) -> Response {
-    let Some(id) = app.session_id(&headers) else {
-        return status(StatusCode::UNAUTHORIZED);
-    };
-    match app.store.get(&id).await.unwrap() {
-        Some(record) if record.data().contains_key("user") => {
-            Json(Value::Object(record.data().clone())).into_response()
-        }
-        _ => status(StatusCode::UNAUTHORIZED),
-    }
-}
-
-async fn cart(State(app): State<RustApp>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    let Some(id) = app.session_id(&headers) else {
-        return status(StatusCode::UNAUTHORIZED);
-    };
-    let cart = body["cart"].clone();
-    let changed = modify(&app.store, &id, 8, |record| {
-        if record.data().contains_key("user") {
-            record.insert("cart", cart.clone()).unwrap();
-        }
-    })
-    .await
-    .unwrap();
-    match changed {
-        Some((record, ())) if record.data().contains_key("user") => {
-            Json(json!({"cart": record.data()["cart"]})).into_response()
-        }
-        _ => status(StatusCode::UNAUTHORIZED),
-    }
-}
-
-async fn login(State(app): State<RustApp>, Json(body): Json<Value>) -> Response {
-    let mut record = Record::new(now() + time::Duration::hours(1));
-    record.insert("user", body["user"].clone()).unwrap();
-    app.store.create(&mut record).await.unwrap();
-    let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-        app.cookies.sign_encoded(record.id())
-    );
-    (
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": body["user"]})),
+/// Starts node/app.js on `redis_url` and `prefix`, signing with `secrets`
+/// (comma-separated), `rolling` as asked.
+fn start_node(redis_url: &str, prefix: &str, secrets: &str, rolling: bool) -> NodeApp {
+    NodeApp::start(
+        "app.js",
+        &[
+            ("REDIS_URL", redis_url),
+            ("SESSION_PREFIX", prefix),
+            ("SESSION_SECRETS", secrets),
+            ("SESSION_ROLLING", if rolling { "1" } else { "0" }),
+        ],
     )
-        .into_response()
-}
-
-async fn logout(State(app): State<RustApp>, headers: HeaderMap) -> Response {
-    if let Some(id) = app.session_id(&headers) {
-        app.store.destroy(&id).await.unwrap();
-    }
-    let clear = format!("{COOKIE}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
-}
-
-async fn serve_rust(app: RustApp) -> String {
-    let router = axum::Router::new()
-        .route("/me", get(me))
-        .route("/cart", post(cart))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .with_state(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
 }
 
 /// `GET {base}/me`: the session's fields (status 200), or the status.
@@ -249,6 +98,7 @@ async fn express_session_and_rust_share_one_login_on_a_cluster() {
 async fn set_up(
     backend: Backend,
     owner_path: Option<&str>,
+    rolling: bool,
 ) -> Option<(String, String, NodeApp, RedisStore)> {
     const WHAT: &str = "the express interop test";
     if !integration_tests::node::available(WHAT) {
@@ -262,7 +112,7 @@ async fn set_up(
         }
     };
     let prefix = format!("interop:{}:sess:", &SessionId::generate().expose()[..16]);
-    let node = NodeApp::start(&redis_url, &prefix, &SECRETS.join(","));
+    let node = start_node(&redis_url, &prefix, &SECRETS.join(","), rolling);
     let mut builder = RedisStore::builder()
         .url(&redis_url)
         .prefix(&prefix)
@@ -275,15 +125,14 @@ async fn set_up(
 }
 
 async fn share_one_login(backend: Backend) {
-    let Some((redis_url, prefix, node, store)) = set_up(backend, None).await else {
+    let Some((redis_url, prefix, node, store)) = set_up(backend, None, false).await else {
         return;
     };
     let cookies = SignedCookie::new(SECRETS).unwrap();
-    let rust = serve_rust(RustApp {
-        store: store.clone(),
-        cookies: cookies.clone(),
-    })
-    .await;
+    // The Rust app: the axum adapter with app.js' options (not rolling, like this app.js).
+    let sessions = express_apps::sessions(Arc::new(store.clone())).rolling(false);
+    let rust_app = express_apps::serve(Adapter::Axum, sessions).await;
+    let rust = rust_app.base.clone();
     let node_url = node.base.clone();
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
@@ -492,7 +341,7 @@ async fn share_one_login(backend: Backend) {
     // 7. Rotation: a Node app still signing with the old secret only ("keyboard cat");
     //    Rust (new secret first, old one second) accepts its cookie, and so does the
     //    Node app that rotated.
-    let old = NodeApp::start(&redis_url, &prefix, SECRETS[1]);
+    let old = start_node(&redis_url, &prefix, SECRETS[1], false);
     let old_client = reqwest::Client::builder()
         .cookie_store(true)
         .build()
@@ -535,7 +384,7 @@ async fn log_out_everywhere_reaches_node_created_sessions_on_a_cluster() {
 }
 
 async fn log_out_everywhere(backend: Backend) {
-    let Some((_, _, node, store)) = set_up(backend, Some("passport.user")).await else {
+    let Some((_, _, node, store)) = set_up(backend, Some("passport.user"), false).await else {
         return;
     };
     let login = |user: &'static str| {
@@ -577,5 +426,39 @@ async fn log_out_everywhere(backend: Backend) {
     assert_eq!(whoami(&erin, &node.base).await.unwrap()["user"], "erin");
     assert_eq!(store.list_by_owner("dave").await.unwrap().len(), 0);
     assert_eq!(store.list_by_owner("erin").await.unwrap().len(), 1);
+    drop(node);
+}
+
+/// Issue 16's scenario (integration_tests::express_apps) with the Rust app on the axum
+/// adapter, next to app.js with `rolling: true` on one Redis server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_adapter_scenario() {
+    adapter_scenario(Adapter::Axum, Backend::Redis).await;
+}
+
+/// The same on a Redis Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_adapter_scenario_on_a_cluster() {
+    adapter_scenario(Adapter::Axum, Backend::RedisCluster).await;
+}
+
+/// The scenario with the Rust app on the actix-web adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_adapter_scenario() {
+    adapter_scenario(Adapter::Actix, Backend::Redis).await;
+}
+
+/// The same on a Redis Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_adapter_scenario_on_a_cluster() {
+    adapter_scenario(Adapter::Actix, Backend::RedisCluster).await;
+}
+
+async fn adapter_scenario(adapter: Adapter, backend: Backend) {
+    let Some((_, _, node, store)) = set_up(backend, Some(express_apps::OWNER_PATH), true).await
+    else {
+        return;
+    };
+    express_apps::scenario(adapter, Arc::new(store), &node.base).await;
     drop(node);
 }
