@@ -171,3 +171,24 @@ async fn redis_sentinel() {
     // One primary: every call, owner-wide ones included, is one atomic step.
     redis_clients(Backend::RedisSentinel, Workload::default).await;
 }
+
+/// session-mongo in the express-session format (connect-mongo's documents): every write is
+/// a read, then a compare-and-swap on the document read (under lease locks on FerretDB);
+/// moves and owner-wide calls are not one step there, as in the native format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_express_session() {
+    let url = match server_url(Backend::Mongo) {
+        Ok(url) => url,
+        Err(Skip(reason)) => return skip("linearizability on mongo-express", &reason),
+    };
+    let config = session_mongo::MongoConfig {
+        collection: Some(integration_tests::unique_name("lin")),
+        expiry: session_mongo::ExpiryMode::Disabled,
+        format: session_mongo::Format::ExpressSession,
+        ..Default::default()
+    };
+    let store = session_mongo::MongoStore::connect(&url, config)
+        .await
+        .unwrap();
+    check_with("mongo-express", Arc::new(store), weaker()).await;
+}
