@@ -125,9 +125,12 @@ pub(crate) const DEFAULT_TIME_ZONE: &str = "UTC";
 /// the table that keeps the rows whose text holds the owner as `JSON.stringify` and
 /// serde_json write it (`"owner":"alice"`, `"user":"alice"`, `"user":42`), then judge each
 /// in Rust: their cost grows with the table, not with the owner's sessions.
-/// `list_by_owner` is one `SELECT` (one snapshot); `destroy_by_owner` one transaction that
-/// locks those rows (`FOR UPDATE`, which follows a row a concurrent `rename` moves), then
-/// deletes the owner's, whatever their version: every session of the owner that exists
+/// `list_by_owner` is one `SELECT` (one snapshot). `destroy_by_owner` first finds the rows
+/// that spell the owner but are not the owner's (another session's data naming it, a
+/// corrupt row), then removes every other row spelling the owner in one `DELETE`, whatever
+/// its version (it follows a row a concurrent `rename` moves), so as one step, like the
+/// native format's; a row that came to spell the owner between the two without being the
+/// owner's is put back as it was. Every session of the owner that exists
 /// throughout the call is removed. An owner written in a way neither writes it (an escape
 /// such as `"\u0061lice"`, a number as `4.2e1`) is not found.
 ///
@@ -168,9 +171,17 @@ struct ExpressStatements {
     create: String,
     /// $1 sid, $2 the stamped sess, $3 the sess read.
     stamp: String,
-    /// $1 sids, $2 now: deletes them, counting the live ones.
-    destroy_ids: String,
+    /// $1 the owner's spellings: every row spelling the owner, live or not.
+    owner_candidates: String,
+    /// $1 sid, $2 sess, $3 expire (as text): a row `destroy_by_owner` took by mistake,
+    /// back as it was.
+    restore: String,
 }
+
+/// The condition that a row's text holds one of the owner's spellings (`$1`): a plain
+/// substring search, which never parses the JSON.
+const SPELLED: &str = "EXISTS (SELECT 1 FROM unnest($1::text[]) AS n(needle) \
+                       WHERE strpos(sess::text, n.needle) > 0)";
 
 /// The name of the index on `expire`: connect-pg-simple's `IDX_session_expire` for its
 /// default table (`IDX_<table>_expire`), shortened like the native indexes' past 63 bytes.
@@ -270,10 +281,13 @@ impl Express {
                      ON CONFLICT (sid) DO NOTHING"
                 ),
                 stamp: format!("UPDATE {t} SET sess = $2::json WHERE sid = $1 AND sess::text = $3"),
-                destroy_ids: format!(
-                    "WITH gone AS (DELETE FROM {t} WHERE sid = ANY($1) RETURNING expire) \
-                     SELECT count(*) FILTER (WHERE expire > ($2::timestamptz AT TIME ZONE {zone})) \
-                     FROM gone"
+                owner_candidates: format!(
+                    "SELECT sid AS id, sess::text AS data, \
+                     (expire AT TIME ZONE {zone}) AS expires_at FROM {t} WHERE {SPELLED}"
+                ),
+                restore: format!(
+                    "INSERT INTO {t} (sid, sess, expire) VALUES ($1, $2::json, $3::timestamp) \
+                     ON CONFLICT (sid) DO NOTHING"
                 ),
             },
             owner_path,
@@ -291,9 +305,7 @@ impl Express {
         let local = |param: &str| format!("({param}::timestamptz AT TIME ZONE {zone})");
         let cols =
             format!("sid AS id, sess::text AS data, (expire AT TIME ZONE {zone}) AS expires_at");
-        // Rows whose text holds one of the owner's spellings ($1).
-        let spelled = "EXISTS (SELECT 1 FROM unnest($1::text[]) AS n(needle) \
-                       WHERE strpos(sess::text, n.needle) > 0)";
+        let spelled = SPELLED;
         Statements {
             get: format!(
                 "SELECT {cols} FROM {t} WHERE sid = $1 AND expire > {}",
@@ -359,8 +371,17 @@ impl Express {
                 "SELECT {cols} FROM {t} WHERE {spelled} AND expire > {}",
                 local("$2")
             ),
-            // $1 the owner's spellings: locks the candidates (in a transaction).
-            destroy_by_owner: format!("SELECT {cols} FROM {t} WHERE {spelled} FOR UPDATE"),
+            // $1 the owner's spellings, $2 the texts of rows that spell the owner but are not
+            // the owner's, $3 now. One statement, so as atomic as the native format's.
+            destroy_by_owner: format!(
+                "WITH gone AS (\
+                   DELETE FROM {t} WHERE {spelled} AND sess::text <> ALL($2::text[]) \
+                   RETURNING sid, sess, expire\
+                 ) SELECT sid AS id, sess::text AS data, \
+                   (expire AT TIME ZONE {zone}) AS expires_at, expire::text AS expire_text, \
+                   expire > {} AS live FROM gone",
+                local("$3")
+            ),
             count: format!("SELECT count(*) FROM {t} WHERE expire > {}", local("$1")),
             scan: format!(
                 "SELECT {cols} FROM {t} WHERE sid > $1 AND expire > {} ORDER BY sid LIMIT $3",
@@ -747,35 +768,64 @@ impl Express {
             .collect())
     }
 
+    /// Two steps: a scan judges, in Rust, which rows spelling the owner are not the
+    /// owner's (another session's data naming it, a corrupt row); then one `DELETE` removes
+    /// every row spelling the owner but those (by their exact text), so every session of
+    /// the owner goes in one statement, one a concurrent write changed or `rename` moved
+    /// (which the `DELETE` follows) included. A row the `DELETE` took that turns out not to
+    /// be the owner's (it came to spell the owner between the steps) is put back as it was.
     pub(crate) async fn destroy_by_owner(&self, store: &PostgresStore, owner: &str) -> Result<u64> {
         let spellings = self.spellings(owner);
-        let removed: i64 = store
+        let candidates = store
             .timed("destroy_by_owner", async {
-                let mut transaction = store.pool().begin().await.map_err(backend)?;
-                let rows = sqlx::query(&store.statements().destroy_by_owner)
+                let mut connection = store.pool().acquire().await.map_err(backend)?;
+                sqlx::query(&self.sql.owner_candidates)
                     .bind(&spellings)
-                    .fetch_all(&mut *transaction)
+                    .fetch_all(&mut *connection)
                     .await
-                    .map_err(backend)?;
-                let ids: Vec<String> = rows
-                    .iter()
-                    .filter(|row| self.owned_by(row, owner).is_some())
-                    .filter_map(|row| row.try_get("id").ok())
-                    .collect();
-                if ids.is_empty() {
-                    return Ok(0);
-                }
-                let removed: i64 = sqlx::query_scalar(&self.sql.destroy_ids)
-                    .bind(&ids)
-                    .bind(now())
-                    .fetch_one(&mut *transaction)
-                    .await
-                    .map_err(backend)?;
-                transaction.commit().await.map_err(backend)?;
-                Ok(removed)
+                    .map_err(backend)
             })
             .await?;
-        Ok(removed.max(0) as u64)
+        let others: Vec<String> = candidates
+            .iter()
+            .filter(|row| self.owned_by(row, owner).is_none())
+            .filter_map(|row| row.try_get("data").ok())
+            .collect();
+        let gone = store
+            .timed("destroy_by_owner", async {
+                let (mut connection, now) = store.connection().await?;
+                sqlx::query(&store.statements().destroy_by_owner)
+                    .bind(&spellings)
+                    .bind(&others)
+                    .bind(now)
+                    .fetch_all(&mut *connection)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        let mut removed = 0;
+        for row in &gone {
+            if self.owned_by(row, owner).is_some() {
+                removed += u64::from(row.try_get::<bool, _>("live").map_err(backend)?);
+                continue;
+            }
+            let id: String = row.try_get("id").map_err(backend)?;
+            let text: String = row.try_get("data").map_err(backend)?;
+            let expire: String = row.try_get("expire_text").map_err(backend)?;
+            tracing::debug!("destroy_by_owner puts back a session it took by mistake");
+            store
+                .timed("destroy_by_owner", async {
+                    sqlx::query(&self.sql.restore)
+                        .bind(id.as_str())
+                        .bind(text.as_str())
+                        .bind(expire.as_str())
+                        .execute(store.pool())
+                        .await
+                        .map_err(backend)
+                })
+                .await?;
+        }
+        Ok(removed)
     }
 }
 
