@@ -588,7 +588,9 @@ mod tests {
         let record = new_record(&defaults);
         let cookie: Value = serde_json::from_str(&super::super::cookie_json(&record)).unwrap();
         assert_eq!(
-            cookie["expires"].as_str().and_then(super::super::parse_js_iso),
+            cookie["expires"]
+                .as_str()
+                .and_then(super::super::parse_js_iso),
             Some(record.expires_at())
         );
         assert_eq!(cookie["originalMaxAge"], 1_800_000);
