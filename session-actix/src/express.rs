@@ -101,7 +101,9 @@ where
             let headers: Vec<String> = request
                 .headers()
                 .get_all(COOKIE)
-                .filter_map(|value| value.to_str().ok().map(str::to_owned))
+                // Bytes, not `to_str`: another cookie of the site may hold UTF-8 (legal
+                // `obs-text`), and refusing the header would lose `connect.sid` beside it.
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
                 .collect();
             let session = match sessions.load(headers.iter().map(String::as_str)).await {
                 Ok(session) => session,

@@ -92,11 +92,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let sessions = self.sessions.clone();
         Box::pin(async move {
-            let headers = request.headers().get_all(COOKIE);
-            let session = match sessions
-                .load(headers.iter().filter_map(|value| value.to_str().ok()))
-                .await
-            {
+            // Bytes, not `to_str`: another cookie of the site may hold UTF-8 (legal
+            // `obs-text`), and refusing the header would lose `connect.sid` beside it.
+            let headers: Vec<String> = request
+                .headers()
+                .get_all(COOKIE)
+                .iter()
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .collect();
+            let session = match sessions.load(headers.iter().map(String::as_str)).await {
                 Ok(session) => session,
                 Err(err) => return Ok(failure("load", &err)),
             };

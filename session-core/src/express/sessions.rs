@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
-use super::{cookie_expires, js_iso};
+use super::js_iso;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::modify::modify;
@@ -33,7 +33,16 @@ use crate::store::SessionStore;
 use crate::time_util::now;
 
 /// How often a commit reads again after losing a compare-and-swap to a parallel request.
-const COMMIT_ATTEMPTS: usize = 16;
+/// A commit loses only to another request's commit landing between its read and its write,
+/// so with n requests writing one session at once each lands within n attempts: this many
+/// parallel writers on one session all land (an HTTP/2 page's requests can number dozens;
+/// at 16, 40 parallel requests got 500s). Past it, a commit fails with [`Error::Conflict`].
+const COMMIT_ATTEMPTS: usize = 128;
+/// The latest expiry a session or its cookie gets: the last millisecond of year 9999, the
+/// latest date `time` holds without its large-dates feature and a JavaScript `Date` can
+/// print as `Date.prototype.toJSON` does (four-digit years). A `maxAge` past it (an app's
+/// `Duration::MAX`, a stored `1e15`) ends there instead of overflowing.
+const LATEST: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
 /// The store lifetime of a session whose cookie has no `maxAge` (a browser-session cookie):
 /// one day, as connect-redis and connect-pg-simple keep it.
 const BROWSER_SESSION_TTL: Duration = Duration::DAY;
@@ -233,7 +242,7 @@ impl ExpressSessions {
             return Ok(state.cookie_id.is_some().then(|| self.clearing_cookie()));
         }
         // express-session's `req.session.touch()`: the cookie's expiry moves to now + maxAge.
-        let expires_at = expiry_of(state.record.cookie(), now());
+        let expires_at = if state.loaded { expiry_of(Some(&self.cookie), now()) } else { expiry_of(state.record.cookie(), now()) };
         state.record.set_expires_at(expires_at);
         let changed = state.changed();
         let is_new = !state.loaded;
@@ -253,8 +262,11 @@ impl ExpressSessions {
             self.store.touch(state.record.id(), expires_at).await?
         };
         if !stored {
-            // Destroyed elsewhere during the request: it stays so, and so does the cookie.
-            return Ok(Some(self.clearing_cookie()));
+            // Destroyed elsewhere during the request: it stays so. The cookie is cleared only
+            // where express-session would have sent one: the browser may hold a newer cookie
+            // by now (a login in a parallel request regenerated the session), which an
+            // unasked-for clearing cookie arriving after it would log out.
+            return Ok(send_cookie.then(|| self.clearing_cookie()));
         }
         session.lock().record.set_id(state.record.id().clone());
         Ok(send_cookie.then(|| self.set_cookie(&state.record)))
@@ -267,7 +279,8 @@ impl ExpressSessions {
             .flat_map(Cookie::split_parse)
             .filter_map(|cookie| cookie.ok())
             .find(|cookie| cookie.name() == self.name)?;
-        self.signer.verify(value.value())
+        // A value in double quotes is unquoted, as the `cookie` package does.
+        self.signer.verify(value.value_trimmed())
     }
 
     fn new_record(&self) -> Record {
@@ -300,19 +313,33 @@ impl ExpressSessions {
     fn set_cookie(&self, record: &Record) -> String {
         let options = record.cookie().cloned().unwrap_or_default();
         let text = |key: &str| options.get(key).and_then(Value::as_str).map(str::to_owned);
-        let flag = |key: &str| options.get(key).and_then(Value::as_bool).unwrap_or(false);
+        // express-session's `Cookie` starts from `httpOnly: true`: absent means set.
+        let flag = |key: &str, absent: bool| options.get(key).map_or(absent, truthy);
         let mut cookie = Cookie::new(self.name.clone(), self.signer.sign_encoded(record.id()));
         cookie.set_path(text("path").unwrap_or_else(|| "/".into()));
         if let Some(domain) = text("domain") {
             cookie.set_domain(domain);
         }
-        if cookie_expires(&options).is_some() {
+        if !cookie_is_browser_session(Some(&options)) {
             cookie.set_expires(Expiration::DateTime(record.expires_at()));
         }
-        cookie.set_http_only(flag("httpOnly"));
-        cookie.set_secure(flag("secure"));
+        cookie.set_http_only(flag("httpOnly", true));
+        cookie.set_secure(flag("secure", false));
+        cookie.set_partitioned(flag("partitioned", false));
         cookie.set_same_site(same_site(options.get("sameSite")));
-        cookie.to_string()
+        let mut header = cookie.to_string();
+        // The `cookie` crate has no `Priority`; the `cookie` package writes it so.
+        let priority = match text("priority").map(|p| p.to_ascii_lowercase()).as_deref() {
+            Some("low") => Some("Low"),
+            Some("medium") => Some("Medium"),
+            Some("high") => Some("High"),
+            _ => None,
+        };
+        if let Some(priority) = priority {
+            header.push_str("; Priority=");
+            header.push_str(priority);
+        }
+        header
     }
 
     fn clearing_cookie(&self) -> String {
@@ -332,12 +359,16 @@ impl ExpressSessions {
 /// Sets a cookie object's `originalMaxAge` and `expires` as express-session's
 /// `cookie.maxAge = max_age` does `at`: `expires` is a date, not `null` (Node reads a `null`
 /// `expires` as a browser-session cookie); a write sets it to the session's expiry.
+/// A `max_age` that would end past [`LATEST`] is stored as the one ending there, so Node
+/// (whose `Date` can't hold more) reads it too.
 fn set_max_age(cookie: &mut Data, max_age: Option<Duration>, at: OffsetDateTime) {
     let (millis, expires) = match max_age {
-        Some(age) => (
-            Value::from(age.whole_milliseconds() as i64),
-            Value::from(js_iso(at + age)),
-        ),
+        Some(age) => {
+            let left = (LATEST - at).whole_milliseconds();
+            let millis = age.whole_milliseconds().min(left);
+            let millis = i64::try_from(millis).unwrap_or(i64::MIN);
+            (Value::from(millis), Value::from(js_iso(after(at, millis))))
+        }
         None => (Value::Null, Value::Null),
     };
     cookie.insert("originalMaxAge".into(), millis);
@@ -365,20 +396,53 @@ fn same_site(value: Option<&Value>) -> Option<SameSite> {
     }
 }
 
+/// Whether this cookie object makes a browser-session cookie (no `Expires`): as
+/// express-session's `touch` decides at each request (`cookie.maxAge = originalMaxAge`),
+/// by `originalMaxAge` alone, whatever the stored `expires` says.
 fn cookie_is_browser_session(cookie: Option<&Data>) -> bool {
-    cookie.is_none_or(|cookie| cookie.get("expires").is_none_or(Value::is_null))
+    max_age_millis(cookie).is_none()
 }
 
-/// When a session with this cookie object ends if touched `at`: `at + originalMaxAge`, and
-/// the cookie's `expires` set to match; a browser-session cookie lives
-/// [`BROWSER_SESSION_TTL`] in the store.
+/// The cookie object's `originalMaxAge` in milliseconds, when it is a number: a fraction
+/// truncated (a JavaScript `Date` holds whole milliseconds), past `i64` saturated. Anything
+/// else (`null`, a string, `true`: express-session throws on the last two) is a
+/// browser-session cookie.
+fn max_age_millis(cookie: Option<&Data>) -> Option<i64> {
+    let max_age = cookie?.get("originalMaxAge")?;
+    max_age.as_i64().or_else(|| {
+        // `as` saturates; a JSON number is never NaN or infinite in serde_json.
+        max_age.as_f64().map(|millis| millis as i64)
+    })
+}
+
+/// `at` plus `millis`, held between the Unix epoch (a past expiry: the session ends at once)
+/// and [`LATEST`].
+fn after(at: OffsetDateTime, millis: i64) -> OffsetDateTime {
+    at.checked_add(Duration::milliseconds(millis))
+        .map_or(if millis < 0 { OffsetDateTime::UNIX_EPOCH } else { LATEST }, |end| {
+            end.clamp(OffsetDateTime::UNIX_EPOCH, LATEST)
+        })
+}
+
+/// When a session with this cookie object ends if touched `at`: `at + originalMaxAge`
+/// (within [`after`]'s bounds), and the cookie's `expires` set to match; a browser-session
+/// cookie lives [`BROWSER_SESSION_TTL`] in the store.
 fn expiry_of(cookie: Option<&Data>, at: OffsetDateTime) -> OffsetDateTime {
-    let max_age = cookie
-        .and_then(|cookie| cookie.get("originalMaxAge"))
-        .and_then(Value::as_i64);
-    match max_age {
-        Some(millis) => at + Duration::milliseconds(millis),
+    match max_age_millis(cookie) {
+        Some(millis) => after(at, millis),
         None => at + BROWSER_SESSION_TTL,
+    }
+}
+
+/// JavaScript's truthiness of a cookie object's member, as `cookie.serialize` tests its
+/// options (`if (opt.secure)`).
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(flag) => *flag,
+        Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(text) => !text.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
     }
 }
 
@@ -457,8 +521,7 @@ impl ExpressSession {
     /// This session's `cookie.originalMaxAge`, `None` for a browser-session cookie.
     pub fn max_age(&self) -> Option<Duration> {
         let state = self.lock();
-        let millis = state.record.cookie()?.get("originalMaxAge")?.as_i64()?;
-        Some(Duration::milliseconds(millis))
+        max_age_millis(state.record.cookie()).map(Duration::milliseconds)
     }
 
     /// `req.session.regenerate()`: a new session under a new id, empty, with the app's
@@ -474,6 +537,7 @@ impl ExpressSession {
         state.original_cookie = state.record.cookie().cloned();
         state.loaded = false;
         state.destroyed = false;
+        state.regenerated = true;
     }
 
     /// `req.session.destroy()`: the session is destroyed when the request commits, and
@@ -497,6 +561,10 @@ struct State {
     cookie_id: Option<SessionId>,
     loaded: bool,
     destroyed: bool,
+    /// [`ExpressSession::regenerate`] was called: express-session counts the new id as a
+    /// change (`originalId !== sess.id`), so the new session is saved and its cookie sent
+    /// even with `saveUninitialized: false`.
+    regenerated: bool,
     to_destroy: Option<SessionId>,
     /// The app's cookie settings, for [`ExpressSession::regenerate`].
     defaults: Data,
@@ -511,6 +579,7 @@ impl State {
             cookie_id,
             loaded: true,
             destroyed: false,
+            regenerated: false,
             to_destroy: None,
             defaults: defaults.clone(),
         }
@@ -524,15 +593,19 @@ impl State {
             cookie_id,
             loaded: false,
             destroyed: false,
+            regenerated: false,
             to_destroy: None,
             defaults: defaults.clone(),
         }
     }
 
-    /// Whether the request changed the data or the cookie's settings (express-session's
-    /// `isModified` counts the data only; a changed `maxAge` is saved here too).
+    /// Whether the request changed the data or the cookie's settings, or regenerated the
+    /// session (express-session's `isModified` counts the data and the id only; a changed
+    /// `maxAge` is saved here too).
     fn changed(&self) -> bool {
-        *self.record.data() != self.original || self.cookie_settings_changed()
+        self.regenerated
+            || *self.record.data() != self.original
+            || self.cookie_settings_changed()
     }
 
     fn cookie_settings_changed(&self) -> bool {
