@@ -242,7 +242,7 @@ impl ExpressSessions {
             return Ok(state.cookie_id.is_some().then(|| self.clearing_cookie()));
         }
         // express-session's `req.session.touch()`: the cookie's expiry moves to now + maxAge.
-        let expires_at = if state.loaded { expiry_of(Some(&self.cookie), now()) } else { expiry_of(state.record.cookie(), now()) };
+        let expires_at = expiry_of(state.record.cookie(), now());
         state.record.set_expires_at(expires_at);
         let changed = state.changed();
         let is_new = !state.loaded;
