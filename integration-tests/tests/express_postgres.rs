@@ -1,0 +1,535 @@
+//! A real express-session + connect-pg-simple app (node/app_pg.js) and a Rust app on
+//! `PostgresStore` in the express-session format share one table (connect-pg-simple's
+//! `session` layout) and one cookie: a login on either side is seen by the other, changes
+//! made on either side are read by the other (a Node write between a Rust read and its
+//! update is never overwritten), a logout on either side ends the session for both, both
+//! agree on when a session expires (with the Node connections in a time zone other than
+//! UTC, +05:45, so a store reading connect-pg-simple's zoneless `expire` as UTC is off by
+//! hours), and "log out everywhere" reaches the sessions Node created (`owner_path`).
+//!
+//! Needs `node` on PATH and `npm ci` run in integration-tests/node (scripts/test does it),
+//! and a PostgreSQL server (`SESSION_STORES_POSTGRES_URL`). Without them the test is
+//! skipped loudly, unless `CI` is set: then it fails.
+
+#![allow(clippy::unwrap_used)] // a failed call is a failed test
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use integration_tests::node::NodeApp;
+use integration_tests::{Backend, server_url};
+use serde_json::{Value, json};
+use session_core::{Record, SessionId, SessionStore, SignedCookie, modify, now, unix_millis};
+use session_postgres::PostgresStore;
+use session_postgres::sqlx::{self, Row};
+
+const COOKIE: &str = "connect.sid";
+const SECRETS: [&str; 2] = ["new secret", "keyboard cat"];
+const SCHEMA: &str = "express_interop";
+/// The Node connections' TimeZone: 5 h 45 min east of UTC, no daylight saving time.
+const ZONE: &str = "Asia/Kathmandu";
+
+/// The Rust side: the same routes as app_pg.js, on `PostgresStore` in the express format.
+#[derive(Clone)]
+struct RustApp {
+    store: PostgresStore,
+    cookies: SignedCookie,
+}
+
+impl RustApp {
+    fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .and_then(|(_, value)| self.cookies.verify(value))
+    }
+}
+
+async fn me(State(app): State<RustApp>, headers: HeaderMap) -> Response {
+    let Some(id) = app.session_id(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    match app.store.get(&id).await.unwrap() {
+        Some(record) if record.data().contains_key("user") => {
+            Json(Value::Object(record.data().clone())).into_response()
+        }
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+async fn cart(State(app): State<RustApp>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let Some(id) = app.session_id(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let cart = body["cart"].clone();
+    let changed = modify(&app.store, &id, 8, |record| {
+        if record.data().contains_key("user") {
+            record.insert("cart", cart.clone()).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    match changed {
+        Some((record, ())) if record.data().contains_key("user") => {
+            Json(json!({"cart": record.data()["cart"]})).into_response()
+        }
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+async fn login(State(app): State<RustApp>, Json(body): Json<Value>) -> Response {
+    let mut record = Record::new(now() + time::Duration::hours(1));
+    record.insert("user", body["user"].clone()).unwrap();
+    record
+        .insert("passport", json!({"user": body["user"]}))
+        .unwrap();
+    app.store.create(&mut record).await.unwrap();
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+        app.cookies.sign_encoded(record.id())
+    );
+    (
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({"user": body["user"]})),
+    )
+        .into_response()
+}
+
+async fn logout(State(app): State<RustApp>, headers: HeaderMap) -> Response {
+    if let Some(id) = app.session_id(&headers) {
+        app.store.destroy(&id).await.unwrap();
+    }
+    let clear = format!("{COOKIE}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
+}
+
+async fn serve_rust(app: RustApp) -> String {
+    let router = axum::Router::new()
+        .route("/me", get(me))
+        .route("/cart", post(cart))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// `GET {base}/me`: the session's fields (status 200), or the status.
+async fn whoami(client: &reqwest::Client, base: &str) -> Result<Value, u16> {
+    let response = client.get(format!("{base}/me")).send().await.unwrap();
+    match response.status().as_u16() {
+        200 => Ok(response.json().await.unwrap()),
+        other => {
+            response.bytes().await.unwrap();
+            Err(other)
+        }
+    }
+}
+
+/// `POST url` with a JSON body (or none); the status once the whole response is read
+/// (express-session finishes its store write before it ends the body).
+async fn send(client: &reqwest::Client, url: String, body: Option<Value>) -> u16 {
+    let mut request = client.post(url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
+}
+
+/// The signed `connect.sid` the jar holds for 127.0.0.1.
+fn jar_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&base.parse().unwrap())?;
+    header
+        .to_str()
+        .unwrap()
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The stored row under `id`: `sess` as text and `expire` read in [`ZONE`], as Unix ms.
+async fn raw(store: &PostgresStore, id: &SessionId) -> Option<(Value, i64)> {
+    let sql = format!(
+        "SELECT sess::text AS sess, \
+         (extract(epoch FROM expire AT TIME ZONE '{ZONE}') * 1000)::float8 AS expire \
+         FROM {} WHERE sid = $1",
+        store.table()
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.expose())
+        .fetch_optional(store.pool())
+        .await
+        .unwrap()?;
+    let sess: String = row.get("sess");
+    let expire: f64 = row.get("expire");
+    Some((serde_json::from_str(&sess).unwrap(), expire.round() as i64))
+}
+
+/// A fresh table, the Node app on it and an express-format store on it; `None` when node
+/// or the server is missing (skipped loudly).
+async fn set_up(owner_path: Option<&str>) -> Option<(NodeApp, PostgresStore)> {
+    const WHAT: &str = "the express + connect-pg-simple interop test";
+    if !integration_tests::node::available(WHAT) {
+        return None;
+    }
+    let url = match server_url(Backend::Postgres) {
+        Ok(url) => url,
+        Err(skip) => {
+            session_core::conformance::skip(WHAT, &skip.0);
+            return None;
+        }
+    };
+    let table = integration_tests::unique_name("session")
+        .to_lowercase()
+        .replace('-', "_");
+    let mut builder = PostgresStore::builder()
+        .schema(SCHEMA)
+        .table(table.clone())
+        .express_session()
+        .express_time_zone(ZONE);
+    if let Some(path) = owner_path {
+        builder = builder.owner_path(path);
+    }
+    let store = builder.connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let node = NodeApp::start(
+        "app_pg.js",
+        &[
+            ("PG_URL", url.as_str()),
+            ("PG_SCHEMA", SCHEMA),
+            ("SESSION_TABLE", table.as_str()),
+            ("PG_TIMEZONE", ZONE),
+            ("SESSION_SECRETS", &SECRETS.join(",")),
+        ],
+    );
+    Some((node, store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_session_on_connect_pg_simple_and_rust_share_one_login() {
+    let Some((node, store)) = set_up(None).await else {
+        return;
+    };
+    let cookies = SignedCookie::new(SECRETS).unwrap();
+    let rust = serve_rust(RustApp {
+        store: store.clone(),
+        cookies: cookies.clone(),
+    })
+    .await;
+    let node_url = node.base.clone();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .build()
+        .unwrap();
+    assert_eq!(whoami(&client, &node_url).await, Err(401));
+    assert_eq!(whoami(&client, &rust).await, Err(401));
+
+    // 1. Login on Node; Rust sees the same user with the same cookie, expiring when Node
+    //    says (within connect-pg-simple's whole seconds).
+    let before = unix_millis(now());
+    let status = send(
+        &client,
+        format!("{node_url}/login"),
+        Some(json!({"user": "alice"})),
+    );
+    assert_eq!(status.await, 200);
+    let node_cookie = jar_cookie(&jar, &node_url).expect("Node set connect.sid");
+    let id = cookies
+        .verify(&node_cookie)
+        .expect("Node's cookie verifies in Rust");
+    assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "alice");
+    let node_written = store.get(&id).await.unwrap().unwrap();
+    let expires = unix_millis(node_written.expires_at());
+    assert!(
+        (before + 3_600_000 - 2_000..=unix_millis(now()) + 3_600_000 + 2_000).contains(&expires),
+        "Rust reads Node's expiry {} s off",
+        (expires - before - 3_600_000) / 1000
+    );
+    assert!(
+        node_written.version() >= 1 << 52,
+        "{}",
+        node_written.version()
+    );
+    let created_at = node_written.created_at();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        again.created_at(),
+        created_at,
+        "the first read's stamp did not hold"
+    );
+    assert_eq!(
+        again.version(),
+        node_written.version(),
+        "the stamp changed the version"
+    );
+
+    // 2. Rust changes the cart; Node sees it, and the row stays connect-pg-simple's, with
+    //    Node's cookie kept and `expire` the cookie's date in Node's zone.
+    let status = send(
+        &client,
+        format!("{rust}/cart"),
+        Some(json!({"cart": ["book", 2]})),
+    );
+    assert_eq!(status.await, 200);
+    let (session, expire) = raw(&store, &id).await.unwrap();
+    assert_eq!(
+        session["cookie"]["originalMaxAge"], 3_600_000,
+        "Node's cookie kept: {session}"
+    );
+    assert_eq!(session["cookie"]["sameSite"], "lax");
+    let cookie_expires =
+        session_core::express::parse_js_iso(session["cookie"]["expires"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        unix_millis(cookie_expires),
+        expire,
+        "cookie and row disagree"
+    );
+    let seen = whoami(&client, &node_url).await.unwrap();
+    assert_eq!(
+        (seen["user"].clone(), seen["cart"].clone()),
+        (json!("alice"), json!(["book", 2]))
+    );
+
+    // 3. Node changes the cart; Rust sees it, created_at kept; a Rust update from a read
+    //    made before Node's write is a conflict, and `modify` applies it on top.
+    let mut read = store.get(&id).await.unwrap().unwrap();
+    let status = send(
+        &client,
+        format!("{node_url}/cart"),
+        Some(json!({"cart": ["from node"]})),
+    );
+    assert_eq!(status.await, 200);
+    read.insert("seen_by", "rust").unwrap();
+    let err = store.update(&mut read).await.unwrap_err();
+    assert!(
+        err.is_conflict(),
+        "a Rust update overwrote a Node write it never read: {err}"
+    );
+    modify(&store, &id, 8, |record| {
+        record.insert("seen_by", "rust").unwrap();
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let seen = whoami(&client, &node_url).await.unwrap();
+    assert_eq!(seen["cart"], json!(["from node"]), "Node's write was lost");
+    assert_eq!(seen["seen_by"], "rust");
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().created_at(),
+        created_at
+    );
+
+    // 4. Expiry agrees. Node's touch (a read of an unchanged session) moves `expire`, and
+    //    Rust reads that; a Rust touch to a moment ago ends the session for Node too.
+    assert!(
+        store
+            .touch(&id, now() + time::Duration::minutes(10))
+            .await
+            .unwrap()
+    );
+    let before = unix_millis(now());
+    whoami(&client, &node_url).await.unwrap();
+    let touched = unix_millis(store.get(&id).await.unwrap().unwrap().expires_at());
+    assert!(
+        (before + 3_600_000 - 2_000..=unix_millis(now()) + 3_600_000 + 2_000).contains(&touched),
+        "Rust did not read Node's touch: {} s off",
+        (touched - before - 3_600_000) / 1000
+    );
+    assert!(
+        store
+            .touch(&id, now() + time::Duration::milliseconds(300))
+            .await
+            .unwrap()
+    );
+    // connect-pg-simple counts a session live while `expire >= ceil(now)` in seconds.
+    tokio::time::sleep(Duration::from_millis(1_400)).await;
+    assert_eq!(
+        whoami(&client, &node_url).await,
+        Err(401),
+        "Node still sees a session Rust ended"
+    );
+    assert!(store.get(&id).await.unwrap().is_none());
+
+    // 5. Login on Rust; Node sees the user, changes the cart, Rust reads it.
+    let status = send(
+        &client,
+        format!("{rust}/login"),
+        Some(json!({"user": "bob"})),
+    );
+    assert_eq!(status.await, 200);
+    let rust_id = cookies.verify(&jar_cookie(&jar, &rust).unwrap()).unwrap();
+    assert_ne!(rust_id, id);
+    let (_, expire) = raw(&store, &rust_id).await.unwrap();
+    let rust_expiry = unix_millis(store.get(&rust_id).await.unwrap().unwrap().expires_at());
+    assert_eq!(expire, rust_expiry, "`expire` is not in Node's time zone");
+    assert_eq!(whoami(&client, &node_url).await.unwrap()["user"], "bob");
+    let status = send(
+        &client,
+        format!("{node_url}/cart"),
+        Some(json!({"cart": ["pen"]})),
+    );
+    assert_eq!(status.await, 200);
+    assert_eq!(
+        whoami(&client, &rust).await.unwrap()["cart"],
+        json!(["pen"])
+    );
+
+    // 6. Logout on Rust; Node says 401. Then login and logout on Node; Rust says 401.
+    assert_eq!(send(&client, format!("{rust}/logout"), None).await, 204);
+    assert_eq!(whoami(&client, &node_url).await, Err(401));
+    assert!(raw(&store, &rust_id).await.is_none());
+    let status = send(
+        &client,
+        format!("{node_url}/login"),
+        Some(json!({"user": "carol"})),
+    );
+    assert_eq!(status.await, 200);
+    assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "carol");
+    assert_eq!(send(&client, format!("{node_url}/logout"), None).await, 204);
+    assert_eq!(whoami(&client, &rust).await, Err(401));
+    drop(node);
+}
+
+/// "Log out everywhere" reaches sessions Node created and Rust never read: with the owner
+/// path `passport.user` (where app_pg.js, like Passport, keeps the login) the scan finds
+/// them, and Node then answers 401 on each; another user's session stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_out_everywhere_reaches_node_created_sessions() {
+    let Some((node, store)) = set_up(Some("passport.user")).await else {
+        return;
+    };
+    let login = |user: &'static str| {
+        let base = node.base.clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap();
+            assert_eq!(
+                send(
+                    &client,
+                    format!("{base}/login"),
+                    Some(json!({"user": user}))
+                )
+                .await,
+                200
+            );
+            client
+        }
+    };
+    let dave_phone = login("dave").await;
+    let dave_laptop = login("dave").await;
+    let erin = login("erin").await;
+    let mut rust_side = Record::new(now() + time::Duration::hours(1));
+    rust_side
+        .insert("passport", json!({"user": "dave"}))
+        .unwrap();
+    store.create(&mut rust_side).await.unwrap();
+    // Another user's data naming dave is not dave's session.
+    let mut mentions = Record::new(now() + time::Duration::hours(1));
+    mentions
+        .insert("passport", json!({"user": "frank"}))
+        .unwrap();
+    mentions.insert("doc", json!({"user": "dave"})).unwrap();
+    store.create(&mut mentions).await.unwrap();
+
+    let listed = store.list_by_owner("dave").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        3,
+        "Node's two sessions and Rust's one: {listed:?}"
+    );
+    assert_eq!(store.destroy_by_owner("dave").await.unwrap(), 3);
+    for client in [&dave_phone, &dave_laptop] {
+        assert_eq!(
+            whoami(client, &node.base).await,
+            Err(401),
+            "dave survived log out everywhere"
+        );
+    }
+    assert!(store.get(rust_side.id()).await.unwrap().is_none());
+    assert!(
+        store.get(mentions.id()).await.unwrap().is_some(),
+        "frank's session went with dave's"
+    );
+    assert_eq!(whoami(&erin, &node.base).await.unwrap()["user"], "erin");
+    assert_eq!(store.list_by_owner("erin").await.unwrap().len(), 1);
+    drop(node);
+}
+
+/// What is not express-session's session object is a decode error naming the id, never a
+/// panic, and the writes leave it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_rows_are_decode_errors() {
+    let Some((node, store)) = set_up(None).await else {
+        return;
+    };
+    drop(node);
+    let insert = format!(
+        "INSERT INTO {} (sid, sess, expire) \
+         VALUES ($1, $2::json, (now() + interval '1 hour') AT TIME ZONE '{ZONE}')",
+        store.table()
+    );
+    for sess in [
+        "[1]",
+        "3",
+        r#"{"user":"no cookie"}"#,
+        r#"{"cookie":[]}"#,
+        r#"{"cookie":{},"__session_stores":{"owner":7}}"#,
+        r#"{"cookie":{},"__session_stores":{"created_at":"yesterday"}}"#,
+    ] {
+        let id = SessionId::generate();
+        sqlx::query(&insert)
+            .bind(id.expose())
+            .bind(sess)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let err = store.get(&id).await.unwrap_err();
+        assert!(
+            matches!(err, session_core::Error::Decode { .. }),
+            "{sess}: {err}"
+        );
+        assert_eq!(err.session_id(), Some(&id));
+        let (_, expire) = raw(&store, &id).await.unwrap();
+        assert!(
+            store
+                .touch(&id, now() + time::Duration::hours(2))
+                .await
+                .is_err(),
+            "{sess}"
+        );
+        assert_eq!(raw(&store, &id).await.unwrap().1, expire, "{sess}: touched");
+    }
+    // A lone surrogate (half an emoji, as JSON.stringify writes it) anywhere in a session
+    // breaks PostgreSQL's JSON operators, never this store.
+    let id = SessionId::generate();
+    let sess = r#"{"cookie":{"originalMaxAge":null,"expires":null},"half":"\ud83d","passport":{"user":"gus"}}"#;
+    sqlx::query(&insert)
+        .bind(id.expose())
+        .bind(sess)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.data()["half"], "\u{fffd}");
+    assert_eq!(store.count().await.unwrap(), 7);
+}
