@@ -175,7 +175,8 @@ impl OpenOptions {
     /// `session_schema` (PostgreSQL), `session_database` and `session_collection`
     /// (MongoDB). For example `postgres://app@db/app?session_schema=auth&session_table=web`.
     /// `session_format=express` (with `session_owner_path=passport.user`, where the app
-    /// keeps the user) reads and writes what express-session with connect-redis stores.
+    /// keeps the user) reads and writes what express-session stores with connect-redis,
+    /// connect-pg-simple (table `session`) or connect-mongo (collection `sessions`).
     ///
     /// Errors never hold the URL's passwords (see [`redacted`](crate::redacted)); a URL
     /// this can't read is an [`Error::Config`].
@@ -204,15 +205,8 @@ impl OpenOptions {
                 if let Some(prefix) = &names.prefix {
                     builder = builder.prefix(prefix.clone());
                 }
-                match names.format.as_deref() {
-                    None | Some("native") => {}
-                    Some("express") => builder = builder.express_session(),
-                    Some(other) => {
-                        return Err(Error::Config(format!(
-                            "session_format={other}: give `native` (the default) or `express` \
-                             (the format express-session with connect-redis stores)"
-                        )));
-                    }
+                if express_format(names)? {
+                    builder = builder.express_session();
                 }
                 if let Some(path) = &names.owner_path {
                     builder = builder.owner_path(path);
@@ -220,9 +214,23 @@ impl OpenOptions {
                 opened(builder.connect().await?, "redis", None)
             }
             "postgres" | "postgresql" => {
-                names.only("postgresql", &["session_table", "session_schema"])?;
+                names.only(
+                    "postgresql",
+                    &[
+                        "session_table",
+                        "session_schema",
+                        "session_format",
+                        "session_owner_path",
+                    ],
+                )?;
                 let mut builder =
                     session_postgres::PostgresStore::builder().options(self.store_options());
+                if express_format(names)? {
+                    builder = builder.express_session();
+                }
+                if let Some(path) = &names.owner_path {
+                    builder = builder.owner_path(path.clone());
+                }
                 if let Some(table) = &names.table {
                     builder = builder.table(table.clone());
                 }
@@ -270,7 +278,15 @@ impl OpenOptions {
                 opened(store, "sqlite", Some(purge))
             }
             "mongodb" | "mongodb+srv" => {
-                names.only("mongodb", &["session_database", "session_collection"])?;
+                names.only(
+                    "mongodb",
+                    &[
+                        "session_database",
+                        "session_collection",
+                        "session_format",
+                        "session_owner_path",
+                    ],
+                )?;
                 let store = self.open_mongo(url, names).await?;
                 let purge = Purge::of(store.clone());
                 opened(store, "mongodb", Some(purge))
@@ -290,11 +306,18 @@ impl OpenOptions {
     /// is then opened in the native mode, which creates nothing there.
     async fn open_mongo(&self, url: &str, names: &Names) -> Result<session_mongo::MongoStore> {
         use session_mongo::{ExpiryMode, MongoConfig, MongoStore};
+        let express = express_format(names)?;
         let config = |expiry| MongoConfig {
             database: names.database.clone(),
             collection: names.collection.clone(),
             expiry,
             options: self.store_options(),
+            format: if express {
+                session_mongo::Format::ExpressSession
+            } else {
+                session_mongo::Format::Native
+            },
+            owner_path: names.owner_path.clone(),
             ..Default::default()
         };
         match self.mongo_pruning {
@@ -306,6 +329,18 @@ impl OpenOptions {
                 other => other,
             },
         }
+    }
+}
+
+/// Whether `session_format` asks for the format shared with express-session.
+fn express_format(names: &Names) -> Result<bool> {
+    match names.format.as_deref() {
+        None | Some("native") => Ok(false),
+        Some("express") => Ok(true),
+        Some(other) => Err(Error::Config(format!(
+            "session_format={other}: give `native` (the default) or `express` (what \
+             express-session stores with connect-redis, connect-pg-simple or connect-mongo)"
+        ))),
     }
 }
 

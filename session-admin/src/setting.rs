@@ -20,7 +20,7 @@ pub(crate) struct Names {
     pub database: Option<String>,
     /// `session_collection`: the MongoDB collection.
     pub collection: Option<String>,
-    /// `session_format`: `express` for the format shared with express-session (Redis).
+    /// `session_format`: `express` for the format shared with express-session.
     pub format: Option<String>,
     /// `session_owner_path`: where the owner sits in express-session data (`passport.user`).
     pub owner_path: Option<String>,
@@ -105,7 +105,8 @@ pub(crate) fn parse(setting: &str) -> Result<Setting> {
                     "unknown parameter `{name}` in the store URL {}: the session_* \
                      parameters are session_prefix (Redis), session_table (SQL), \
                      session_schema (PostgreSQL), session_database and session_collection \
-                     (MongoDB), session_format=express and session_owner_path (Redis)",
+                     (MongoDB), session_format=express and session_owner_path (Redis, PostgreSQL, \
+                     MongoDB)",
                     redacted(setting)
                 )));
             };
