@@ -12,6 +12,18 @@
 //! retried on conflict ([`crate::modify`]): two parallel requests that change different
 //! fields both land, and a session destroyed meanwhile (logout in another tab, "log out
 //! everywhere") stays destroyed.
+//!
+//! Limits, on purpose:
+//! - The unit of a commit is the top-level field: two parallel requests that change
+//!   different members of one object (`cart.a`, `cart.b`) each write the whole field, and
+//!   the last one wins, as in express-session (which writes the whole session). Keep what
+//!   parallel requests change in fields of their own.
+//! - A stored `originalMaxAge` that is not a number (`"x"`, `true`), on which
+//!   express-session's `touch` throws (a server error on every request), makes a
+//!   browser-session cookie here; a cookie object that is not an object is a
+//!   [`Error::Decode`] (a server error, as in express-session).
+//! - A `secure` cookie is sent on plain HTTP too (the layer doesn't know the scheme behind a
+//!   proxy; express-session withholds it); browsers drop it there.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -325,6 +337,8 @@ impl ExpressSessions {
         }
         cookie.set_http_only(flag("httpOnly", true));
         cookie.set_secure(flag("secure", false));
+        // The `cookie` crate adds `Secure` to a partitioned cookie (the `cookie` package
+        // doesn't); browsers refuse `Partitioned` without `Secure`, so it is the same cookie.
         cookie.set_partitioned(flag("partitioned", false));
         cookie.set_same_site(same_site(options.get("sameSite")));
         let mut header = cookie.to_string();
