@@ -432,10 +432,14 @@ fn max_age_millis(cookie: Option<&Data>) -> Option<i64> {
 /// `at` plus `millis`, held between the Unix epoch (a past expiry: the session ends at once)
 /// and [`LATEST`].
 fn after(at: OffsetDateTime, millis: i64) -> OffsetDateTime {
-    at.checked_add(Duration::milliseconds(millis))
-        .map_or(if millis < 0 { OffsetDateTime::UNIX_EPOCH } else { LATEST }, |end| {
-            end.clamp(OffsetDateTime::UNIX_EPOCH, LATEST)
-        })
+    at.checked_add(Duration::milliseconds(millis)).map_or(
+        if millis < 0 {
+            OffsetDateTime::UNIX_EPOCH
+        } else {
+            LATEST
+        },
+        |end| end.clamp(OffsetDateTime::UNIX_EPOCH, LATEST),
+    )
 }
 
 /// When a session with this cookie object ends if touched `at`: `at + originalMaxAge`
@@ -617,9 +621,7 @@ impl State {
     /// session (express-session's `isModified` counts the data and the id only; a changed
     /// `maxAge` is saved here too).
     fn changed(&self) -> bool {
-        self.regenerated
-            || *self.record.data() != self.original
-            || self.cookie_settings_changed()
+        self.regenerated || *self.record.data() != self.original || self.cookie_settings_changed()
     }
 
     fn cookie_settings_changed(&self) -> bool {
