@@ -693,6 +693,18 @@ pub async fn scenario(adapter: Adapter, store: Arc<dyn SessionStore>, node: &str
     assert_eq!(reply.body["passport"], json!({"user": "bob"}));
     let record = stored(store, &bob).await.expect("Rust stored the login");
     assert_eq!(record.owner(), Some("bob"), "{}", what("owner"));
+    // Its cookie object is Node's for a dated cookie: `expires` a date (a `null` one is a
+    // browser-session cookie to a Node app that does not roll).
+    let cookie = record.cookie().expect("a cookie object");
+    let expires = session_core::express::cookie_expires(cookie)
+        .unwrap_or_else(|| panic!("{}: {cookie:?}", what("the stored cookie has no expires")));
+    assert!(
+        (expires - record.expires_at()).abs() <= Duration::SECOND,
+        "{}: cookie.expires {expires}, session {}",
+        what("stored cookie"),
+        record.expires_at()
+    );
+    assert_max_age(&what("Rust login's cookie object"), &record, MAX_AGE);
 
     // 5. Logout in Rust: Node refuses the cookie after it, even sent again.
     let bob_cookie = alice.cookie(rust);
