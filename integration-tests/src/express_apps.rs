@@ -12,7 +12,11 @@
 //! It takes the store (in the Node store's express-session format, with
 //! `owner_path("passport.user")`) and the base URL of a Node app run with [`SECRETS`],
 //! `SESSION_ROLLING=1` and the same store, so every backend's live test (connect-redis,
-//! connect-pg-simple, connect-mongo) runs the same scenario.
+//! connect-pg-simple, connect-mongo) runs the same scenario. The Node app needs node/app.js'
+//! routes and options: `POST /login {user, remember}` (regenerate; `passport.user`; a
+//! 30-day `maxAge` when `remember`), `GET /me`, `POST /cart`, `POST /field/:name {value}`,
+//! `POST /logout`; `resave: false`, `saveUninitialized: false`, `rolling`, `maxAge` one
+//! hour, `sameSite: 'lax'`.
 
 use std::sync::Arc;
 
