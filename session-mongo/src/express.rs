@@ -68,8 +68,10 @@ use crate::store::{Found, MongoStore};
 /// - A document without `expires` lives forever for connect-mongo; here it reads as
 ///   expiring at its cookie's `expires`, or [`CONNECT_MONGO_TTL`] from now.
 /// - A document that is not connect-mongo's (`session` not a string holding an
-///   express-session object: `stringify: false` objects included, `expires` not a date,
-///   malformed metadata) is an [`Error::Decode`] naming the id.
+///   express-session object: `stringify: false` objects included, malformed metadata) is
+///   an [`Error::Decode`] naming the id. One whose `expires` is not a date (null, a
+///   string) is expired, as connect-mongo's filter (`$exists: false` or `$gt: now`) judges
+///   it: a read finds nothing, and the purge, which removes dates only, leaves it.
 ///
 /// **Concurrency.** Every Rust write to an existing session is a compare-and-swap on the
 /// document as read: its filter holds the exact `session` string and `expires` read (and
@@ -79,6 +81,13 @@ use crate::store::{Found, MongoStore};
 /// [`session_core::modify`] applies its change on top of Node's; a Node touch in between
 /// only makes the write read again. A destroyed session is never written back (the filter
 /// finds nothing). Node's own writes stay last-writer-wins (connect-mongo upserts).
+/// One limit follows: when Node saves a stale copy of a value this store sealed, byte for
+/// byte (a request that read it before a Rust write saves it unchanged: express-session's
+/// `resave: true` with a browser-session cookie, whose `expires` stays null), the value is
+/// at that old version again, two Rust writers can each write the next version, and an
+/// `update` based on the first of those succeeds over the second, which it never read.
+/// Node's stale save had already lost the first Rust write; `resave: false`
+/// (express-session's advice) avoids both.
 /// On FerretDB 1.x, whose filtered writes are a find and then a write by `_id`, the Rust
 /// writers take the lease locks of [`WriteGuard::Locks`](crate::WriteGuard) as in the
 /// native format, but Node takes none: a Node write landing inside FerretDB's own

@@ -110,6 +110,13 @@ pub(crate) const DEFAULT_TIME_ZONE: &str = "UTC";
 ///   so a Rust write based on a read from before Node's save fails with a conflict and
 ///   [`session_core::modify`] applies its change on Node's. Node's own writes stay
 ///   last-writer-wins, as in express-session.
+///   One limit follows: when Node saves a stale copy of a value this store sealed, byte
+///   for byte (a request that read it before a Rust write saves it unchanged: express-session's
+///   `resave: true` with a browser-session cookie, whose `expires` stays null), the value
+///   is at that old version again, two Rust writers can each write the next version, and an
+///   `update` based on the first of those succeeds over the second, which it never read.
+///   Node's stale save had already lost the first Rust write; `resave: false` (express-session's
+///   advice) avoids both.
 /// - `set` never reuses a version (one more than the larger of the live stored one and
 ///   the caller's) and keeps the stored cookie object unless the caller changed it.
 /// - `touch` moves `expire` only, capped at the metadata's deadline; Node's touches don't
