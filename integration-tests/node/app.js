@@ -1,32 +1,81 @@
-// An express-session + connect-redis app, as a NestJS/Express service would run it.
-// The interop test (tests/express_interop.rs) starts it next to a Rust app on the same
-// Redis and checks that both sides share one login.
+// An express-session app, as a NestJS/Express service would run it, on one of three stores
+// (SESSION_STORE): connect-redis (default), connect-pg-simple or connect-mongo. The routes
+// and options are the same on each, so the interop tests (tests/express_interop.rs,
+// express_postgres.rs, express_mongo.rs) and the adapters' scenario (src/express_apps.rs)
+// start this one app next to a Rust app on the same store and check that both sides share
+// one login.
 //
-// Env: REDIS_URL (comma-separated: a Cluster), SESSION_PREFIX (default "sess:"), SESSION_SECRETS (comma-separated,
-// first signs), SESSION_ROLLING=1 for `rolling: true` (the adapters' scenario,
-// src/express_apps.rs). Prints "listening <port>" once it accepts connections.
+// Env:
+//   SESSION_STORE    redis (default) | pg | mongo
+//   redis: REDIS_URL (comma-separated: a Cluster), SESSION_PREFIX (default "sess:")
+//   pg:    PG_URL, PG_SCHEMA (default "public"), SESSION_TABLE (default "session"),
+//          PG_TIMEZONE (the connections' TimeZone; default: the server's)
+//   mongo: MONGO_URL, MONGO_DB, SESSION_COLLECTION (default "sessions")
+//   SESSION_SECRETS  comma-separated, first signs (default "keyboard cat")
+//   SESSION_ROLLING  1 for `rolling: true` (the adapters' scenario)
+// Prints "listening <port>" once it accepts connections.
 'use strict';
 
 const express = require('express');
 const session = require('express-session');
-const { RedisStore } = require('connect-redis');
-const { createClient, createCluster } = require('redis');
+
+// Each returns { store, close }; the store packages are loaded only when chosen.
+const stores = {
+  async redis() {
+    const { RedisStore } = require('connect-redis');
+    const { createClient, createCluster } = require('redis');
+    // REDIS_URL: one server, or several comma-separated URLs for a Redis Cluster.
+    const urls = process.env.REDIS_URL.split(',');
+    const client =
+      urls.length > 1
+        ? createCluster({ rootNodes: urls.map((url) => ({ url })) })
+        : createClient({ url: urls[0] });
+    client.on('error', (err) => console.error('redis:', err.message));
+    await client.connect();
+    const store = new RedisStore({ client, prefix: process.env.SESSION_PREFIX || 'sess:' });
+    return { store, close: () => client.quit() };
+  },
+
+  async pg() {
+    const PgStore = require('connect-pg-simple')(session);
+    const conObject = { connectionString: process.env.PG_URL };
+    // A TimeZone of the app's own, as `options=-c TimeZone=..` in a URL or PGTZ-like setups
+    // give: connect-pg-simple writes `expire` (a timestamp without zone) in it.
+    if (process.env.PG_TIMEZONE) conObject.options = `-c TimeZone=${process.env.PG_TIMEZONE}`;
+    const store = new PgStore({
+      conObject,
+      schemaName: process.env.PG_SCHEMA || 'public',
+      tableName: process.env.SESSION_TABLE || 'session',
+      createTableIfMissing: true,
+      // connect-pg-simple's defaults otherwise (prune every 15 minutes, touch on).
+    });
+    return { store, close: () => store.close() };
+  },
+
+  async mongo() {
+    const { MongoStore } = require('connect-mongo');
+    const store = MongoStore.create({
+      mongoUrl: process.env.MONGO_URL,
+      dbName: process.env.MONGO_DB,
+      collectionName: process.env.SESSION_COLLECTION || 'sessions',
+      // FerretDB 1.x has no TTL indexes (connect-mongo's default 'native' creates one).
+      autoRemove: 'interval',
+      // connect-mongo's defaults otherwise: stringify: true, touchAfter: 0.
+    });
+    return { store, close: () => store.close() };
+  },
+};
 
 async function main() {
-  // REDIS_URL: one server, or several comma-separated URLs for a Redis Cluster.
-  const urls = process.env.REDIS_URL.split(',');
-  const client =
-    urls.length > 1
-      ? createCluster({ rootNodes: urls.map((url) => ({ url })) })
-      : createClient({ url: urls[0] });
-  client.on('error', (err) => console.error('redis:', err.message));
-  await client.connect();
+  const kind = process.env.SESSION_STORE || 'redis';
+  if (!Object.hasOwn(stores, kind)) throw new Error(`SESSION_STORE: unknown store ${kind}`);
+  const { store, close } = await stores[kind]();
 
   const app = express();
   app.use(express.json());
   app.use(
     session({
-      store: new RedisStore({ client, prefix: process.env.SESSION_PREFIX || 'sess:' }),
+      store,
       secret: (process.env.SESSION_SECRETS || 'keyboard cat').split(','),
       resave: false,
       saveUninitialized: false,
@@ -48,6 +97,7 @@ async function main() {
     });
   });
 
+  // Reading an unchanged session makes express-session call the store's touch.
   app.get('/me', (req, res) => {
     if (!req.session.user) return res.sendStatus(401);
     const { cookie, ...data } = req.session;
@@ -77,7 +127,7 @@ async function main() {
   const server = app.listen(0, '127.0.0.1', () => {
     console.log(`listening ${server.address().port}`);
   });
-  const stop = () => server.close(() => client.quit().finally(() => process.exit(0)));
+  const stop = () => server.close(() => Promise.resolve(close()).finally(() => process.exit(0)));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

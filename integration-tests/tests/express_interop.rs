@@ -462,6 +462,6 @@ async fn adapter_scenario(adapter: Adapter, backend: Backend) {
     else {
         return;
     };
-    express_apps::scenario(adapter, Arc::new(store), &node.base).await;
+    express_apps::scenario(adapter, Arc::new(store), &node.base, time::Duration::ZERO).await;
     drop(node);
 }

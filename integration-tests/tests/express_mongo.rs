@@ -1,9 +1,13 @@
-//! A real express-session + connect-mongo app (node/app_mongo.js) and a Rust app on
+//! A real express-session + connect-mongo app (node/app.js with `SESSION_STORE=mongo`) and
+//! a Rust app on
 //! `MongoStore` in the express-session format share one collection and one cookie: a login
 //! on either side is seen by the other, changes made on either side are read by the other
 //! (a Node write between a Rust read and its update is never overwritten), a logout on
 //! either side ends the session for both, both agree on when a session expires, and "log
 //! out everywhere" reaches the sessions Node created (`owner_path`).
+//!
+//! The `*_adapter_scenario` tests run issue 16's whole scenario
+//! (integration_tests::express_apps) through each adapter (axum, actix-web) on connect-mongo.
 //!
 //! Needs `node` on PATH and `npm ci` run in integration-tests/node (scripts/test does it),
 //! and a MongoDB-protocol server (`SESSION_STORES_MONGO_URL`). Without them the test is
@@ -11,9 +15,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -21,6 +23,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use integration_tests::express_apps::{self, Adapter};
+use integration_tests::node::NodeApp;
 use integration_tests::{Backend, server_url};
 use serde_json::{Value, json};
 use session_core::{Record, SessionId, SessionStore, SignedCookie, modify, now, unix_millis};
@@ -31,75 +35,7 @@ const COOKIE: &str = "connect.sid";
 const SECRETS: [&str; 2] = ["new secret", "keyboard cat"];
 const DATABASE: &str = "session_express_tests";
 
-/// The Node app, killed when dropped (so a failed assertion never leaks it).
-struct NodeApp {
-    child: Child,
-    base: String,
-}
-
-impl Drop for NodeApp {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl NodeApp {
-    /// Starts node/app_mongo.js and waits (bounded) for its `listening <port>` line.
-    fn start(url: &str, collection: &str) -> Self {
-        let dir = integration_tests::node::dir();
-        assert!(
-            dir.join("node_modules").is_dir(),
-            "{} is missing: run `npm ci` in integration-tests/node (scripts/test does it)",
-            dir.join("node_modules").display()
-        );
-        let mut child = Command::new("node")
-            .arg("app_mongo.js")
-            .current_dir(&dir)
-            .env("MONGO_URL", url)
-            .env("MONGO_DB", DATABASE)
-            .env("SESSION_COLLECTION", collection)
-            .env("SESSION_SECRETS", SECRETS.join(","))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start node app_mongo.js: {err}"));
-        let stdout = child.stdout.take().unwrap();
-        let mut app = Self {
-            child,
-            base: String::new(),
-        };
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match received.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(port) = line.trim().strip_prefix("listening ") {
-                        app.base = format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap());
-                        return app;
-                    }
-                    eprintln!("node: {line}");
-                }
-                Err(_) => {
-                    let status = app.child.try_wait().ok().flatten();
-                    panic!("node app_mongo.js did not start in 20 s (exit: {status:?})")
-                }
-            }
-        }
-    }
-}
-
-/// The Rust side: the same routes as app_mongo.js, on `MongoStore` in the express format.
+/// The Rust side: the same routes as app.js, on `MongoStore` in the express format.
 #[derive(Clone)]
 struct RustApp {
     store: MongoStore,
@@ -247,9 +183,9 @@ fn expires_of(document: &Document) -> i64 {
     document.get_datetime("expires").unwrap().timestamp_millis()
 }
 
-/// A fresh collection, the Node app on it and an express-format store on it; `None` when
-/// node or the server is missing (skipped loudly).
-async fn set_up(owner_path: Option<&str>) -> Option<(NodeApp, MongoStore)> {
+/// A fresh collection, the Node app on it (`rolling` as asked) and an express-format store
+/// on it; `None` when node or the server is missing (skipped loudly).
+async fn set_up(owner_path: Option<&str>, rolling: bool) -> Option<(NodeApp, MongoStore)> {
     const WHAT: &str = "the express + connect-mongo interop test";
     if !integration_tests::node::available(WHAT) {
         return None;
@@ -272,13 +208,23 @@ async fn set_up(owner_path: Option<&str>) -> Option<(NodeApp, MongoStore)> {
         ..MongoConfig::default()
     };
     let store = MongoStore::connect(&url, config).await.unwrap();
-    let node = NodeApp::start(&url, &collection);
+    let node = NodeApp::start(
+        "app.js",
+        &[
+            ("SESSION_STORE", "mongo"),
+            ("SESSION_ROLLING", if rolling { "1" } else { "0" }),
+            ("MONGO_URL", url.as_str()),
+            ("MONGO_DB", DATABASE),
+            ("SESSION_COLLECTION", collection.as_str()),
+            ("SESSION_SECRETS", &SECRETS.join(",")),
+        ],
+    );
     Some((node, store))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn express_session_on_connect_mongo_and_rust_share_one_login() {
-    let Some((node, store)) = set_up(None).await else {
+    let Some((node, store)) = set_up(None, false).await else {
         return;
     };
     let cookies = SignedCookie::new(SECRETS).unwrap();
@@ -458,11 +404,11 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
 }
 
 /// "Log out everywhere" reaches sessions Node created and Rust never read: with the owner
-/// path `passport.user` (where app_mongo.js, like Passport, keeps the login) the walk finds
+/// path `passport.user` (where app.js, like Passport, keeps the login) the walk finds
 /// them, and Node then answers 401 on each; another user's session stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_out_everywhere_reaches_node_created_sessions() {
-    let Some((node, store)) = set_up(Some("passport.user")).await else {
+    let Some((node, store)) = set_up(Some("passport.user"), false).await else {
         return;
     };
     let login = |user: &'static str| {
@@ -516,7 +462,7 @@ async fn log_out_everywhere_reaches_node_created_sessions() {
 /// What is not connect-mongo's document is a decode error naming the id, never a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_documents_are_decode_errors() {
-    let Some((node, store)) = set_up(None).await else {
+    let Some((node, store)) = set_up(None, false).await else {
         return;
     };
     drop(node);
@@ -567,4 +513,26 @@ async fn foreign_documents_are_decode_errors() {
         .await
         .unwrap();
     assert!(store.get(&id).await.unwrap().is_none());
+}
+
+/// Issue 16's scenario (integration_tests::express_apps) with the Rust app on the axum
+/// adapter, next to app.js with `rolling: true` on the same connect-mongo collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_adapter_scenario() {
+    adapter_scenario(Adapter::Axum).await;
+}
+
+/// The scenario with the Rust app on the actix-web adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_adapter_scenario() {
+    adapter_scenario(Adapter::Actix).await;
+}
+
+async fn adapter_scenario(adapter: Adapter) {
+    let Some((node, store)) = set_up(Some(express_apps::OWNER_PATH), true).await else {
+        return;
+    };
+    // connect-mongo keeps milliseconds: no rounding.
+    express_apps::scenario(adapter, Arc::new(store), &node.base, time::Duration::ZERO).await;
+    drop(node);
 }

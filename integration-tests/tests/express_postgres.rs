@@ -1,4 +1,5 @@
-//! A real express-session + connect-pg-simple app (node/app_pg.js) and a Rust app on
+//! A real express-session + connect-pg-simple app (node/app.js with `SESSION_STORE=pg`) and
+//! a Rust app on
 //! `PostgresStore` in the express-session format share one table (connect-pg-simple's
 //! `session` layout) and one cookie: a login on either side is seen by the other, changes
 //! made on either side are read by the other (a Node write between a Rust read and its
@@ -7,12 +8,16 @@
 //! UTC, +05:45, so a store reading connect-pg-simple's zoneless `expire` as UTC is off by
 //! hours), and "log out everywhere" reaches the sessions Node created (`owner_path`).
 //!
+//! The `*_adapter_scenario` tests run issue 16's whole scenario
+//! (integration_tests::express_apps) through each adapter (axum, actix-web) on connect-pg-simple.
+//!
 //! Needs `node` on PATH and `npm ci` run in integration-tests/node (scripts/test does it),
 //! and a PostgreSQL server (`SESSION_STORES_POSTGRES_URL`). Without them the test is
 //! skipped loudly, unless `CI` is set: then it fails.
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -20,6 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use integration_tests::express_apps::{self, Adapter};
 use integration_tests::node::NodeApp;
 use integration_tests::{Backend, server_url};
 use serde_json::{Value, json};
@@ -33,7 +39,7 @@ const SCHEMA: &str = "express_interop";
 /// The Node connections' TimeZone: 5 h 45 min east of UTC, no daylight saving time.
 const ZONE: &str = "Asia/Kathmandu";
 
-/// The Rust side: the same routes as app_pg.js, on `PostgresStore` in the express format.
+/// The Rust side: the same routes as app.js, on `PostgresStore` in the express format.
 #[derive(Clone)]
 struct RustApp {
     store: PostgresStore,
@@ -180,9 +186,9 @@ async fn raw(store: &PostgresStore, id: &SessionId) -> Option<(Value, i64)> {
     Some((serde_json::from_str(&sess).unwrap(), expire.round() as i64))
 }
 
-/// A fresh table, the Node app on it and an express-format store on it; `None` when node
-/// or the server is missing (skipped loudly).
-async fn set_up(owner_path: Option<&str>) -> Option<(NodeApp, PostgresStore)> {
+/// A fresh table, the Node app on it (`rolling` as asked) and an express-format store on
+/// it; `None` when node or the server is missing (skipped loudly).
+async fn set_up(owner_path: Option<&str>, rolling: bool) -> Option<(NodeApp, PostgresStore)> {
     const WHAT: &str = "the express + connect-pg-simple interop test";
     if !integration_tests::node::available(WHAT) {
         return None;
@@ -208,8 +214,10 @@ async fn set_up(owner_path: Option<&str>) -> Option<(NodeApp, PostgresStore)> {
     let store = builder.connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     let node = NodeApp::start(
-        "app_pg.js",
+        "app.js",
         &[
+            ("SESSION_STORE", "pg"),
+            ("SESSION_ROLLING", if rolling { "1" } else { "0" }),
             ("PG_URL", url.as_str()),
             ("PG_SCHEMA", SCHEMA),
             ("SESSION_TABLE", table.as_str()),
@@ -222,7 +230,7 @@ async fn set_up(owner_path: Option<&str>) -> Option<(NodeApp, PostgresStore)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn express_session_on_connect_pg_simple_and_rust_share_one_login() {
-    let Some((node, store)) = set_up(None).await else {
+    let Some((node, store)) = set_up(None, false).await else {
         return;
     };
     let cookies = SignedCookie::new(SECRETS).unwrap();
@@ -409,11 +417,11 @@ async fn express_session_on_connect_pg_simple_and_rust_share_one_login() {
 }
 
 /// "Log out everywhere" reaches sessions Node created and Rust never read: with the owner
-/// path `passport.user` (where app_pg.js, like Passport, keeps the login) the scan finds
+/// path `passport.user` (where app.js, like Passport, keeps the login) the scan finds
 /// them, and Node then answers 401 on each; another user's session stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_out_everywhere_reaches_node_created_sessions() {
-    let Some((node, store)) = set_up(Some("passport.user")).await else {
+    let Some((node, store)) = set_up(Some("passport.user"), false).await else {
         return;
     };
     let login = |user: &'static str| {
@@ -479,7 +487,7 @@ async fn log_out_everywhere_reaches_node_created_sessions() {
 /// panic, and the writes leave it alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_rows_are_decode_errors() {
-    let Some((node, store)) = set_up(None).await else {
+    let Some((node, store)) = set_up(None, false).await else {
         return;
     };
     drop(node);
@@ -532,4 +540,27 @@ async fn foreign_rows_are_decode_errors() {
     let record = store.get(&id).await.unwrap().unwrap();
     assert_eq!(record.data()["half"], "\u{fffd}");
     assert_eq!(store.count().await.unwrap(), 7);
+}
+
+/// Issue 16's scenario (integration_tests::express_apps) with the Rust app on the axum
+/// adapter, next to app.js with `rolling: true` on the same connect-pg-simple PostgreSQL table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_adapter_scenario() {
+    adapter_scenario(Adapter::Axum).await;
+}
+
+/// The scenario with the Rust app on the actix-web adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_adapter_scenario() {
+    adapter_scenario(Adapter::Actix).await;
+}
+
+async fn adapter_scenario(adapter: Adapter) {
+    let Some((node, store)) = set_up(Some(express_apps::OWNER_PATH), true).await else {
+        return;
+    };
+    // connect-pg-simple keeps whole seconds, rounded up.
+    let rounding = express_apps::PG_SIMPLE_ROUNDING;
+    express_apps::scenario(adapter, Arc::new(store), &node.base, rounding).await;
+    drop(node);
 }
