@@ -192,6 +192,64 @@ async fn an_update_never_overwrites_a_node_write_that_a_later_read_restamped() {
     assert!(broken.is_empty(), "{}", broken.join("\n"));
 }
 
+/// The ABA of a stale Node copy (express_format_attack.rs has it for PostgreSQL and
+/// MongoDB). Promise: an `update` never overwrites a write it did not read. Rust B updates
+/// v1 to v2 and C reads v2; a Node request that read v1 before B's write saves its copy
+/// unchanged (`resave`, a browser-session cookie): v1 is stored again, seal and all. Rust A,
+/// holding v1, updates it (it read exactly that); C's update, at the version A wrote, must
+/// fail. A then updates again (its record expects what it wrote) and `modify` applies C's
+/// change on A's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_node_copy_never_lets_an_update_overwrite_an_unread_write() {
+    let mut broken = Vec::new();
+    for (backend, client) in SETUPS {
+        let Some(store) = store(backend, client).await else {
+            continue;
+        };
+        let mut a = Record::new(now() + time::Duration::hours(1));
+        a.insert("n", 0).unwrap();
+        store.create(&mut a).await.unwrap();
+        let id = a.id().clone();
+        let v1 = raw(&store, &id).await;
+        let mut b = store.get(&id).await.unwrap().unwrap();
+        b.insert("n", 1).unwrap();
+        store.update(&mut b).await.unwrap();
+        let mut c = store.get(&id).await.unwrap().unwrap();
+        plant(&store, &id, v1.as_bytes()).await;
+        a.insert("n", 2).unwrap();
+        store.update(&mut a).await.unwrap();
+        c.insert("m", 3).unwrap();
+        let late = store.update(&mut c).await;
+        if !conflict(&late) || !raw(&store, &id).await.contains(r#""n":2"#) {
+            broken.push(format!(
+                "{backend:?}/{client:?}: C's update based on B's write returned {late:?} over \
+                 A's, which it never read; stored now: {}",
+                raw(&store, &id).await
+            ));
+            continue;
+        }
+        a.insert("again", true).unwrap();
+        store.update(&mut a).await.unwrap();
+        modify(&store, &id, 5, |record| record.insert("m", 3).map(drop))
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .unwrap();
+        let stored = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                &stored.data()["n"],
+                &stored.data()["again"],
+                &stored.data()["m"]
+            ),
+            (&json!(2), &json!(true), &json!(3)),
+            "{backend:?}/{client:?}"
+        );
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 /// Values Node (or a connect-redis custom serializer) can store, each read twice at one
 /// version, updated from that version (so Rust and the scripts compute the same version:
 /// a disagreement fails every update), and then changed the way Node changes a session it

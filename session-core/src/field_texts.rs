@@ -29,6 +29,10 @@ pub struct FieldTexts {
     /// to JavaScript (they differ in lone surrogates: `"\ud800"` and `"\ud801"` both read as
     /// U+FFFD): the caller never saw them, and a write puts them back as they were.
     shadowed: Arc<[Range<usize>]>,
+    /// The seal of the express-session value the record was read as, or a store last wrote
+    /// it as (see [`express::object`](crate::express::object)): a compare-and-swap
+    /// checks the stored value still has it, not only the version.
+    seal: Option<[u8; 40]>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +74,24 @@ impl FieldTexts {
             text: Arc::from(text),
             members: Arc::new(members),
             shadowed: shadowed.into(),
+            seal: None,
         })
+    }
+
+    /// The seal (40 hex digits) of the express-session value these texts were read from,
+    /// or that a store last wrote for the record: see
+    /// [`object::read_seal`](crate::express::object::read_seal). `None` for a value this
+    /// project did not seal.
+    pub fn seal(&self) -> Option<&[u8; 40]> {
+        self.seal.as_ref()
+    }
+
+    /// These texts with [`Self::seal`] set: for stores, when they decode a value or wrote
+    /// one.
+    #[must_use]
+    pub fn with_seal(mut self, seal: Option<[u8; 40]>) -> Self {
+        self.seal = seal;
+        self
     }
 
     /// The stored `"key":value` texts of the members no data key stands for (see the field's

@@ -81,13 +81,15 @@ use crate::store::{Found, MongoStore};
 /// [`session_core::modify`] applies its change on top of Node's; a Node touch in between
 /// only makes the write read again. A destroyed session is never written back (the filter
 /// finds nothing). Node's own writes stay last-writer-wins (connect-mongo upserts).
-/// One limit follows: when Node saves a stale copy of a value this store sealed, byte for
-/// byte (a request that read it before a Rust write saves it unchanged: express-session's
-/// `resave: true` with a browser-session cookie, whose `expires` stays null), the value is
-/// at that old version again, two Rust writers can each write the next version, and an
-/// `update` based on the first of those succeeds over the second, which it never read.
-/// Node's stale save had already lost the first Rust write; `resave: false`
-/// (express-session's advice) avoids both.
+/// A version alone does not name a value: when Node saves a stale copy of a value this
+/// store sealed, byte for byte (a request that read it before a Rust write saves it
+/// unchanged: express-session's `resave: true` with a browser-session cookie, whose
+/// `expires` stays null), that old version is stored again and two Rust writers can each
+/// write the next one. So a record read as a sealed value also expects that value's seal
+/// ([`object::read_seal`], advanced by each write through the record): an `update` never
+/// succeeds over a value it did not read. A record the caller built checks the version
+/// only. Node's stale save itself still overwrites the Rust write it did not read, as any
+/// Node save does; `resave: false` (express-session's advice) avoids it.
 /// On FerretDB 1.x, whose filtered writes are a find and then a write by `_id`, the Rust
 /// writers take the lease locks of [`WriteGuard::Locks`](crate::WriteGuard) as in the
 /// native format, but Node takes none: a Node write landing inside FerretDB's own
@@ -374,18 +376,23 @@ impl MongoStore {
     /// `insert`.
     pub(crate) async fn express_insert(&self, record: &mut Record) -> Result<bool> {
         let (document, version) = self.express_document(record)?;
+        let seal = document
+            .get_str(SESSION)
+            .ok()
+            .and_then(|value| object::written_seal(value.as_bytes()));
         let inserted = self
             .timed("insert", self.insert_document(record.id(), document, true))
             .await?;
         if inserted {
             record.set_version(version);
+            object::set_written_seal(record, seal);
         }
         Ok(inserted)
     }
 
     /// `set`: last writer wins, at one more than the larger of the stored version (live)
-    /// and the caller's; returns it.
-    pub(crate) async fn express_set(&self, record: &Record) -> Result<u64> {
+    /// and the caller's; returns it and the written value's seal.
+    pub(crate) async fn express_set(&self, record: &Record) -> Result<(u64, Option<object::Seal>)> {
         let record = record.clone();
         let key = record.id().expose().to_owned();
         self.locked(&key, move |store| async move {
@@ -402,6 +409,7 @@ impl MongoStore {
                     }
                 };
                 let value = store.express_value(&next, cookie)?;
+                let seal = object::written_seal(value.as_bytes());
                 let version = next.version() + 1;
                 let set = set_of(value, next.expires_at(), read);
                 let written = match read {
@@ -421,7 +429,7 @@ impl MongoStore {
                     }
                 };
                 if written {
-                    return Ok(version);
+                    return Ok((version, seal));
                 }
             }
             Err(Error::Conflict { id })
@@ -430,28 +438,34 @@ impl MongoStore {
     }
 
     /// `update`: a compare-and-swap on the version ([`object::version_of`]: the sealed
-    /// metadata's, or one of the bytes when Node wrote the value); a Node touch in between
-    /// (the same value, another `expires`) is read again, not a conflict.
-    pub(crate) async fn express_update(&self, record: &Record) -> Result<Found> {
+    /// metadata's, or one of the bytes when Node wrote the value) and, for a record read as
+    /// a sealed value, on that very value ([`object::is_value_read`]: a stale Node save
+    /// brings an old version back); a Node touch in between (the same value, another
+    /// `expires`) is read again, not a conflict. Returns the written value's seal too.
+    pub(crate) async fn express_update(
+        &self,
+        record: &Record,
+    ) -> Result<(Found, Option<object::Seal>)> {
         let record = record.clone();
         let key = record.id().expose().to_owned();
         self.locked(&key, move |store| async move {
             let id = record.id().clone();
             for _ in 0..MAX_ID_ATTEMPTS {
                 let (read, stored) = match store.current(&id).await? {
-                    Current::Missing | Current::Gone(_) => return Ok(Found::Missing),
-                    Current::Corrupt(..) => return Ok(Found::Corrupt),
+                    Current::Missing | Current::Gone(_) => return Ok((Found::Missing, None)),
+                    Current::Corrupt(..) => return Ok((Found::Corrupt, None)),
                     Current::Live(read, stored) => (read, stored),
                 };
-                if stored.version() != record.version() {
-                    return Ok(Found::Missing);
+                if !object::is_value_read(&record, &stored) {
+                    return Ok((Found::Missing, None));
                 }
                 let value = store.express_value(&record, stored.cookie())?;
+                let seal = object::written_seal(value.as_bytes());
                 let set = set_of(value, record.expires_at(), Some(&read));
                 let filter = as_read(id.expose(), &read, Some(now_bson()));
                 let result = store.collection.update_one(filter, set).await;
                 if result.map_err(|err| write_error(&id, err))?.matched_count == 1 {
-                    return Ok(Found::Written);
+                    return Ok((Found::Written, seal));
                 }
             }
             Err(Error::Conflict { id })

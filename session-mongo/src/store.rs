@@ -413,8 +413,9 @@ impl SessionStore for MongoStore {
 
     async fn set(&self, record: &mut Record) -> Result<()> {
         if self.format == Format::ExpressSession {
-            let stored = self.timed("set", self.express_set(record)).await?;
+            let (stored, seal) = self.timed("set", self.express_set(record)).await?;
             record.set_version(stored);
+            session_core::express::object::set_written_seal(record, seal);
             return Ok(());
         }
         let version = codec::check_writable(record)?;
@@ -430,7 +431,10 @@ impl SessionStore for MongoStore {
         let id = record.id().clone();
         let (version, found) = if self.format == Format::ExpressSession {
             let version = Record::version_after(&id, record.version())?;
-            let found = self.timed("update", self.express_update(record)).await?;
+            let (found, seal) = self.timed("update", self.express_update(record)).await?;
+            if matches!(found, Found::Written) {
+                session_core::express::object::set_written_seal(record, seal);
+            }
             (version, found)
         } else {
             let version = codec::check_writable(record)?;

@@ -110,13 +110,15 @@ pub(crate) const DEFAULT_TIME_ZONE: &str = "UTC";
 ///   so a Rust write based on a read from before Node's save fails with a conflict and
 ///   [`session_core::modify`] applies its change on Node's. Node's own writes stay
 ///   last-writer-wins, as in express-session.
-///   One limit follows: when Node saves a stale copy of a value this store sealed, byte
-///   for byte (a request that read it before a Rust write saves it unchanged: express-session's
-///   `resave: true` with a browser-session cookie, whose `expires` stays null), the value
-///   is at that old version again, two Rust writers can each write the next version, and an
-///   `update` based on the first of those succeeds over the second, which it never read.
-///   Node's stale save had already lost the first Rust write; `resave: false` (express-session's
-///   advice) avoids both.
+///   A version alone does not name a value: when Node saves a stale copy of a value this
+///   store sealed, byte for byte (a request that read it before a Rust write saves it
+///   unchanged: express-session's `resave: true` with a browser-session cookie, whose
+///   `expires` stays null), that old version is stored again and two Rust writers can each
+///   write the next one. So a record read as a sealed value also expects that value's seal
+///   ([`object::read_seal`], advanced by each write through the record): an `update` never
+///   succeeds over a value it did not read. A record the caller built checks the version
+///   only. Node's stale save itself still overwrites the Rust write it did not read, as any
+///   Node save does; `resave: false` (express-session's advice) avoids it.
 /// - `set` never reuses a version (one more than the larger of the live stored one and
 ///   the caller's) and keeps the stored cookie object unless the caller changed it.
 /// - `touch` moves `expire` only, capped at the metadata's deadline; Node's touches don't
@@ -575,6 +577,7 @@ impl Express {
             .await?;
         if written {
             record.set_version(encoded.version);
+            object::set_written_seal(record, object::written_seal(value.as_bytes()));
         }
         Ok(written)
     }
@@ -621,6 +624,7 @@ impl Express {
             };
             if self.execute(store, "set", &id, query).await? == 1 {
                 record.set_version(encoded.version);
+                object::set_written_seal(record, object::written_seal(value.as_bytes()));
                 return Ok(());
             }
             // Written meanwhile: judge the new row.
@@ -637,7 +641,10 @@ impl Express {
             let Some((current, text)) = self.read_live(store, "update", &id).await? else {
                 return Err(conflict());
             };
-            if current.version() != record.version() {
+            // The version and, for a record read as a sealed value, that very value: a
+            // stale Node save brings an old version back with its seal, and a Rust write
+            // of the next version then differs from ours in its seal.
+            if !object::is_value_read(record, &current) {
                 return Err(conflict());
             }
             let query = sqlx::query(&store.statements().update)
@@ -648,6 +655,7 @@ impl Express {
                 .bind(now());
             if self.execute(store, "update", &id, query).await? == 1 {
                 record.set_version(version);
+                object::set_written_seal(record, object::written_seal(value.as_bytes()));
                 return Ok(());
             }
             // Changed (or gone) since the read: judge it again.

@@ -51,7 +51,9 @@ pub(crate) struct Encoded {
     pub(crate) version_at: usize,
     /// Appended to the `Update` / `Set` script arguments: for express-session, the length
     /// of the value's `{"cookie":{...}` head and the new `cookie.expires`, so the script can
-    /// keep the stored cookie object in place of the default one.
+    /// keep the stored cookie object in place of the default one, then the seal of the
+    /// value the record was read as ([`object::read_seal`], empty for none), which the
+    /// update script requires the stored value to have.
     pub(crate) extra: Vec<Bytes>,
 }
 
@@ -84,6 +86,15 @@ impl Format {
         match self {
             Self::Native => codec::decode(id, raw),
             Self::ExpressSession => decode_express(id, raw, expiry),
+        }
+    }
+
+    /// The seal of `value`, a value this format just encoded (`None` in the native
+    /// format, which has none): what the record's next compare-and-swap expects.
+    pub(crate) fn written_seal(self, value: &[u8]) -> Option<object::Seal> {
+        match self {
+            Self::Native => None,
+            Self::ExpressSession => object::written_seal(value),
         }
     }
 
@@ -124,11 +135,16 @@ fn encode_express(record: &Record, options: &StoreOptions) -> Result<Encoded> {
     // The scripts keep the stored cookie object in place of a default or unchanged one
     // (`head` bytes), never in place of one the caller changed (0).
     let head = encoded.cookie_end.unwrap_or(0);
+    let seal = object::read_seal(record).map_or_else(Bytes::new, |seal| seal.to_vec().into());
     Ok(Encoded {
         value: encoded.value.into(),
         version: encoded.version,
         version_at: encoded.version_at,
-        extra: vec![head.to_string().into(), js_iso(record.expires_at()).into()],
+        extra: vec![
+            head.to_string().into(),
+            js_iso(record.expires_at()).into(),
+            seal,
+        ],
     })
 }
 

@@ -231,6 +231,14 @@
 //! before Node's write fails with a conflict, and `modify` reads Node's write and applies
 //! its change on top. Node's own writes stay last-writer-wins, as in express-session: a
 //! Node request that read the session before a Rust write overwrites it when it saves.
+//! Such a save of a stale copy, byte for byte (`resave: true` with a browser-session
+//! cookie), brings an old sealed version back, and two Rust writers can then each write the
+//! next version: so a record read as a sealed value also expects that value's seal
+//! ([`object::read_seal`](session_core::express::object::read_seal); the update script
+//! compares the stored seal's digits, which its version check has already verified), and an
+//! `update` never succeeds over a value it did not read. After a `set` (whose script may
+//! keep the stored cookie object, so the written seal is unknown here), and for a record
+//! the caller built, the version alone decides.
 //!
 //! **Owners in Node's data.** Express apps keep the user nested in the session
 //! (`req.session.user.id`; Passport: `req.session.passport.user`), where no owner index

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use session_core::express::object;
 use session_core::{
     Error, OwnerPath, Record, Rename, Result, SessionId, SessionStore, StoreOptions, now,
     rename_onto_itself, unix_millis,
@@ -382,6 +383,7 @@ impl RedisStore {
     /// the same script, `lua/insert.lua`).
     async fn insert_inner(&self, record: &mut Record) -> Result<bool> {
         let encoded = self.format().encode(record, &self.inner.options)?;
+        let seal = self.format().written_seal(&encoded.value);
         let at = pxat(record.expires_at());
         let written = match record.owner() {
             Some(owner) if self.one_server() => {
@@ -404,6 +406,7 @@ impl RedisStore {
         } != Reply::Nil;
         if written {
             record.set_version(encoded.version);
+            object::set_written_seal(record, seal);
         }
         Ok(written)
     }
@@ -432,6 +435,9 @@ impl RedisStore {
             VERSION_EXHAUSTED => Record::version_after(record.id(), Record::MAX_VERSION).map(drop),
             version if version > 0 => {
                 record.set_version(version as u64);
+                // The script may have kept the stored cookie object: the seal it wrote is
+                // unknown here, so the record's next update checks the version only.
+                object::set_written_seal(record, None);
                 Ok(())
             }
             other => Err(unexpected("a version", &Reply::Int(other))),
@@ -451,11 +457,19 @@ impl RedisStore {
         ];
         args.extend(encoded.extra);
         let script = self.format().update_script();
-        match self
+        let reply = self
             .eval_owned(script, id, record.owner(), at, args)
-            .await?
-            .into_int()?
-        {
+            .await?;
+        // The express-session script answers a write with the written value's seal, which
+        // the record's next compare-and-swap expects (`object::read_seal`).
+        if let Reply::Bytes(seal) = &reply {
+            let seal =
+                object::Seal::try_from(&seal[..]).map_err(|_| unexpected("a seal", &reply))?;
+            record.set_version(encoded.version);
+            object::set_written_seal(record, Some(seal));
+            return Ok(());
+        }
+        match reply.into_int()? {
             DONE => {
                 record.set_version(encoded.version);
                 Ok(())

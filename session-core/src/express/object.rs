@@ -165,16 +165,69 @@ pub fn seal(value: &mut [u8]) {
     value[at..at + 40].copy_from_slice(&digest);
 }
 
+/// The 40 hex digits of a value's seal.
+pub type Seal = [u8; 40];
+
+/// The seal `raw` ends with, when it holds (the value is exactly as this project wrote it);
+/// `None` for any other value (Node wrote it, or changed one of ours).
+pub fn seal_of(raw: &[u8]) -> Option<Seal> {
+    let digest = written_seal(raw)?;
+    (seal_digest(raw) == digest).then_some(digest)
+}
+
+/// The seal digits `value` ends with, unchecked: for a value [`encode`] (or a store's
+/// script) just sealed.
+pub fn written_seal(value: &[u8]) -> Option<Seal> {
+    if value.len() <= 40 + SEAL_TAIL.len() || !value.ends_with(SEAL_TAIL) {
+        return None;
+    }
+    let at = value.len() - 40 - SEAL_TAIL.len();
+    value[at..at + 40].try_into().ok()
+}
+
+/// The seal of the value `record` was read as (or its store last wrote it as), when that
+/// value was sealed: what a compare-and-swap expects to find besides the version.
+///
+/// A version alone does not name a value: when Node saves a stale copy of a sealed value
+/// byte for byte (express-session's `resave`), that version is stored again, two Rust
+/// writers may each write the next version with other content, and a write based on the
+/// first would match the second. A seal is a digest of the whole value, so an update that
+/// also requires the stored seal to be this one writes only over the value its caller
+/// read. `None` for a record without stored texts (built by the caller) or read from a
+/// value this project did not seal (whose version, derived from its bytes, names it).
+pub fn read_seal(record: &Record) -> Option<Seal> {
+    record.field_texts()?.seal().copied()
+}
+
+/// Whether `stored` (the live record a compare-and-swap just read) is the value `record`
+/// was read as, as far as the version does not already tell: both at the same version,
+/// and with [`read_seal`]'s seal when `record` has one.
+pub fn is_value_read(record: &Record, stored: &Record) -> bool {
+    stored.version() == record.version()
+        && read_seal(record).is_none_or(|seal| read_seal(stored) == Some(seal))
+}
+
+/// Records that a store wrote `record` as a value sealed with `seal` (`None`: a value whose
+/// seal the store does not know), so the record's next compare-and-swap expects that
+/// value. The stored field texts stay those it was read with.
+pub fn set_written_seal(record: &mut Record, seal: Option<Seal>) {
+    if let Some(texts) = record.field_texts() {
+        let texts = texts.clone().with_seal(seal);
+        record.set_field_texts(Some(texts));
+    }
+}
+
 /// The version of an express-session value, as a compare-and-swap judges it (the Redis
 /// scripts' `version_of` too): the metadata's `version` when the value is as this store wrote it
 /// (its seal holds), else one derived from its bytes, so that any change Node made (Node
 /// keeps our metadata when it writes a session back) is a new version and a write based on
 /// an earlier read fails rather than overwriting it.
 pub fn version_of(raw: &[u8], meta: &Map<String, Value>) -> u64 {
-    let sealed = raw.len() > 40 + SEAL_TAIL.len()
-        && raw.ends_with(SEAL_TAIL)
-        && seal_digest(raw)[..]
-            == raw[raw.len() - 40 - SEAL_TAIL.len()..raw.len() - SEAL_TAIL.len()];
+    version_sealed(raw, meta, seal_of(raw).is_some())
+}
+
+/// [`version_of`], told whether `raw`'s seal holds.
+fn version_sealed(raw: &[u8], meta: &Map<String, Value>, sealed: bool) -> u64 {
     let version = meta
         .get("version")
         .and_then(Value::as_u64)
@@ -216,7 +269,8 @@ pub fn decode(
         Some(Value::Object(meta)) => meta,
         Some(_) => return Err(bad("`__session_stores` is not an object")),
     };
-    let version = version_of(raw, &meta);
+    let seal = seal_of(raw);
+    let version = version_sealed(raw, &meta, seal.is_some());
     let millis = |field: &str| -> Result<Option<OffsetDateTime>> {
         match meta.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -256,7 +310,7 @@ pub fn decode(
     record.set_cookie(Some(cookie));
     // Node's JSON.stringify and serde_json differ at the edges (half an emoji, `1e+21`):
     // a write puts back each field the caller left alone exactly as Node wrote it.
-    record.set_field_texts(FieldTexts::of_object(raw));
+    record.set_field_texts(FieldTexts::of_object(raw).map(|texts| texts.with_seal(seal)));
     Ok(record)
 }
 
@@ -315,5 +369,41 @@ mod tests {
         assert_eq!(after.data(), before.data());
         assert_eq!(stamp(&id, &stamped, at), None, "stamped once");
         assert_eq!(stamp(&id, b"[1]", at), None);
+    }
+
+    /// The ABA a version alone lets through: the same version stored again with other
+    /// content is not the value read.
+    #[test]
+    fn a_record_expects_the_value_it_was_read_as() {
+        let id = SessionId::generate();
+        let mut record = Record::with_id(id.clone(), now() + Duration::hours(1));
+        record.set_version(1);
+        record.insert("cart", "apple").unwrap();
+        let first = encode(&record, &StoreOptions::default()).unwrap().value;
+        record.insert("cart", "pear").unwrap();
+        let second = encode(&record, &StoreOptions::default()).unwrap().value;
+        let read = decode(&id, &first, None, Duration::DAY).unwrap();
+        let same = decode(&id, &first, None, Duration::DAY).unwrap();
+        let other = decode(&id, &second, None, Duration::DAY).unwrap();
+        assert_eq!(read.version(), other.version());
+        assert_eq!(read_seal(&read), seal_of(&first));
+        assert!(is_value_read(&read, &same));
+        assert!(!is_value_read(&read, &other), "same version, other value");
+        // A record the caller built names no value: the version decides.
+        let mut built = Record::with_id(id.clone(), now() + Duration::hours(1));
+        built.set_version(2);
+        assert!(is_value_read(&built, &other));
+        // After a write the record expects what was written.
+        let mut written = read.clone();
+        set_written_seal(&mut written, written_seal(&second));
+        assert!(is_value_read(&written, &other));
+        assert!(!is_value_read(&written, &same));
+        // A value Node wrote has no seal; its version names its bytes.
+        let node = br#"{"cookie":{},"user":"alice"}"#;
+        assert_eq!(seal_of(node), None);
+        assert_eq!(
+            read_seal(&decode(&id, node, None, Duration::DAY).unwrap()),
+            None
+        );
     }
 }
