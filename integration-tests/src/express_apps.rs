@@ -424,15 +424,7 @@ impl Browser {
 
     /// The `connect.sid` value it holds for `base`'s host.
     fn cookie(&self, base: &str) -> String {
-        use reqwest::cookie::CookieStore;
-        let url = base.parse().expect("a base URL");
-        let header = self.jar.cookies(&url).expect("the browser holds a cookie");
-        let text = header.to_str().expect("cookies are ASCII");
-        text.split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE_NAME)
-            .map(|(_, value)| value.to_owned())
-            .unwrap_or_else(|| panic!("no {COOKIE_NAME} in {text}"))
+        jar_cookie(&self.jar, base).unwrap_or_else(|| panic!("no {COOKIE_NAME} for {base}"))
     }
 }
 
@@ -1048,4 +1040,236 @@ async fn parallel_requests(adapter: Adapter, store: &dyn SessionStore, rust: &st
     );
     let reply = get(&with_cookie(&cookie), format!("{node}/me")).await;
     assert_eq!(reply.status, 401);
+}
+
+// What the backends' own live tests (express_interop, express_postgres, express_mongo) share
+// beside the scenario: they drive app.js and the axum app of [`serve`] with one jar.
+
+/// `GET {base}/me` (the same route on app.js and the Rust apps): the session's fields
+/// (status 200), or the status.
+pub async fn whoami(client: &reqwest::Client, base: &str) -> Result<Value, u16> {
+    let response = client
+        .get(format!("{base}/me"))
+        .send()
+        .await
+        .expect("the app answers");
+    match response.status().as_u16() {
+        200 => Ok(response.json().await.expect("a JSON body")),
+        other => {
+            response.bytes().await.expect("the whole body");
+            Err(other)
+        }
+    }
+}
+
+/// `POST url` with a JSON body (or none); the status once the whole response is read:
+/// express-session sends the headers before its store write finishes and holds back the
+/// end of the body until then.
+pub async fn post_status(client: &reqwest::Client, url: String, body: Option<Value>) -> u16 {
+    let mut request = client.post(url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the app answers");
+    let status = response.status().as_u16();
+    response.bytes().await.expect("the whole body");
+    status
+}
+
+/// The signed `connect.sid` `jar` holds for `base`'s host (cookies don't care for ports:
+/// Node's and Rust's apps share it).
+pub fn jar_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&base.parse().expect("a base URL"))?;
+    let text = header.to_str().expect("cookies are ASCII");
+    text.split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// One browser (one cookie jar) between app.js and the axum adapter app on the same store:
+/// the backends' `share_one_login` tests. The Rust app has app.js' options, not rolling
+/// (app.js runs with `SESSION_ROLLING=0` there); it commits through [`ExpressSessions`],
+/// so a check that needs a particular store call makes it on the store itself.
+pub struct SharedLogin {
+    /// The Rust app, stopped when this is dropped.
+    pub app: RustApp,
+    /// Its base URL.
+    pub rust: String,
+    /// app.js' base URL.
+    pub node: String,
+    /// The browser's cookie jar.
+    pub jar: Arc<reqwest::cookie::Jar>,
+    /// The browser.
+    pub client: reqwest::Client,
+    /// Verifies and signs `connect.sid` with [`SECRETS`].
+    pub cookies: SignedCookie,
+}
+
+impl SharedLogin {
+    /// Serves the axum adapter app on `store` next to app.js at `node`, and checks that
+    /// nobody is logged in on either side.
+    pub async fn start(store: Arc<dyn SessionStore>, node: &str) -> Self {
+        let app = serve(Adapter::Axum, sessions(store).rolling(false)).await;
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(Arc::clone(&jar))
+            .build()
+            .expect("a reqwest client");
+        let shared = Self {
+            rust: app.base.clone(),
+            app,
+            node: node.to_owned(),
+            jar,
+            client,
+            cookies: SignedCookie::new(SECRETS).expect("two secrets"),
+        };
+        assert_eq!(whoami(&shared.client, &shared.node).await, Err(401));
+        assert_eq!(whoami(&shared.client, &shared.rust).await, Err(401));
+        shared
+    }
+
+    /// Logs `user` in on Node: one cookie for both apps, which verifies in Rust, and Rust
+    /// sees the user. Returns the session's id.
+    pub async fn login_on_node(&self, user: &str) -> SessionId {
+        let (node, rust) = (&self.node, &self.rust);
+        let status = post_status(
+            &self.client,
+            format!("{node}/login"),
+            Some(json!({"user": user})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let node_cookie = jar_cookie(&self.jar, node).expect("Node set connect.sid");
+        assert_eq!(
+            jar_cookie(&self.jar, rust),
+            Some(node_cookie.clone()),
+            "one cookie for both"
+        );
+        let id = self
+            .cookies
+            .verify(&node_cookie)
+            .expect("Node's cookie verifies in Rust");
+        assert_eq!(
+            whoami(&self.client, rust).await.expect("Rust sees it")["user"],
+            user
+        );
+        id
+    }
+
+    /// Logs `user` in on Rust; returns the id its cookie names (Node's view is the
+    /// caller's to check, after whatever it checks of the Rust write).
+    pub async fn login_on_rust(&self, user: &str) -> SessionId {
+        let rust = &self.rust;
+        let status = post_status(
+            &self.client,
+            format!("{rust}/login"),
+            Some(json!({"user": user})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let cookie = jar_cookie(&self.jar, rust).expect("Rust set connect.sid");
+        self.cookies
+            .verify(&cookie)
+            .expect("Rust's cookie verifies")
+    }
+
+    /// Node sets the cart (a session Rust wrote, say) and Rust reads it.
+    pub async fn node_cart_seen_by_rust(&self, cart: Value) {
+        let node = &self.node;
+        let status = post_status(
+            &self.client,
+            format!("{node}/cart"),
+            Some(json!({"cart": cart})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let seen = whoami(&self.client, &self.rust)
+            .await
+            .expect("Rust sees it");
+        assert_eq!(seen["cart"], cart);
+    }
+
+    /// Logs out on Rust (204); Node says 401.
+    pub async fn logout_on_rust(&self) {
+        let rust = &self.rust;
+        let status = post_status(&self.client, format!("{rust}/logout"), None).await;
+        assert_eq!(status, 204);
+        assert_eq!(whoami(&self.client, &self.node).await, Err(401));
+    }
+
+    /// Logs `user` in on Node, Rust sees the user; logs out on Node (204), Rust says 401.
+    pub async fn node_login_and_logout_seen_by_rust(&self, user: &str) {
+        self.login_on_node(user).await;
+        let node = &self.node;
+        let status = post_status(&self.client, format!("{node}/logout"), None).await;
+        assert_eq!(status, 204);
+        assert_eq!(whoami(&self.client, &self.rust).await, Err(401));
+    }
+}
+
+/// A fresh browser logged in as `user` on app.js at `node` (log out everywhere's devices).
+pub async fn node_login(node: &str, user: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("a reqwest client");
+    let status = post_status(
+        &client,
+        format!("{node}/login"),
+        Some(json!({"user": user})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    client
+}
+
+/// A Node write between a Rust read and its update is never overwritten: after
+/// `store.get(id)`, app.js at `node` sets the cart (`POST /cart`, with `client`'s cookie
+/// for `id`); the update from that read must fail as a conflict, and `modify` then applies
+/// the same change on top of Node's, which Node's `/me` shows with its cart kept, and
+/// `created_at` kept. Called on the store directly: the adapters commit through `modify`,
+/// so no route of theirs makes a stale update.
+pub async fn node_write_between_read_and_update(
+    store: &dyn SessionStore,
+    client: &reqwest::Client,
+    node: &str,
+    id: &SessionId,
+) {
+    let mut read = store
+        .get(id)
+        .await
+        .expect("a read")
+        .expect("the session is live");
+    let created_at = read.created_at();
+    let status = post_status(
+        client,
+        format!("{node}/cart"),
+        Some(json!({"cart": ["from node"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    read.insert("seen_by", "rust").expect("a string field");
+    let err = store
+        .update(&mut read)
+        .await
+        .expect_err("a Rust update overwrote a Node write it never read");
+    assert!(
+        err.is_conflict(),
+        "a Rust update overwrote a Node write it never read: {err}"
+    );
+    session_core::modify(store, id, 8, |record| {
+        record.insert("seen_by", "rust").expect("a string field");
+    })
+    .await
+    .expect("modify on top of Node's write")
+    .expect("the session is live");
+    let seen = whoami(client, node)
+        .await
+        .expect("Node still sees the user");
+    assert_eq!(seen["cart"], json!(["from node"]), "Node's write was lost");
+    assert_eq!(seen["seen_by"], "rust");
+    let after = store.get(id).await.expect("a read").expect("live");
+    assert_eq!(after.created_at(), created_at, "created_at changed");
 }

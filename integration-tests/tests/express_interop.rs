@@ -14,14 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header;
-use integration_tests::express_apps::{self, Adapter};
+use integration_tests::express_apps::{
+    self, Adapter, SharedLogin, node_write_between_read_and_update, post_status, whoami,
+};
 use integration_tests::node::NodeApp;
 use integration_tests::{Backend, server_url};
 use serde_json::{Value, json};
 use session_core::{Record, SessionId, SessionStore, SignedCookie, modify, now};
 use session_redis::RedisStore;
 
-const COOKIE: &str = express_apps::COOKIE_NAME;
 const SECRETS: [&str; 2] = express_apps::SECRETS;
 
 /// Starts node/app.js on `redis_url` and `prefix`, signing with `secrets`
@@ -36,49 +37,6 @@ fn start_node(redis_url: &str, prefix: &str, secrets: &str, rolling: bool) -> No
             ("SESSION_ROLLING", if rolling { "1" } else { "0" }),
         ],
     )
-}
-
-/// `GET {base}/me`: the session's fields (status 200), or the status.
-async fn whoami(client: &reqwest::Client, base: &str) -> Result<Value, u16> {
-    let response = client.get(format!("{base}/me")).send().await.unwrap();
-    match response.status().as_u16() {
-        200 => Ok(response.json().await.unwrap()),
-        other => {
-            response.bytes().await.unwrap();
-            Err(other)
-        }
-    }
-}
-
-/// `POST url` with a JSON body; returns the status once the whole response is read:
-/// express-session sends the headers before its store write finishes and holds back the
-/// end of the body until then.
-async fn post_json(client: &reqwest::Client, url: String, body: Value) -> u16 {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    response.bytes().await.unwrap();
-    status
-}
-
-/// `POST url` without a body, read to the end.
-async fn post_empty(client: &reqwest::Client, url: String) -> u16 {
-    let response = client.post(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    response.bytes().await.unwrap();
-    status
-}
-
-/// The signed `connect.sid` the jar holds for 127.0.0.1.
-fn jar_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
-    use reqwest::cookie::CookieStore;
-    let header = jar.cookies(&base.parse().unwrap())?;
-    header
-        .to_str()
-        .unwrap()
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,40 +86,11 @@ async fn share_one_login(backend: Backend) {
     let Some((redis_url, prefix, node, store)) = set_up(backend, None, false).await else {
         return;
     };
-    let cookies = SignedCookie::new(SECRETS).unwrap();
-    // The Rust app: the axum adapter with app.js' options (not rolling, like this app.js).
-    let sessions = express_apps::sessions(Arc::new(store.clone())).rolling(false);
-    let rust_app = express_apps::serve(Adapter::Axum, sessions).await;
-    let rust = rust_app.base.clone();
-    let node_url = node.base.clone();
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .build()
-        .unwrap();
-
-    // Nobody is logged in anywhere.
-    assert_eq!(whoami(&client, &node_url).await, Err(401));
-    assert_eq!(whoami(&client, &rust).await, Err(401));
+    let shared = SharedLogin::start(Arc::new(store.clone()), &node.base).await;
+    let (rust, node_url, client) = (&shared.rust, &shared.node, &shared.client);
 
     // 1. Login on Node; Rust sees the same user with the same cookie.
-    let login = post_json(
-        &client,
-        format!("{node_url}/login"),
-        json!({"user": "alice"}),
-    )
-    .await;
-    assert_eq!(login, 200);
-    let node_cookie = jar_cookie(&jar, &node_url).expect("Node set connect.sid");
-    assert_eq!(
-        jar_cookie(&jar, &rust),
-        Some(node_cookie.clone()),
-        "one cookie for both"
-    );
-    let id = cookies
-        .verify(&node_cookie)
-        .expect("Node's cookie verifies in Rust");
-    assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "alice");
+    let id = shared.login_on_node("alice").await;
     let node_written = store.get(&id).await.unwrap().unwrap();
     // Node wrote it: its version is derived from its bytes (2^52 and up), and the stamp the
     // first read added keeps that version.
@@ -184,14 +113,14 @@ async fn share_one_login(backend: Backend) {
     );
 
     // 2. Rust changes the cart; Node sees it, and Node's cookie object is kept.
-    let status = post_json(
-        &client,
+    let status = post_status(
+        client,
         format!("{rust}/cart"),
-        json!({"cart": ["book", 2]}),
+        Some(json!({"cart": ["book", 2]})),
     )
     .await;
     assert_eq!(status, 200);
-    let seen = whoami(&client, &node_url).await.unwrap();
+    let seen = whoami(client, node_url).await.unwrap();
     assert_eq!(seen["user"], "alice");
     assert_eq!(seen["cart"], json!(["book", 2]));
     let raw: Value =
@@ -214,14 +143,14 @@ async fn share_one_login(backend: Backend) {
     );
 
     // 3. Node changes the cart; Rust sees it (Node keeps our metadata as it is).
-    let status = post_json(
-        &client,
+    let status = post_status(
+        client,
         format!("{node_url}/cart"),
-        json!({"cart": {"n": 3}}),
+        Some(json!({"cart": {"n": 3}})),
     )
     .await;
     assert_eq!(status, 200);
-    let seen = whoami(&client, &rust).await.unwrap();
+    let seen = whoami(client, rust).await.unwrap();
     assert_eq!(seen["user"], "alice");
     assert_eq!(seen["cart"], json!({"n": 3}));
     let after_node = store.get(&id).await.unwrap().unwrap();
@@ -232,39 +161,13 @@ async fn share_one_login(backend: Backend) {
     );
     assert_eq!(after_node.created_at(), created_at, "Node kept created_at");
     // And Rust writes on top of Node's write at that version.
-    let status = post_json(&client, format!("{rust}/cart"), json!({"cart": []})).await;
+    let status = post_status(client, format!("{rust}/cart"), Some(json!({"cart": []}))).await;
     assert_eq!(status, 200);
-    assert_eq!(whoami(&client, &node_url).await.unwrap()["cart"], json!([]));
+    assert_eq!(whoami(client, node_url).await.unwrap()["cart"], json!([]));
 
     // 3b. A Node write between a Rust read and its update is never overwritten: the update
     //     fails as a conflict, and `modify` applies its change on top of Node's.
-    let mut read = store.get(&id).await.unwrap().unwrap();
-    let status = post_json(
-        &client,
-        format!("{node_url}/cart"),
-        json!({"cart": ["from node"]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    read.insert("seen_by", "rust").unwrap();
-    let err = store.update(&mut read).await.unwrap_err();
-    assert!(
-        err.is_conflict(),
-        "a Rust update overwrote a Node write it never read: {err}"
-    );
-    modify(&store, &id, 8, |record| {
-        record.insert("seen_by", "rust").unwrap();
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let seen = whoami(&client, &node_url).await.unwrap();
-    assert_eq!(seen["cart"], json!(["from node"]), "Node's write was lost");
-    assert_eq!(seen["seen_by"], "rust");
-    assert_eq!(
-        store.get(&id).await.unwrap().unwrap().created_at(),
-        created_at
-    );
+    node_write_between_read_and_update(&store, client, node_url, &id).await;
 
     // 3c. Half an emoji (a lone UTF-16 surrogate), which Node stores as `\ud83d`, reads and
     //     goes through Rust's scripts (touch, update) instead of reading as corrupt.
@@ -310,62 +213,43 @@ async fn share_one_login(backend: Backend) {
     );
 
     // 4. Logout on Node; Rust says 401.
-    assert_eq!(post_empty(&client, format!("{node_url}/logout")).await, 204);
+    assert_eq!(
+        post_status(client, format!("{node_url}/logout"), None).await,
+        204
+    );
     assert!(store.get(&id).await.unwrap().is_none());
-    assert_eq!(whoami(&client, &rust).await, Err(401));
+    assert_eq!(whoami(client, rust).await, Err(401));
 
     // 5. Login on Rust; Node sees the user.
-    let login = post_json(&client, format!("{rust}/login"), json!({"user": "bob"})).await;
-    assert_eq!(login, 200);
-    let rust_cookie = jar_cookie(&jar, &rust).expect("Rust set connect.sid");
-    let rust_id = cookies.verify(&rust_cookie).unwrap();
+    let rust_id = shared.login_on_rust("bob").await;
     assert_ne!(rust_id, id);
-    let seen = whoami(&client, &node_url).await.unwrap();
-    assert_eq!(seen["user"], "bob");
+    assert_eq!(whoami(client, node_url).await.unwrap()["user"], "bob");
     // Node reads and rewrites a Rust-created session too.
-    let status = post_json(
-        &client,
-        format!("{node_url}/cart"),
-        json!({"cart": ["pen"]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        whoami(&client, &rust).await.unwrap()["cart"],
-        json!(["pen"])
-    );
+    shared.node_cart_seen_by_rust(json!(["pen"])).await;
 
     // 6. Logout on Rust; Node says 401.
-    assert_eq!(post_empty(&client, format!("{rust}/logout")).await, 204);
+    shared.logout_on_rust().await;
     assert!(store.get(&rust_id).await.unwrap().is_none());
-    assert_eq!(whoami(&client, &node_url).await, Err(401));
-    assert_eq!(whoami(&client, &rust).await, Err(401));
+    assert_eq!(whoami(client, rust).await, Err(401));
 
     // 7. Rotation: a Node app still signing with the old secret only ("keyboard cat");
     //    Rust (new secret first, old one second) accepts its cookie, and so does the
     //    Node app that rotated.
     let old = start_node(&redis_url, &prefix, SECRETS[1], false);
-    let old_client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login = post_json(
-        &old_client,
-        format!("{}/login", old.base),
-        json!({"user": "carol"}),
-    )
-    .await;
-    assert_eq!(login, 200);
-    assert_eq!(whoami(&old_client, &rust).await.unwrap()["user"], "carol");
+    let old_client = express_apps::node_login(&old.base, "carol").await;
+    assert_eq!(whoami(&old_client, rust).await.unwrap()["user"], "carol");
     assert_eq!(
-        whoami(&old_client, &node_url).await.unwrap()["user"],
+        whoami(&old_client, node_url).await.unwrap()["user"],
         "carol"
     );
     let old_only = SignedCookie::new([SECRETS[1]]).unwrap();
     // The cookie Rust signs with the new secret is not accepted by the old-secret app.
     let fresh = SessionId::generate();
-    assert_eq!(old_only.verify(&cookies.sign_encoded(&fresh)), None);
-    assert_eq!(cookies.verify(&old_only.sign_encoded(&fresh)), Some(fresh));
+    assert_eq!(old_only.verify(&shared.cookies.sign_encoded(&fresh)), None);
+    assert_eq!(
+        shared.cookies.verify(&old_only.sign_encoded(&fresh)),
+        Some(fresh)
+    );
 
     drop(old);
     drop(node);
@@ -390,18 +274,7 @@ async fn log_out_everywhere(backend: Backend) {
     let Some((_, _, node, store)) = set_up(backend, Some("passport.user"), false).await else {
         return;
     };
-    let login = |user: &'static str| {
-        let base = node.base.clone();
-        async move {
-            let client = reqwest::Client::builder()
-                .cookie_store(true)
-                .build()
-                .unwrap();
-            let status = post_json(&client, format!("{base}/login"), json!({"user": user})).await;
-            assert_eq!(status, 200);
-            client
-        }
-    };
+    let login = |user| express_apps::node_login(&node.base, user);
     let dave_phone = login("dave").await;
     let dave_laptop = login("dave").await;
     let erin = login("erin").await;

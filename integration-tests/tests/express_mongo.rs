@@ -18,151 +18,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use integration_tests::express_apps::{self, Adapter};
+use integration_tests::express_apps::{
+    self, Adapter, SECRETS, SharedLogin, node_write_between_read_and_update, post_status, whoami,
+};
 use integration_tests::node::NodeApp;
 use integration_tests::{Backend, server_url};
 use serde_json::{Value, json};
-use session_core::{Record, SessionId, SessionStore, SignedCookie, modify, now, unix_millis};
+use session_core::{Record, SessionId, SessionStore, now, unix_millis};
 use session_mongo::mongodb::bson::{Bson, Document, doc};
 use session_mongo::{ExpiryMode, Format, MongoConfig, MongoStore};
 
-const COOKIE: &str = "connect.sid";
-const SECRETS: [&str; 2] = ["new secret", "keyboard cat"];
 const DATABASE: &str = "session_express_tests";
-
-/// The Rust side: the same routes as app.js, on `MongoStore` in the express format.
-#[derive(Clone)]
-struct RustApp {
-    store: MongoStore,
-    cookies: SignedCookie,
-}
-
-impl RustApp {
-    fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .and_then(|(_, value)| self.cookies.verify(value))
-    }
-}
-
-async fn me(State(app): State<RustApp>, headers: HeaderMap) -> Response {
-    let Some(id) = app.session_id(&headers) else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    match app.store.get(&id).await.unwrap() {
-        Some(record) if record.data().contains_key("user") => {
-            Json(Value::Object(record.data().clone())).into_response()
-        }
-        _ => StatusCode::UNAUTHORIZED.into_response(),
-    }
-}
-
-async fn cart(State(app): State<RustApp>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    let Some(id) = app.session_id(&headers) else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let cart = body["cart"].clone();
-    let changed = modify(&app.store, &id, 8, |record| {
-        if record.data().contains_key("user") {
-            record.insert("cart", cart.clone()).unwrap();
-        }
-    })
-    .await
-    .unwrap();
-    match changed {
-        Some((record, ())) if record.data().contains_key("user") => {
-            Json(json!({"cart": record.data()["cart"]})).into_response()
-        }
-        _ => StatusCode::UNAUTHORIZED.into_response(),
-    }
-}
-
-async fn login(State(app): State<RustApp>, Json(body): Json<Value>) -> Response {
-    let mut record = Record::new(now() + time::Duration::hours(1));
-    record.insert("user", body["user"].clone()).unwrap();
-    record
-        .insert("passport", json!({"user": body["user"]}))
-        .unwrap();
-    app.store.create(&mut record).await.unwrap();
-    let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-        app.cookies.sign_encoded(record.id())
-    );
-    (
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({"user": body["user"]})),
-    )
-        .into_response()
-}
-
-async fn logout(State(app): State<RustApp>, headers: HeaderMap) -> Response {
-    if let Some(id) = app.session_id(&headers) {
-        app.store.destroy(&id).await.unwrap();
-    }
-    let clear = format!("{COOKIE}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
-}
-
-async fn serve_rust(app: RustApp) -> String {
-    let router = axum::Router::new()
-        .route("/me", get(me))
-        .route("/cart", post(cart))
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .with_state(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
-}
-
-/// `GET {base}/me`: the session's fields (status 200), or the status.
-async fn whoami(client: &reqwest::Client, base: &str) -> Result<Value, u16> {
-    let response = client.get(format!("{base}/me")).send().await.unwrap();
-    match response.status().as_u16() {
-        200 => Ok(response.json().await.unwrap()),
-        other => {
-            response.bytes().await.unwrap();
-            Err(other)
-        }
-    }
-}
-
-/// `POST url` with a JSON body (or none); the status once the whole response is read
-/// (express-session finishes its store write before it ends the body).
-async fn send(client: &reqwest::Client, url: String, body: Option<Value>) -> u16 {
-    let mut request = client.post(url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    response.bytes().await.unwrap();
-    status
-}
-
-/// The signed `connect.sid` the jar holds for 127.0.0.1.
-fn jar_cookie(jar: &reqwest::cookie::Jar, base: &str) -> Option<String> {
-    use reqwest::cookie::CookieStore;
-    let header = jar.cookies(&base.parse().unwrap())?;
-    header
-        .to_str()
-        .unwrap()
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-}
 
 /// The stored document under `id`.
 async fn raw(store: &MongoStore, id: &SessionId) -> Option<Document> {
@@ -227,33 +93,11 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
     let Some((node, store)) = set_up(None, false).await else {
         return;
     };
-    let cookies = SignedCookie::new(SECRETS).unwrap();
-    let rust = serve_rust(RustApp {
-        store: store.clone(),
-        cookies: cookies.clone(),
-    })
-    .await;
-    let node_url = node.base.clone();
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .build()
-        .unwrap();
-    assert_eq!(whoami(&client, &node_url).await, Err(401));
-    assert_eq!(whoami(&client, &rust).await, Err(401));
+    let shared = SharedLogin::start(Arc::new(store.clone()), &node.base).await;
+    let (rust, node_url, client) = (&shared.rust, &shared.node, &shared.client);
 
     // 1. Login on Node; Rust sees the same user with the same cookie.
-    let status = send(
-        &client,
-        format!("{node_url}/login"),
-        Some(json!({"user": "alice"})),
-    );
-    assert_eq!(status.await, 200);
-    let node_cookie = jar_cookie(&jar, &node_url).expect("Node set connect.sid");
-    let id = cookies
-        .verify(&node_cookie)
-        .expect("Node's cookie verifies in Rust");
-    assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "alice");
+    let id = shared.login_on_node("alice").await;
     let node_written = store.get(&id).await.unwrap().unwrap();
     assert!(
         node_written.version() >= 1 << 52,
@@ -275,8 +119,8 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
     );
 
     // 2. Rust changes the cart; Node sees it, and the document stays connect-mongo's.
-    let status = send(
-        &client,
+    let status = post_status(
+        client,
         format!("{rust}/cart"),
         Some(json!({"cart": ["book", 2]})),
     );
@@ -301,7 +145,7 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
         expires_of(&document),
         "cookie and document agree"
     );
-    let seen = whoami(&client, &node_url).await.unwrap();
+    let seen = whoami(client, node_url).await.unwrap();
     assert_eq!(
         (seen["user"].clone(), seen["cart"].clone()),
         (json!("alice"), json!(["book", 2]))
@@ -309,32 +153,7 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
 
     // 3. Node changes the cart; Rust sees it, created_at kept; a Rust update from a read
     //    made before Node's write is a conflict, and `modify` applies it on top.
-    let mut read = store.get(&id).await.unwrap().unwrap();
-    let status = send(
-        &client,
-        format!("{node_url}/cart"),
-        Some(json!({"cart": ["from node"]})),
-    );
-    assert_eq!(status.await, 200);
-    read.insert("seen_by", "rust").unwrap();
-    let err = store.update(&mut read).await.unwrap_err();
-    assert!(
-        err.is_conflict(),
-        "a Rust update overwrote a Node write it never read: {err}"
-    );
-    modify(&store, &id, 8, |record| {
-        record.insert("seen_by", "rust").unwrap();
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let seen = whoami(&client, &node_url).await.unwrap();
-    assert_eq!(seen["cart"], json!(["from node"]), "Node's write was lost");
-    assert_eq!(seen["seen_by"], "rust");
-    assert_eq!(
-        store.get(&id).await.unwrap().unwrap().created_at(),
-        created_at
-    );
+    node_write_between_read_and_update(&store, client, node_url, &id).await;
 
     // 4. Expiry agrees. Node's touch (a read of an unchanged session) moves `expires`, and
     //    Rust reads that; a Rust touch to a moment ago ends the session for Node too.
@@ -345,7 +164,7 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
             .unwrap()
     );
     let before = unix_millis(now());
-    whoami(&client, &node_url).await.unwrap();
+    whoami(client, node_url).await.unwrap();
     let touched = store.get(&id).await.unwrap().unwrap();
     let node_expiry = unix_millis(touched.expires_at());
     assert!(
@@ -360,46 +179,22 @@ async fn express_session_on_connect_mongo_and_rust_share_one_login() {
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
-        whoami(&client, &node_url).await,
+        whoami(client, node_url).await,
         Err(401),
         "Node still sees a session Rust ended"
     );
     assert!(store.get(&id).await.unwrap().is_none());
 
     // 5. Login on Rust; Node sees the user, changes the cart, Rust reads it.
-    let status = send(
-        &client,
-        format!("{rust}/login"),
-        Some(json!({"user": "bob"})),
-    );
-    assert_eq!(status.await, 200);
-    let rust_id = cookies.verify(&jar_cookie(&jar, &rust).unwrap()).unwrap();
+    let rust_id = shared.login_on_rust("bob").await;
     assert_ne!(rust_id, id);
-    assert_eq!(whoami(&client, &node_url).await.unwrap()["user"], "bob");
-    let status = send(
-        &client,
-        format!("{node_url}/cart"),
-        Some(json!({"cart": ["pen"]})),
-    );
-    assert_eq!(status.await, 200);
-    assert_eq!(
-        whoami(&client, &rust).await.unwrap()["cart"],
-        json!(["pen"])
-    );
+    assert_eq!(whoami(client, node_url).await.unwrap()["user"], "bob");
+    shared.node_cart_seen_by_rust(json!(["pen"])).await;
 
     // 6. Logout on Rust; Node says 401. Then login and logout on Node; Rust says 401.
-    assert_eq!(send(&client, format!("{rust}/logout"), None).await, 204);
-    assert_eq!(whoami(&client, &node_url).await, Err(401));
+    shared.logout_on_rust().await;
     assert!(raw(&store, &rust_id).await.is_none());
-    let status = send(
-        &client,
-        format!("{node_url}/login"),
-        Some(json!({"user": "carol"})),
-    );
-    assert_eq!(status.await, 200);
-    assert_eq!(whoami(&client, &rust).await.unwrap()["user"], "carol");
-    assert_eq!(send(&client, format!("{node_url}/logout"), None).await, 204);
-    assert_eq!(whoami(&client, &rust).await, Err(401));
+    shared.node_login_and_logout_seen_by_rust("carol").await;
     drop(node);
 }
 
@@ -411,25 +206,7 @@ async fn log_out_everywhere_reaches_node_created_sessions() {
     let Some((node, store)) = set_up(Some("passport.user"), false).await else {
         return;
     };
-    let login = |user: &'static str| {
-        let base = node.base.clone();
-        async move {
-            let client = reqwest::Client::builder()
-                .cookie_store(true)
-                .build()
-                .unwrap();
-            assert_eq!(
-                send(
-                    &client,
-                    format!("{base}/login"),
-                    Some(json!({"user": user}))
-                )
-                .await,
-                200
-            );
-            client
-        }
-    };
+    let login = |user| express_apps::node_login(&node.base, user);
     let dave_phone = login("dave").await;
     let dave_laptop = login("dave").await;
     let erin = login("erin").await;
