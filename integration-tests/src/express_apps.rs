@@ -1273,3 +1273,47 @@ pub async fn node_write_between_read_and_update(
     let after = store.get(id).await.expect("a read").expect("live");
     assert_eq!(after.created_at(), created_at, "created_at changed");
 }
+
+/// "Log out everywhere" with the owner path `passport.user` on `store`, beside the Node app
+/// at `node`: dave's two Node logins (never read by Rust) and his Rust session go, Node
+/// then answers 401 on each; erin's session and frank's, whose data merely names dave,
+/// stay. Each backend's live test runs it on its store.
+pub async fn log_out_everywhere_reaches_node_logins(store: &dyn SessionStore, node: &str) {
+    let dave_phone = node_login(node, "dave").await;
+    let dave_laptop = node_login(node, "dave").await;
+    let erin = node_login(node, "erin").await;
+    let mut rust_side = Record::new(now() + Duration::hours(1));
+    rust_side
+        .insert("passport", json!({"user": "dave"}))
+        .unwrap();
+    store.create(&mut rust_side).await.unwrap();
+    // Another user's data naming dave is not dave's session.
+    let mut mentions = Record::new(now() + Duration::hours(1));
+    mentions
+        .insert("passport", json!({"user": "frank"}))
+        .unwrap();
+    mentions.insert("doc", json!({"user": "dave"})).unwrap();
+    store.create(&mut mentions).await.unwrap();
+
+    let listed = store.list_by_owner("dave").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        3,
+        "Node's two sessions and Rust's one: {listed:?}"
+    );
+    assert_eq!(store.destroy_by_owner("dave").await.unwrap(), 3);
+    for client in [&dave_phone, &dave_laptop] {
+        assert_eq!(
+            whoami(client, node).await,
+            Err(401),
+            "dave survived log out everywhere"
+        );
+    }
+    assert!(store.get(rust_side.id()).await.unwrap().is_none());
+    assert!(
+        store.get(mentions.id()).await.unwrap().is_some(),
+        "frank's session went with dave's"
+    );
+    assert_eq!(whoami(&erin, node).await.unwrap()["user"], "erin");
+    assert_eq!(store.list_by_owner("erin").await.unwrap().len(), 1);
+}

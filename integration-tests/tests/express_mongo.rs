@@ -24,7 +24,7 @@ use integration_tests::express_apps::{
 use integration_tests::node::NodeApp;
 use integration_tests::{Backend, server_url};
 use serde_json::{Value, json};
-use session_core::{Record, SessionId, SessionStore, now, unix_millis};
+use session_core::{SessionId, SessionStore, now, unix_millis};
 use session_mongo::mongodb::bson::{Bson, Document, doc};
 use session_mongo::{ExpiryMode, Format, MongoConfig, MongoStore};
 
@@ -211,33 +211,7 @@ async fn log_out_everywhere_reaches_node_created_sessions() {
     let Some((node, store)) = set_up(Some("passport.user"), false).await else {
         return;
     };
-    let login = |user| express_apps::node_login(&node.base, user);
-    let dave_phone = login("dave").await;
-    let dave_laptop = login("dave").await;
-    let erin = login("erin").await;
-    let mut rust_side = Record::new(now() + time::Duration::hours(1));
-    rust_side
-        .insert("passport", json!({"user": "dave"}))
-        .unwrap();
-    store.create(&mut rust_side).await.unwrap();
-
-    let listed = store.list_by_owner("dave").await.unwrap();
-    assert_eq!(
-        listed.len(),
-        3,
-        "Node's two sessions and Rust's one: {listed:?}"
-    );
-    assert_eq!(store.destroy_by_owner("dave").await.unwrap(), 3);
-    for client in [&dave_phone, &dave_laptop] {
-        assert_eq!(
-            whoami(client, &node.base).await,
-            Err(401),
-            "dave survived log out everywhere"
-        );
-    }
-    assert!(store.get(rust_side.id()).await.unwrap().is_none());
-    assert_eq!(whoami(&erin, &node.base).await.unwrap()["user"], "erin");
-    assert_eq!(store.list_by_owner("erin").await.unwrap().len(), 1);
+    express_apps::log_out_everywhere_reaches_node_logins(&store, &node.base).await;
     drop(node);
 }
 
