@@ -78,6 +78,30 @@ func TestLostUpdate(t *testing.T) {
 	expectLinearizable(t, append(base, rec(2, 25, 45, iUpd("a", 2, "y"), oOK(true)))...)
 }
 
+// An update names the value it read (Read): after a destroy and a new insert at the same
+// version (ABA), a store may refuse it; over the very value it read, never.
+func TestUpdateOverAnotherValueMayBeRefused(t *testing.T) {
+	base := []Op{
+		rec(1, 0, 10, iIns("a", "t0"), oOK(true)),
+		rec(2, 20, 30, iGet("a"), oFound(1, "t0")),
+		rec(1, 40, 50, iDel("a"), oDone()),
+		rec(1, 60, 70, iIns("a", "t1"), oOK(true)),
+	}
+	stale := iUpd("a", 1, "x")
+	stale.Read = "t0"
+	// Refused or applied: both lose nothing the model knows of.
+	expectLinearizable(t, append(base, rec(2, 80, 90, stale, oOK(false)))...)
+	expectLinearizable(t, append(base, rec(2, 80, 90, stale, oOK(true)))...)
+	// Without the read token, the compare-and-swap is on the version alone.
+	expectAnomaly(t, append(base, rec(2, 80, 90, iUpd("a", 1, "x"), oOK(false)))...)
+	// Over the value it read, a refusal is an anomaly.
+	fresh := iUpd("a", 1, "x")
+	fresh.Read = "t1"
+	expectAnomaly(t, append(base, rec(2, 80, 90, fresh, oOK(false)))...)
+	// And a refusal concurrent with the new insert may place the update before it.
+	expectLinearizable(t, append(base[:3], rec(1, 60, 90, iIns("a", "t1"), oOK(true)), rec(2, 80, 90, fresh, oOK(false)))...)
+}
+
 func TestResurrection(t *testing.T) {
 	base := []Op{
 		rec(1, 0, 10, iIns("a", "t0"), oOK(true)),

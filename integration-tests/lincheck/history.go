@@ -68,6 +68,9 @@ type Input struct {
 	From    string
 	To      string
 	Owner   string
+	// Read is, for an update, the token of the value its record was read with ("" when
+	// not recorded): a store may refuse an update over another value at the same version.
+	Read string
 }
 
 // Output is an operation's reply. Only the fields of the call's kind are meaningful:
@@ -134,7 +137,7 @@ type opJSON struct {
 
 // The fields an op and an out object may carry, and those each kind requires.
 var (
-	opFields  = []string{"kind", "id", "token", "version", "from", "to", "owner"}
+	opFields  = []string{"kind", "id", "token", "version", "from", "to", "owner", "read"}
 	outFields = []string{"ok", "found", "version", "token", "live", "result", "ids", "count"}
 
 	opFieldsOf = map[Kind][]string{
@@ -148,7 +151,9 @@ var (
 		List:    {"owner"},
 		Revoke:  {"owner"},
 	}
-	outFieldsOf = map[Kind][]string{
+	// Fields a kind may carry but need not.
+	optionalOpFieldsOf = map[Kind][]string{Update: {"read"}}
+	outFieldsOf        = map[Kind][]string{
 		Insert:  {"ok"},
 		Get:     {"found"}, // plus version and token when found
 		Update:  {"ok"},
@@ -382,7 +387,7 @@ func parseInput(m map[string]json.RawMessage) (Input, error) {
 		return Input{}, err
 	}
 	in := Input{Kind: kind}
-	r, err := newFieldReader(m, opFields, []string{"kind"}, opFieldsOf[kind])
+	r, err := newFieldReader(m, opFields, []string{"kind"}, opFieldsOf[kind], optionalOpFieldsOf[kind])
 	if err != nil {
 		return in, err
 	}
@@ -403,6 +408,11 @@ func parseInput(m map[string]json.RawMessage) (Input, error) {
 			dst = &in.Owner
 		}
 		if err := r.read(f, dst); err != nil {
+			return in, err
+		}
+	}
+	if v, ok := m["read"]; ok && kind == Update && !isNull(v) {
+		if err := r.read("read", &in.Read); err != nil {
 			return in, err
 		}
 	}

@@ -259,8 +259,7 @@ func (m *partitionModel) step(set *configSet, input, output interface{}) (bool, 
 		if len(rel) == 0 {
 			// Nothing to apply first: just the operation.
 			if !in.Kind.isRead() {
-				next, reply := apply(c.store, in)
-				if sameReply(in.Kind, out, &reply) {
+				if next, ok := applyAs(c.store, in, out); ok {
 					results = append(results, newConfig(next, c.pending))
 				}
 			}
@@ -296,8 +295,7 @@ func (m *partitionModel) explore(c *config, in *Input, out *Output, rel []int32,
 			return append(results, c) // what applying more reaches stays reachable
 		}
 	} else {
-		next, reply := apply(c.store, in)
-		if sameReply(in.Kind, out, &reply) {
+		if next, ok := applyAs(c.store, in, out); ok {
 			results = append(results, newConfig(next, c.pending))
 			if in.Kind == Revoke {
 				// Applying more first ends in the same empty store with fewer

@@ -175,6 +175,24 @@ func observe(s *state, in *Input, out *Output) bool {
 	panic(fmt.Sprintf("observe: %v is not a read", in.Kind))
 }
 
+// applyAs applies in to s the way its recorded reply out says it went: the state after it,
+// and false when the specification cannot give that reply from s. An update is a
+// compare-and-swap on the version, and a store may be stricter: when the update names the
+// value its record was read with (Read) and another value is stored at that version (the
+// session was destroyed and written anew, an ABA), refusing it loses nothing.
+func applyAs(s *state, in *Input, out *Output) (*state, bool) {
+	next, reply := apply(s, in)
+	if sameReply(in.Kind, out, &reply) {
+		return next, true
+	}
+	if in.Kind == Update && !out.OK && in.Read != "" {
+		if i, live := s.find(in.ID); live && s.sessions[i].token != in.Read {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
 // sameReply compares a mutating operation's recorded reply with the model's.
 func sameReply(kind Kind, got, want *Output) bool {
 	switch kind {

@@ -296,10 +296,14 @@ impl Worker {
         if !self.seen.contains_key(id) {
             return self.get(id).await;
         }
+        // The token of the value this update's record was read with: a store may refuse
+        // an update over another value stored at the same version (an ABA).
+        let read = self.seen[id].get::<String>("token").ok().flatten();
         let mut record = self.record_for(id);
         let token = record.get::<String>("token").ok().flatten();
         let call = self.call(json!({
             "kind": "update", "id": id.expose(), "version": record.version(), "token": token,
+            "read": read,
         }));
         match self.store.update(&mut record).await {
             Ok(()) => {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use super::{
     CaseResult, SHORT, Window, created, fresh, gone_everywhere, in_an_hour, in_time, stored,
@@ -191,62 +191,94 @@ pub async fn touch_never_passes_the_deadline<H: Harness>(h: &H) -> CaseResult {
 /// The deadline survives every write path (`insert`, `set`, `update`, `rename`,
 /// `cycle_id`): a touch after it still caps there, and past it the session is gone.
 pub async fn every_write_keeps_the_deadline<H: Harness>(h: &H) -> CaseResult {
-    let store = Arc::new(fresh(h).await);
-    let deadline = now() + SHORT + Duration::milliseconds(500);
-    let paths = ["insert", "set", "update", "rename", "cycle_id"];
-    let tasks: Vec<_> = paths
-        .into_iter()
-        .map(|path| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let mut record = Record::new(in_an_hour());
-                record.set_deadline(Some(deadline));
-                record.insert("path", path).unwrap();
-                let id = match path {
-                    "set" => {
-                        store.set(&mut record).await.unwrap();
-                        record.id().clone()
-                    }
-                    _ => {
-                        store.create(&mut record).await.unwrap();
-                        let id = record.id().clone();
-                        match path {
-                            "update" => {
-                                let mut read = stored(&*store, &id, path).await;
-                                read.insert("updated", true).unwrap();
-                                store.update(&mut read).await.unwrap();
-                                id
-                            }
-                            "rename" => {
-                                let to = SessionId::generate();
-                                assert_eq!(store.rename(&id, &to).await.unwrap(), Rename::Moved);
-                                to
-                            }
-                            "cycle_id" => store.cycle_id(&id).await.unwrap().unwrap(),
-                            _ => id,
-                        }
-                    }
-                };
-                let back = stored(&*store, &id, path).await;
-                assert_eq!(
-                    back.deadline(),
-                    Some(to_millis(deadline)),
-                    "{path} did not keep the deadline"
-                );
-                assert!(store.touch(&id, now() + Duration::days(1)).await.unwrap());
-                (path, id)
+    in_time("every_write_keeps_the_deadline", || async move {
+        let store = Arc::new(fresh(h).await);
+        let deadline = now() + SHORT + Duration::milliseconds(500);
+        let paths = ["insert", "set", "update", "rename", "cycle_id"];
+        let tasks: Vec<_> = paths
+            .into_iter()
+            .map(|path| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { write_with_deadline(&*store, path, deadline).await })
             })
-        })
-        .collect();
-    let mut ids = Vec::new();
-    for task in tasks {
-        ids.push(task.await.unwrap());
+            .collect();
+        let mut ids = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Some(written) => ids.push(written),
+                None => return Window::Outran,
+            }
+        }
+        wait_past(deadline).await;
+        for (path, id) in ids {
+            gone_everywhere(&*store, &id, &format!("past the deadline after {path}")).await;
+        }
+        Window::Kept
+    })
+    .await
+}
+
+/// Writes a session with `deadline` through `path`, checks it kept the deadline and touches
+/// it a day on: the id it ends under, or `None` when the calls outran the deadline (a
+/// session missing before it panics).
+async fn write_with_deadline(
+    store: &impl SessionStore,
+    path: &'static str,
+    deadline: OffsetDateTime,
+) -> Option<(&'static str, SessionId)> {
+    let outran = |what: &str| {
+        assert!(
+            now() >= deadline,
+            "{path}: {what} before the session's deadline"
+        );
+        None
+    };
+    let mut record = Record::new(in_an_hour());
+    record.set_deadline(Some(deadline));
+    record.insert("path", path).unwrap();
+    if path == "set" {
+        store.set(&mut record).await.unwrap();
+    } else {
+        store.create(&mut record).await.unwrap();
     }
-    wait_past(deadline).await;
-    for (path, id) in ids {
-        gone_everywhere(&*store, &id, &format!("past the deadline after {path}")).await;
+    let mut id = record.id().clone();
+    match path {
+        "update" => {
+            let Some(mut read) = store.get(&id).await.unwrap() else {
+                return outran("the session is missing");
+            };
+            read.insert("updated", true).unwrap();
+            match store.update(&mut read).await {
+                Err(err) if err.is_conflict() => return outran("update conflicts"),
+                other => other.unwrap(),
+            }
+        }
+        "rename" => {
+            let to = SessionId::generate();
+            match store.rename(&id, &to).await.unwrap() {
+                Rename::Moved => id = to,
+                Rename::SourceMissing => return outran("rename finds no session"),
+                Rename::TargetTaken => panic!("rename: a fresh id is taken"),
+            }
+        }
+        "cycle_id" => match store.cycle_id(&id).await.unwrap() {
+            Some(to) => id = to,
+            None => return outran("cycle_id finds no session"),
+        },
+        _ => {}
     }
-    Ok(())
+    let Some(back) = store.get(&id).await.unwrap() else {
+        return outran("the session is missing");
+    };
+    assert_eq!(
+        back.deadline(),
+        Some(to_millis(deadline)),
+        "{path} did not keep the deadline"
+    );
+    if !store.touch(&id, now() + Duration::days(1)).await.unwrap() {
+        return outran("touch finds no session");
+    }
+    Some((path, id))
 }
 
 /// `delete_expired` removes only expired records, not those about to expire; afterwards
