@@ -22,6 +22,7 @@ mod raw;
 mod raw_sql;
 mod report;
 mod runner;
+mod server;
 mod stats;
 mod sweep;
 mod target;
@@ -247,9 +248,23 @@ async fn run_backend(args: &Args, plan: &Plan, backend: Backend, outcome: &mut O
             return;
         }
     };
+    let meter = match (backend, url) {
+        // One server thread runs every command: what each operation costs it is a figure
+        // of its own (the compare-and-swap target).
+        (Backend::Redis, Some(url)) => match server::ServerMeter::connect(url).await {
+            Ok(meter) => Some(meter),
+            Err(err) => {
+                outcome
+                    .notes
+                    .push(format!("{backend}: no server costs ({err:#})"));
+                None
+            }
+        },
+        _ => None,
+    };
     for job in jobs {
         if args.selected(&job.info().name) {
-            outcome.rows.extend(job.run(plan).await);
+            outcome.rows.extend(job.run(plan, meter.as_ref()).await);
         }
     }
     if let Err(err) = backends::teardown(backend, url).await {

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use session_core::Expiry;
 use time::Duration;
 
+use crate::server::{CommandTotals, ServerMeter};
 use crate::stats::{Row, Tally};
 use crate::target::{Info, Target};
 use crate::workload::{Change, Phase, Rng, payload};
@@ -53,8 +54,9 @@ impl Plan {
 pub trait Job: Send {
     /// The target's info.
     fn info(&self) -> Info;
-    /// Runs the plan, cleans up, and returns one row per phase and concurrency.
-    async fn run(self: Box<Self>, plan: &Plan) -> Vec<Row>;
+    /// Runs the plan, cleans up, and returns one row per phase and concurrency; with a
+    /// `meter`, each timed phase's row carries what it cost the server.
+    async fn run(self: Box<Self>, plan: &Plan, meter: Option<&ServerMeter>) -> Vec<Row>;
 }
 
 /// Boxes `target` as a [`Job`] that deletes its sessions one by one when done.
@@ -86,7 +88,7 @@ impl<T: Target> Job for Bench<T> {
         self.target.info()
     }
 
-    async fn run(self: Box<Self>, plan: &Plan) -> Vec<Row> {
+    async fn run(self: Box<Self>, plan: &Plan, meter: Option<&ServerMeter>) -> Vec<Row> {
         let info = self.target.info();
         let top = plan.top();
         let mut rows = Vec::new();
@@ -118,9 +120,14 @@ impl<T: Target> Job for Bench<T> {
             timed_phases.push((Phase::Get, top));
         }
         for (phase, level) in timed_phases {
+            let before = metered(meter).await;
             let started = Instant::now();
             let tally = timed(&self.target, &ids, phase, level, plan.duration).await;
-            emit(Row::new(&info, phase, level, &tally, started.elapsed()));
+            let mut row = Row::new(&info, phase, level, &tally, started.elapsed());
+            if let (Some(before), Some(after)) = (before, metered(meter).await) {
+                row.set_server_cost(before.cost_until(after, tally.ops()));
+            }
+            emit(row);
         }
         if info.cas_and_touch && plan.phases.contains(&Phase::Touch) {
             let count = plan.sessions.min(TOUCH_SESSIONS);
@@ -143,6 +150,18 @@ impl<T: Target> Job for Bench<T> {
             delete_all(&self.target, &ids, top).await;
         }
         rows
+    }
+}
+
+/// The server's command totals, when there is a meter and it answers (a failed reading
+/// leaves the row without a server cost, and says so).
+async fn metered(meter: Option<&ServerMeter>) -> Option<CommandTotals> {
+    match meter?.totals().await {
+        Ok(totals) => Some(totals),
+        Err(err) => {
+            eprintln!("    server meter: {err:#}");
+            None
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration as StdDuration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::server::ServerCost;
 use crate::target::{Info, Kind};
 use crate::workload::Phase;
 
@@ -106,6 +107,12 @@ pub struct Row {
     /// Which peer that was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub best_peer: Option<String>,
+    /// Redis: microseconds the server's thread spent per operation (`INFO commandstats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_us_per_op: Option<f64>,
+    /// Redis: commands the server ran per operation (a script counts once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_commands_per_op: Option<f64>,
 }
 
 impl Row {
@@ -135,7 +142,15 @@ impl Row {
             vs_raw: None,
             vs_best_peer: None,
             best_peer: None,
+            server_us_per_op: None,
+            server_commands_per_op: None,
         }
+    }
+
+    /// Records what the row's operations cost the server.
+    pub fn set_server_cost(&mut self, cost: Option<ServerCost>) {
+        self.server_us_per_op = cost.map(|c| c.usec_per_op);
+        self.server_commands_per_op = cost.map(|c| c.commands_per_op);
     }
 
     fn same_cell(&self, other: &Self) -> bool {

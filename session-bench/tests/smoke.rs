@@ -74,5 +74,17 @@ fn smoke_run_completes_on_every_backend() {
             row["ops"].as_u64().is_some_and(|ops| ops > 0),
             "a phase completed no operation: {row}"
         );
+        // What each operation cost the Redis server, from INFO commandstats: every timed
+        // phase there sends at least one command per operation.
+        let timed = ["rmw", "rmw-cas", "get"].contains(&row["phase"].as_str().unwrap_or(""));
+        if row["backend"] == "redis" && timed {
+            assert!(
+                row["server_commands_per_op"]
+                    .as_f64()
+                    .is_some_and(|c| c >= 1.0)
+                    && row["server_us_per_op"].as_f64().is_some_and(|u| u > 0.0),
+                "a Redis phase without its server cost: {row}"
+            );
+        }
     }
 }
