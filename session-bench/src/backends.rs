@@ -159,7 +159,11 @@ fn memory(sessions: usize, recorded: bool) -> Vec<Box<dyn Job>> {
     let capacity = 2 * sessions as u64 + 2_000;
     vec![
         job(Ours::new(
-            MemoryStore::new(),
+            // Room for every session (a --scale run holds up to millions): the bound is
+            // not what this measures.
+            MemoryStore::builder()
+                .max_bytes((sessions as u64 * 4096).max(256 << 20))
+                .build(),
             "session-memory MemoryStore",
             "memory",
         )),

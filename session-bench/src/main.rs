@@ -24,6 +24,7 @@ mod report;
 mod runner;
 mod server;
 mod stats;
+mod stored;
 mod sweep;
 mod target;
 mod workload;
@@ -82,6 +83,13 @@ struct Args {
     /// Phases to run, comma-separated [default: all]; `create` always runs.
     #[arg(long, value_enum, value_delimiter = ',')]
     phases: Vec<Phase>,
+
+    /// Session counts to run the benchmark at, comma-separated (e.g.
+    /// `10000,100000,1000000`), instead of --sessions: one run per count, then a table of
+    /// throughput, p99 and storage per session by count. Use --stores to keep it to a few
+    /// targets.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<usize>,
 
     /// Tiny run for CI: 200 sessions, 0.3 s phases, concurrency 1 and 8.
     #[arg(long)]
@@ -262,9 +270,19 @@ async fn run_backend(args: &Args, plan: &Plan, backend: Backend, outcome: &mut O
         },
         _ => None,
     };
+    let stored = match stored::StoredBytes::connect(backend, url).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            outcome
+                .notes
+                .push(format!("{backend}: no storage figures ({err:#})"));
+            None
+        }
+    };
+    let probes = runner::Probes { meter, stored };
     for job in jobs {
         if args.selected(&job.info().name) {
-            outcome.rows.extend(job.run(plan, meter.as_ref()).await);
+            outcome.rows.extend(job.run(plan, &probes).await);
         }
     }
     if let Err(err) = backends::teardown(backend, url).await {
@@ -356,11 +374,26 @@ async fn main() -> Result<()> {
     let plan = args.plan();
     let started = Instant::now();
     let mut outcome = Outcome::default();
+    let counts = if args.scale.is_empty() {
+        vec![plan.sessions]
+    } else {
+        args.scale.clone()
+    };
     for backend in args.backends() {
-        run_backend(&args, &plan, backend, &mut outcome).await;
+        for &sessions in &counts {
+            let plan = Plan {
+                sessions: sessions.max(1),
+                ..plan.clone()
+            };
+            run_backend(&args, &plan, backend, &mut outcome).await;
+        }
     }
     stats::add_ratios(&mut outcome.rows);
     print_report(&args, &plan, &outcome, started.elapsed())?;
+    if !args.scale.is_empty() {
+        let (_, mut text) = args.outputs()?;
+        write!(text, "\n{}", report::scale_table(&outcome.rows, plan.top()))?;
+    }
     let errors: u64 = outcome.rows.iter().map(|row| row.errors).sum();
     if errors > 0 || outcome.failed {
         eprintln!("session-bench: {errors} failed operations; see above");

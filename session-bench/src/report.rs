@@ -71,9 +71,70 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The `--scale` table: for each store and session count, create throughput, rmw and get
+/// at `top` (ops/s and p99) and storage per session.
+pub fn scale_table(rows: &[Row], top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<40} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9} {:>9}",
+        "backend",
+        "store",
+        "sessions",
+        "create/s",
+        "rmw/s",
+        "rmw p99",
+        "get/s",
+        "get p99",
+        "B/session"
+    );
+    let creates = rows.iter().filter(|row| row.phase == Phase::Create.name());
+    for create in creates {
+        let at = |phase: &str| {
+            rows.iter().find(|row| {
+                row.store == create.store
+                    && row.sessions == create.sessions
+                    && row.phase == phase
+                    && row.concurrency == top
+            })
+        };
+        let ops =
+            |row: Option<&Row>| row.map_or_else(|| "-".into(), |r| format!("{:.0}", r.ops_per_s));
+        let p99 =
+            |row: Option<&Row>| row.map_or_else(|| "-".into(), |r| format!("{:.0}µs", r.p99_us));
+        let (rmw, get) = (at(Phase::Rmw.name()), at(Phase::Get.name()));
+        let _ = writeln!(
+            out,
+            "{:<8} {:<40} {:>9} {:>10.0} {:>10} {:>9} {:>10} {:>9} {:>9}",
+            create.backend,
+            create.store,
+            create.sessions,
+            create.ops_per_s,
+            ops(rmw),
+            p99(rmw),
+            ops(get),
+            p99(get),
+            create
+                .bytes_per_session
+                .map_or_else(|| "-".into(), |b| format!("{b:.0}")),
+        );
+    }
+    out
+}
+
 fn find<'a>(rows: &'a [Row], store: &str, phase: Phase, concurrency: usize) -> Option<&'a Row> {
     rows.iter().find(|row| {
         row.store == store && row.phase == phase.name() && row.concurrency == concurrency
+    })
+}
+
+/// `row`'s store's row of `phase` at `concurrency`, in the same run (session count).
+fn sibling<'a>(rows: &'a [Row], row: &Row, phase: Phase, concurrency: usize) -> Option<&'a Row> {
+    rows.iter().find(|other| {
+        other.store == row.store
+            && other.sessions == row.sessions
+            && other.phase == phase.name()
+            && other.concurrency == concurrency
     })
 }
 
@@ -146,7 +207,7 @@ pub fn targets(rows: &[Row], top: usize, prometheus: bool) -> String {
 
 /// The targets judged against our rmw row: compare-and-swap, lazy touch, the memory peer.
 fn rmw_targets(out: &mut String, rows: &[Row], rmw: &Row, top: usize, name: &str) {
-    if let Some(cas) = find(rows, &rmw.store, Phase::RmwCas, top) {
+    if let Some(cas) = sibling(rows, rmw, Phase::RmwCas, top) {
         let share = cas.ops_per_s / rmw.ops_per_s;
         let floor = cas_floor(rmw.backend);
         let _ = writeln!(
@@ -163,8 +224,7 @@ fn rmw_targets(out: &mut String, rows: &[Row], rmw: &Row, top: usize, name: &str
             );
         }
     }
-    if let Some(w) = find(rows, &rmw.store, Phase::Touch, top).and_then(|t| t.touch_writes_per_1k)
-    {
+    if let Some(w) = sibling(rows, rmw, Phase::Touch, top).and_then(|t| t.touch_writes_per_1k) {
         let _ = writeln!(
             out,
             "{} lazy touch <= 1 write per 1,000 reads: {w:.2}  {name}",

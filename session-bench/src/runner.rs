@@ -14,6 +14,7 @@ use time::Duration;
 
 use crate::server::{CommandTotals, ServerMeter};
 use crate::stats::{Row, Tally};
+use crate::stored::StoredBytes;
 use crate::target::{Info, Target};
 use crate::workload::{Change, Phase, Rng, payload};
 
@@ -54,9 +55,10 @@ impl Plan {
 pub trait Job: Send {
     /// The target's info.
     fn info(&self) -> Info;
-    /// Runs the plan, cleans up, and returns one row per phase and concurrency; with a
-    /// `meter`, each timed phase's row carries what it cost the server.
-    async fn run(self: Box<Self>, plan: &Plan, meter: Option<&ServerMeter>) -> Vec<Row>;
+    /// Runs the plan, cleans up, and returns one row per phase and concurrency; with the
+    /// `probes`' meter, each timed phase's row carries what it cost the server, and with
+    /// their stored-bytes reader, the create row the storage per session.
+    async fn run(self: Box<Self>, plan: &Plan, probes: &Probes) -> Vec<Row>;
 }
 
 /// Boxes `target` as a [`Job`] that deletes its sessions one by one when done.
@@ -88,23 +90,24 @@ impl<T: Target> Job for Bench<T> {
         self.target.info()
     }
 
-    async fn run(self: Box<Self>, plan: &Plan, meter: Option<&ServerMeter>) -> Vec<Row> {
+    async fn run(self: Box<Self>, plan: &Plan, probes: &Probes) -> Vec<Row> {
         let info = self.target.info();
         let top = plan.top();
         let mut rows = Vec::new();
-        let mut emit = |row: Row| {
+        let mut emit = |mut row: Row| {
+            row.sessions = plan.sessions;
             progress(&row);
             rows.push(row);
         };
+        let held_before = stored_now(probes).await;
         let started = Instant::now();
         let (ids, tally) = create(&self.target, plan.sessions, top, CREATE_TTL).await;
-        emit(Row::new(
-            &info,
-            Phase::Create,
-            top,
-            &tally,
-            started.elapsed(),
-        ));
+        let mut row = Row::new(&info, Phase::Create, top, &tally, started.elapsed());
+        if let (Some(before), Some(after)) = (held_before, stored_now(probes).await) {
+            row.bytes_per_session =
+                (!ids.is_empty()).then(|| after.saturating_sub(before) as f64 / ids.len() as f64);
+        }
+        emit(row);
         let ids = Arc::new(ids);
         if ids.is_empty() {
             return rows;
@@ -120,11 +123,11 @@ impl<T: Target> Job for Bench<T> {
             timed_phases.push((Phase::Get, top));
         }
         for (phase, level) in timed_phases {
-            let before = metered(meter).await;
+            let before = metered(probes).await;
             let started = Instant::now();
             let tally = timed(&self.target, &ids, phase, level, plan.duration).await;
             let mut row = Row::new(&info, phase, level, &tally, started.elapsed());
-            if let (Some(before), Some(after)) = (before, metered(meter).await) {
+            if let (Some(before), Some(after)) = (before, metered(probes).await) {
                 row.set_server_cost(before.cost_until(after, tally.ops()));
             }
             emit(row);
@@ -153,13 +156,33 @@ impl<T: Target> Job for Bench<T> {
     }
 }
 
+/// What the runner reads from the backend around its phases.
+#[derive(Default)]
+pub struct Probes {
+    /// The Redis server's CPU and commands (`INFO`).
+    pub meter: Option<ServerMeter>,
+    /// The bytes the backend holds.
+    pub stored: Option<StoredBytes>,
+}
+
 /// The server's command totals, when there is a meter and it answers (a failed reading
 /// leaves the row without a server cost, and says so).
-async fn metered(meter: Option<&ServerMeter>) -> Option<CommandTotals> {
-    match meter?.totals().await {
+async fn metered(probes: &Probes) -> Option<CommandTotals> {
+    match probes.meter.as_ref()?.totals().await {
         Ok(totals) => Some(totals),
         Err(err) => {
             eprintln!("    server meter: {err:#}");
+            None
+        }
+    }
+}
+
+/// The bytes the backend holds now, when there is a reader and it answers.
+async fn stored_now(probes: &Probes) -> Option<u64> {
+    match probes.stored.as_ref()?.now().await {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            eprintln!("    stored bytes: {err:#}");
             None
         }
     }

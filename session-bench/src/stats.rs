@@ -107,7 +107,12 @@ pub struct Row {
     /// Which peer that was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub best_peer: Option<String>,
-    /// Redis: microseconds the server's thread spent per operation (`INFO commandstats`).
+    /// Sessions the target created for the run.
+    pub sessions: usize,
+    /// The create row, where the backend counts its bytes: storage per session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_session: Option<f64>,
+    /// Redis: microseconds of the server's main thread per operation (`INFO cpu`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_us_per_op: Option<f64>,
     /// Redis: commands the server ran per operation (a script counts once).
@@ -142,6 +147,8 @@ impl Row {
             vs_raw: None,
             vs_best_peer: None,
             best_peer: None,
+            sessions: 0,
+            bytes_per_session: None,
             server_us_per_op: None,
             server_commands_per_op: None,
         }
@@ -157,6 +164,7 @@ impl Row {
         self.backend == other.backend
             && self.phase == other.phase
             && self.concurrency == other.concurrency
+            && self.sessions == other.sessions
     }
 }
 
