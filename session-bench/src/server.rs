@@ -114,8 +114,14 @@ mod tests {
 
     #[test]
     fn costs_per_operation() {
-        let before = CommandTotals { calls: 5, usec: 100 };
-        let after = CommandTotals { calls: 25, usec: 190 };
+        let before = CommandTotals {
+            calls: 5,
+            usec: 100,
+        };
+        let after = CommandTotals {
+            calls: 25,
+            usec: 190,
+        };
         let cost = before.cost_until(after, 10).unwrap();
         assert_eq!(cost.usec_per_op, 9.0);
         assert_eq!(cost.commands_per_op, 2.0);
