@@ -8,12 +8,14 @@
 //! cargo run -p session-bench -- --smoke            # tiny, for CI
 //! cargo run --release -p session-bench -- --memory-footprint
 //! cargo run --release -p session-bench -- --owner-sweep 100000
+//! cargo run --release -p session-bench -- --scale 10000,100000,1000000 --backends redis
 //! ```
 //!
 //! Modules: [`workload`] (payload, change, phases), [`target`] (the `Target` trait and our
 //! stores), [`raw`] (baselines), [`peers`] (crates.io stores), [`backends`] (which targets
 //! run where), [`runner`] (workers and phases), [`stats`] (histograms, rows, ratios),
-//! [`report`] (JSON lines, table, targets), [`footprint`] (`--memory-footprint`).
+//! [`report`] (JSON lines, table, targets), [`footprint`] (`--memory-footprint`), [`server`]
+//! (Redis' CPU and commands per operation), [`stored`] (bytes per session, for `--scale`).
 
 mod backends;
 mod footprint;
