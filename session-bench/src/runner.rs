@@ -165,27 +165,19 @@ pub struct Probes {
     pub stored: Option<StoredBytes>,
 }
 
-/// The server's command totals, when there is a meter and it answers (a failed reading
-/// leaves the row without a server cost, and says so).
+/// The server's command totals, when there is a meter and it answers.
 async fn metered(probes: &Probes) -> Option<CommandTotals> {
-    match probes.meter.as_ref()?.totals().await {
-        Ok(totals) => Some(totals),
-        Err(err) => {
-            eprintln!("    server meter: {err:#}");
-            None
-        }
-    }
+    logged("server meter", probes.meter.as_ref()?.totals().await)
 }
 
 /// The bytes the backend holds now, when there is a reader and it answers.
 async fn stored_now(probes: &Probes) -> Option<u64> {
-    match probes.stored.as_ref()?.now().await {
-        Ok(bytes) => Some(bytes),
-        Err(err) => {
-            eprintln!("    stored bytes: {err:#}");
-            None
-        }
-    }
+    logged("stored bytes", probes.stored.as_ref()?.now().await)
+}
+
+/// A probe's reading; a failed one leaves its figure out of the row, and says why.
+fn logged<T>(what: &str, reading: Result<T>) -> Option<T> {
+    reading.map_err(|err| eprintln!("    {what}: {err:#}")).ok()
 }
 
 fn progress(row: &Row) {
