@@ -14,8 +14,8 @@ use serde_json::json;
 use std::collections::HashSet;
 
 use session_core::{
-    Error, MIGRATION_COPY_WINDOW, Record, Result, ScanCursor, ScanSessions, SessionStore,
-    is_tombstone,
+    Error, MIGRATION_COPY_WINDOW, Record, Result, ScanCursor, ScanSessions, SessionId,
+    SessionStore, is_tombstone,
 };
 
 /// How a migration runs.
@@ -84,6 +84,10 @@ pub struct Verification {
     pub source_count: u64,
     /// The target's count of live sessions at the end.
     pub target_count: u64,
+    /// Sessions live in the source that the target holds a tombstone of: a
+    /// `MigratingStore`'s destroy in flight (it writes the tombstone, then removes the
+    /// source's copy), so ended, not missing.
+    pub ending: u64,
     /// Sessions compared field by field.
     pub sampled: u64,
     /// Sampled sessions the target holds at a newer version (written since the copy).
@@ -99,7 +103,7 @@ impl Verification {
     /// `MigratingStore` meanwhile; fewer means sessions are missing, also from pages an
     /// interrupted run copied, which this run did not sample).
     pub fn passed(&self) -> bool {
-        self.mismatched.is_empty() && self.target_count >= self.source_count
+        self.mismatched.is_empty() && self.target_count + self.ending >= self.source_count
     }
 }
 
@@ -251,10 +255,12 @@ async fn verify(
     target: &dyn ScanSessions,
     sample: &[Record],
 ) -> Result<Verification> {
-    let target_count = live_sessions(target).await?;
+    let (target_live, target_ended) = scan_ids(target).await?;
+    let (source_live, _) = scan_ids(source).await?;
     let mut verification = Verification {
-        source_count: live_sessions(source).await?,
-        target_count,
+        source_count: source_live.len() as u64,
+        target_count: target_live.len() as u64,
+        ending: source_live.intersection(&target_ended).count() as u64,
         ..Verification::default()
     };
     for record in sample {
@@ -285,21 +291,24 @@ async fn verify(
     Ok(verification)
 }
 
-/// The live sessions a full scan finds, tombstones of a `MigratingStore` left out.
-async fn live_sessions(store: &dyn ScanSessions) -> Result<u64> {
-    let mut ids = HashSet::new();
+/// The ids a full scan finds: the live sessions, and apart from them the tombstones of a
+/// `MigratingStore`.
+async fn scan_ids(store: &dyn ScanSessions) -> Result<(HashSet<SessionId>, HashSet<SessionId>)> {
+    let (mut live, mut tombstones) = (HashSet::new(), HashSet::new());
     let mut cursor = ScanCursor::start();
     loop {
         let page = store.scan(&cursor, 1000).await?;
-        ids.extend(
-            page.records
-                .into_iter()
-                .filter(|record| !is_tombstone(record))
-                .map(|record| record.id().clone()),
-        );
+        for record in page.records {
+            let ids = if is_tombstone(&record) {
+                &mut tombstones
+            } else {
+                &mut live
+            };
+            ids.insert(record.id().clone());
+        }
         match page.next {
             Some(next) => cursor = next,
-            None => return Ok(ids.len() as u64),
+            None => return Ok((live, tombstones)),
         }
     }
 }

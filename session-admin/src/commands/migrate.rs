@@ -112,6 +112,7 @@ fn summary(args: &Args, report: &MigrateReport, seconds: f64) -> Report {
             "passed": v.passed(),
             "source_count": v.source_count,
             "target_count": v.target_count,
+            "ending": v.ending,
             "sampled": v.sampled,
             "newer_in_target": v.newer_in_target,
             "mismatched": v.mismatched,
@@ -150,13 +151,14 @@ fn summary(args: &Args, report: &MigrateReport, seconds: f64) -> Report {
             "verified",
             format!(
                 "{}: {} sampled, {} newer in the target, {} missing or different; {} live in \
-                 the source, {} in the target",
+                 the source, {} in the target, {} being destroyed",
                 if v.passed() { "ok" } else { "FAILED" },
                 v.sampled,
                 v.newer_in_target,
                 v.mismatched.len(),
                 v.source_count,
-                v.target_count
+                v.target_count,
+                v.ending
             ),
         )),
         None => lines.push(("verified", "no (dry run)".into())),
