@@ -473,6 +473,81 @@ mod extra {
         }
     }
 
+    /// Under `Durability::Replicated`, a server that lacks the replicas the `WAIT`s ask for
+    /// (one of our own, with none; on a Cluster, a primary just promoted whose old primary
+    /// is not back yet) still answers reads while writers keep trying: a read waits behind
+    /// at most one `WAIT` (200 ms here), never past the call timeout. Was (fred): each
+    /// write that timed out and was tried again left one more `WAIT` in the connection's
+    /// queue (fred sends a pipeline even after its caller gave up), the queue grew without
+    /// bound and every read timed out with it, for as long as no replica came back (the
+    /// Cluster failover test's "the store did not resume").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_go_on_while_no_replica_confirms_writes() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        for client in [Client::Fred, Client::RedisRs] {
+            let server = match RedisServer::start() {
+                Ok(server) => server,
+                Err(reason) => {
+                    return session_core::conformance::skip("Durability::Replicated", &reason);
+                }
+            };
+            let harness = RedisHarness {
+                client,
+                backend: Backend::Redis,
+                durability: Durability::Replicated {
+                    replicas: 1,
+                    timeout: Duration::from_millis(200),
+                },
+            };
+            let options = StoreOptions {
+                timeout: Duration::from_secs(1),
+                ..StoreOptions::default()
+            };
+            let store = Arc::new(connect(harness, &server.url(), options).await);
+            let mut record = Record::new(in_an_hour());
+            // Applied on the primary although unconfirmed.
+            let _ = store.create(&mut record).await;
+            let stop = Arc::new(AtomicBool::new(false));
+            // Many more writers than one `WAIT` a second can serve.
+            let writers: Vec<_> = (0..12)
+                .map(|_| {
+                    let (store, stop) = (store.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        let mut confirmed = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            let mut record = Record::new(in_an_hour());
+                            confirmed += u32::from(store.create(&mut record).await.is_ok());
+                        }
+                        confirmed
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (mut answered, mut failed) = (0, Vec::new());
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                let started = Instant::now();
+                match store.get(record.id()).await {
+                    Ok(Some(_)) => answered += 1,
+                    other => failed.push(format!("{:?}: {other:?}", started.elapsed())),
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            for writer in writers {
+                assert_eq!(writer.await.unwrap(), 0, "{client:?}: no replica confirmed");
+            }
+            assert!(
+                failed.is_empty() && answered > 0,
+                "{client:?}: {} of {} reads failed while writers waited for a replica that \
+                 never answered: {failed:?}",
+                failed.len(),
+                failed.len() + answered
+            );
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_urls_are_config_errors() {
         for url in [

@@ -6,9 +6,13 @@
 //! same pipeline, by `WAIT replicas timeout`, and is reported done only once that many
 //! replicas have acknowledged it.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use session_core::{Error, Result};
+use tokio::sync::Semaphore;
 
 /// When a write counts as done; see [`RedisStoreBuilder::durability`](crate::RedisStoreBuilder::durability).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,9 +38,13 @@ pub enum Durability {
     /// kept.
     ///
     /// `WAIT` holds its connection on the server until it returns, and calls pipelined
-    /// behind it on that connection (reads included) wait too: while fewer replicas than
-    /// required answer, every write takes the whole `timeout` and the calls queued behind
-    /// it are delayed as long. Keep `timeout` short, and give fred more connections
+    /// behind it on that connection (reads included) wait too. So the store lets one write
+    /// and its `WAIT` at a time onto each connection (on a Cluster, each node's); the other
+    /// writes wait their turn in the store, not on the connection, and one whose turn does
+    /// not come within the call timeout is never sent. While fewer replicas than required
+    /// answer, every write takes the whole `timeout`, writes to that node go one per
+    /// `timeout`, and a read waits behind at most one of them. Keep `timeout` short, and
+    /// give fred more connections
     /// ([`RedisStoreBuilder::pool_size`](crate::RedisStoreBuilder::pool_size)) when writes
     /// are frequent.
     Replicated {
@@ -80,6 +88,53 @@ impl Durability {
             }
             Self::Replicated { .. } => Ok(()),
         }
+    }
+}
+
+/// One durable write (a write and its `WAIT`, pipelined) at a time on each connection, its
+/// turn kept until its reply is in.
+///
+/// `WAIT` holds its connection on the server until the replicas answer or its timeout ends,
+/// and everything behind it on that connection waits too. Both clients write a pipeline out
+/// even after its caller gave up (the caller's timeout drops only the wait for the reply),
+/// so without turns, while a node lacks the replicas the `WAIT`s ask for, every write that
+/// timed out and was tried again left one more full `WAIT` in that connection's queue:
+/// callers retrying faster than one `WAIT` timeout each grew the queue without bound, and
+/// every call on that connection, reads included, timed out until a replica came back (a
+/// Cluster whose promoted primary had no replica yet served nothing on its slots for the
+/// 20 s a test waited). With turns, a read waits behind at most one `WAIT` (shorter than the
+/// call timeout, see [`Durability::check`]), and a write whose turn does not come within
+/// the call timeout is never sent.
+#[derive(Debug, Default)]
+pub(crate) struct Turns(Mutex<HashMap<String, Arc<Semaphore>>>);
+
+impl Turns {
+    /// Runs `write` in the turn of `connection` (a name for the connection it goes out on):
+    /// waits for the turn, then runs `write` in a task of its own that keeps the turn until
+    /// `write` is done, even if the caller stops waiting first.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        connection: String,
+        write: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        let turn = {
+            let mut turns = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            turns
+                .entry(connection)
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone()
+        };
+        // Never closed, so never an error.
+        let turn = turn.acquire_owned().await.map_err(|err| {
+            Error::transient(crate::conn::BACKEND, format!("a write's turn: {err}"))
+        })?;
+        tokio::spawn(async move {
+            let done = write.await;
+            drop(turn);
+            done
+        })
+        .await
+        .map_err(|err| Error::permanent(crate::conn::BACKEND, format!("a write's task: {err}")))
     }
 }
 

@@ -13,6 +13,7 @@ use session_core::{Error, Result};
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
 use crate::conn::{Command, Connection, Reply, ScanStep, classify, node_address};
+use crate::durability::Turns;
 use crate::scripts::ScriptId;
 
 pub(crate) struct FredConnection {
@@ -20,6 +21,8 @@ pub(crate) struct FredConnection {
     scripts: Vec<Script>,
     /// `WAIT`'s arguments under `Durability::Replicated`.
     wait: Option<(i64, i64)>,
+    /// One durable write at a time on each node connection of each client.
+    turns: Turns,
 }
 
 pub(crate) fn map_err(err: FredError) -> Error {
@@ -150,14 +153,17 @@ impl FredConnection {
             pool,
             scripts,
             wait: options.durability.wait(),
+            turns: Turns::default(),
         })
     }
 
     /// `name key-routed args` then `WAIT`, pipelined on one connection: `WAIT` counts the
     /// replicas that have every earlier write of its own connection, so on any other one it
-    /// would confirm nothing. Both go to the node of `key`'s slot. The write's reply is
-    /// classified as usual (a refusal did not run, so the store may send both again); a
-    /// failed `WAIT` never is, as its write may have run.
+    /// would confirm nothing. Both go to the node of `key`'s slot, in the turn of `client`'s
+    /// connection to it ([`Turns`]: the slot's primary as `client` knows it on a Cluster, its
+    /// one server otherwise). The write's reply is classified as usual (a refusal did not
+    /// run, so the store may send both again); a failed `WAIT` never is, as its write may
+    /// have run.
     async fn durable(
         &self,
         client: &fred::clients::Client,
@@ -166,18 +172,37 @@ impl FredConnection {
         args: Vec<Value>,
         (replicas, timeout_ms): (i64, i64),
     ) -> std::result::Result<Result<Reply>, FredError> {
-        let slot = ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()));
+        let slot = fred::util::redis_keyslot(key.as_bytes());
+        let node = if client.is_clustered() {
+            client
+                .cached_cluster_state()
+                .and_then(|routing| routing.get_server(slot).map(Server::to_string))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let pipe = client.pipeline();
-        let (): () = pipe
-            .custom(CustomCommand::new_static(name, slot.clone(), false), args)
-            .await?;
-        let (): () = pipe
-            .custom(
-                CustomCommand::new_static("WAIT", slot, false),
-                vec![Value::Integer(replicas), Value::Integer(timeout_ms)],
-            )
-            .await?;
-        let mut results = pipe.try_all::<Value>().await.into_iter();
+        let pipeline = async move {
+            let slot = ClusterHash::Custom(slot);
+            let (): () = pipe
+                .custom(CustomCommand::new_static(name, slot.clone(), false), args)
+                .await?;
+            let (): () = pipe
+                .custom(
+                    CustomCommand::new_static("WAIT", slot, false),
+                    vec![Value::Integer(replicas), Value::Integer(timeout_ms)],
+                )
+                .await?;
+            Ok::<_, FredError>(pipe.try_all::<Value>().await)
+        };
+        let mut results = match self
+            .turns
+            .run(format!("{}/{node}", client.id()), pipeline)
+            .await
+        {
+            Ok(results) => results?.into_iter(),
+            Err(err) => return Ok(Err(err)),
+        };
         let written = match results.next() {
             Some(written) => written?,
             None => return Ok(Err(unanswered())),

@@ -39,11 +39,14 @@
 //! - `redis+sentinel://host:26379?sentinelServiceName=mymaster&node=host2:26379` (also
 //!   `redis-sentinel://`; `sentinelUsername`/`sentinelPassword` for the sentinels' own
 //!   login): the primary of a Sentinel deployment, on both clients. fred follows a failover
-//!   itself; with redis-rs the store drops its connection on any error that may mean the
-//!   primary moved (connection lost, timeout, `READONLY`) and asks the sentinels again on the
-//!   next call. Either way the call that failed is not sent again (it may have run). TLS to
-//!   Sentinel (`rediss+sentinel://`) and `watch_expired` on Sentinel are fred only; redis-rs
-//!   fails with [`Error::Config`](session_core::Error::Config).
+//!   itself once its connection to the old primary breaks (killed, or closed by Sentinel as
+//!   it turns that node into a replica; a primary deposed while the sentinels cannot reach
+//!   it keeps fred's connection until then); with redis-rs the store drops its connection on
+//!   any error that may mean the primary moved (connection lost, timeout, `READONLY`) and
+//!   asks the sentinels again on the next call. Either way the call that failed is not sent
+//!   again (it may have run). TLS to Sentinel (`rediss+sentinel://`) and `watch_expired` on
+//!   Sentinel are fred only; redis-rs fails with
+//!   [`Error::Config`](session_core::Error::Config).
 //!
 //! TLS (`rediss://`) needs a TLS feature of the client, which this build does not enable.
 //! The server must be Redis 6.2 or newer ([`MIN_REDIS_VERSION`]: `SET ... PXAT`, `GETDEL`,

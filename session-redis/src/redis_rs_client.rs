@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::config::{RedisStoreBuilder, Target, Topology};
 use crate::conn::{Command, Connection, Reply, ScanStep, classify, node_address, unexpected};
+use crate::durability::Turns;
 use crate::redis_rs_sentinel::SentinelPrimary;
 use crate::scripts::ScriptId;
 
@@ -27,6 +28,8 @@ pub(crate) struct RedisRsConnection {
     scripts: Vec<Script>,
     /// `WAIT`'s arguments under `Durability::Replicated`.
     wait: Option<(i64, i64)>,
+    /// One durable write at a time on the connection (a Cluster takes no `WAIT` here).
+    turns: Turns,
 }
 
 fn map_err(err: RedisError) -> Error {
@@ -196,14 +199,16 @@ impl RedisRsConnection {
             handle,
             scripts,
             wait: options.durability.wait(),
+            turns: Turns::default(),
         })
     }
 
     /// `write` then `WAIT`, pipelined on one connection (`WAIT` counts the replicas that
-    /// have every earlier write of its own connection). The write's reply is classified as
-    /// usual (a refusal did not run, so the store may send both again); a failed `WAIT`
-    /// never is, as its write may have run. `None`: the server answered `NOSCRIPT` (the
-    /// script is not loaded there, so nothing ran).
+    /// have every earlier write of its own connection), in the connection's turn
+    /// ([`Turns`]). The write's reply is classified as usual (a refusal did not run, so the
+    /// store may send both again); a failed `WAIT` never is, as its write may have run.
+    /// `None`: the server answered `NOSCRIPT` (the script is not loaded there, so nothing
+    /// ran).
     async fn durable(
         &self,
         write: Cmd,
@@ -215,7 +220,9 @@ impl RedisRsConnection {
             .arg(replicas)
             .arg(timeout_ms)
             .ignore_errors();
-        let mut values = self.handle.pipeline(&pipe).await?.into_iter();
+        let handle = self.handle.clone();
+        let sent = async move { handle.pipeline(&pipe).await };
+        let mut values = self.turns.run(String::new(), sent).await??.into_iter();
         let written = match values.next() {
             Some(Value::ServerError(err)) if err.code() == "NOSCRIPT" => return Ok(None),
             written => reply(written.unwrap_or(Value::Nil))?,
