@@ -506,24 +506,82 @@ impl DedicatedServer for MariadbServer {
     }
 }
 
-/// [`spawn_listening`] for async callers: the wait for the port sleeps on the runtime
-/// instead of blocking one of its threads (the workload keeps running meanwhile).
-async fn spawn_listening_async(
-    command: &mut Command,
-    port: u16,
-    log: &Path,
-) -> Result<Child, String> {
+/// Why a `redis-server` of ours did not come up.
+#[derive(Debug)]
+enum SpawnError {
+    /// Another process holds its port: [`free_port`] only found the port free, and something
+    /// else (another test's server, a toxiproxy proxy, a client's ephemeral port) can take it
+    /// before our process binds it. Starting again on fresh ports is the cure.
+    PortTaken(String),
+    /// Anything else (it crashed, or never listened).
+    Failed(String),
+}
+
+impl From<SpawnError> for String {
+    fn from(err: SpawnError) -> String {
+        match err {
+            SpawnError::PortTaken(why) | SpawnError::Failed(why) => why,
+        }
+    }
+}
+
+/// How long a port may answer as another process while ours starts: ours exits at once when
+/// it can't bind, so this is only a bound for a process that neither binds nor exits.
+const FOREIGN_PORT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Spawns `redis-server` (`command`: a server or a sentinel) with its output appended to
+/// `log`, and waits until the server answering on `port` is that process: its `INFO server`
+/// names its process id. A port that merely accepts connections proves nothing: the port
+/// was free when picked, but another process may have bound it since, and our process then
+/// exits ("Address already in use") while the port keeps answering as the other one (seen
+/// as a sentinel set whose "sentinel" answered `unknown command 'SENTINEL'`).
+///
+/// Sleeps on the runtime instead of blocking one of its threads (a workload may be running).
+async fn spawn_redis(command: &mut Command, port: u16, log: &Path) -> Result<Child, SpawnError> {
     let name = command.get_program().to_string_lossy().into_owned();
-    let mut child = launch(command, log)?;
-    let until = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        still_starting(&mut child, &name, port, until, log)?;
+    let mut child = launch(command, log).map_err(SpawnError::Failed)?;
+    let pid = child.id().to_string();
+    let start = Instant::now();
+    let mut foreign_since: Option<(Instant, String)> = None;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let why = format!("{name} on :{port} exited at start-up ({status}):\n{log}");
+            return Err(if log.contains("Address already in use") {
+                SpawnError::PortTaken(why)
+            } else {
+                SpawnError::Failed(why)
+            });
+        }
+        // Another process answering keeps us waiting for ours to give up on the port (it
+        // exits at once, seen above); no answer means ours is still starting.
+        if let Ok(info) = query(port, &["INFO", "server"]).await {
+            let answered = info_field(info.text().unwrap_or_default(), "process_id")
+                .unwrap_or("none")
+                .to_owned();
+            if answered == pid {
+                return Ok(child);
+            }
+            let since = foreign_since.get_or_insert((Instant::now(), answered));
+            if since.0.elapsed() > FOREIGN_PORT_PATIENCE {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SpawnError::PortTaken(format!(
+                    "{name} (pid {pid}) never got :{port}: process {} answers there",
+                    since.1
+                )));
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(SpawnError::Failed(format!(
+                "{name} did not answer on :{port} within 30 s:\n{log}"
+            )));
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(child)
 }
 
 /// `redis-server --version`, or why it can't be run (a test skips on that, while a set that
@@ -691,10 +749,22 @@ fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 /// primary acknowledged exist nowhere else; a failover in that window loses them.
 ///
 /// Sentinel settings are short so a failover completes in a few seconds:
-/// `down-after-milliseconds` 1000 and `failover-timeout` 3000. A replica cut off from its
-/// primary stays eligible for promotion: Sentinel skips only replicas whose link has been
-/// down longer than the primary's down time plus ten times `down-after-milliseconds`
-/// (`replica-validity-factor` is a Cluster setting), far more than a test holds it.
+/// `down-after-milliseconds` 1000 from [`Self::kill_primary`] on and `failover-timeout`
+/// 3000. A replica cut off from its primary stays eligible for promotion: Sentinel skips
+/// only replicas whose link has been down longer than the primary's down time plus ten
+/// times `down-after-milliseconds` (`replica-validity-factor` is a Cluster setting), far
+/// more than a test holds it.
+///
+/// A test schedules one failover, and gets only that one: outside the window from
+/// [`Self::kill_primary`] to the end of [`Self::wait_for_failover`], the sentinels count a
+/// primary down only after a minute of silence. With 1000 ms throughout, a loaded machine
+/// made a sentinel judge the just-promoted primary down a second after the switch (its new
+/// link's first `PING` unanswered for 1000 ms, while that primary forked for the old one's
+/// full sync), and the sentinels failed back to the old primary, which had just rejoined:
+/// the node the store had reconnected to was then a primary nobody replicated from, whose
+/// `WAIT`s all timed out, until Sentinel turned it into a replica 8-12 s later (seen as
+/// fred's "did not resume within 10 s of the old primary rejoining", 1 run in ~25 here).
+/// [`Self::failovers`] counts the failovers that happened, for the tests to check.
 ///
 /// The proxy is deleted by [`Self::stop`] (toxiproxy's API is async, `Drop` is not); a set
 /// dropped without it leaves the proxy behind until the next set of the same name, which
@@ -712,35 +782,69 @@ pub struct RedisSentinelSet {
     killed: Option<(usize, Instant)>,
 }
 
-/// How long a primary must be silent before a sentinel thinks it down.
+/// How long a primary must be silent before a sentinel thinks it down, while a test fails
+/// it over.
 const DOWN_AFTER_MS: u64 = 1000;
+/// The same the rest of the time: long enough that no failover happens but the one a test
+/// schedules.
+const STEADY_DOWN_AFTER_MS: u64 = 60_000;
 /// How long the health check's `WAIT` waits for the replica to confirm its write: short, as
 /// it is retried every 50 ms until the primary streams to the replica.
 const HEALTH_WAIT_MS: &str = "100";
 /// Sentinel's bound on each failover step, and twice it between two attempts on one primary
 /// (after a split vote, say): short, so a retried failover still fits a test.
 const FAILOVER_TIMEOUT_MS: u64 = 3000;
+/// How many times [`RedisSentinelSet::start`] starts the set on fresh ports when another
+/// process took one of them.
+const START_ATTEMPTS: usize = 5;
 
 impl RedisSentinelSet {
     /// Starts a set whose replication proxy is named `name` (unique per test: an earlier
     /// proxy of that name is replaced) on `toxiproxy`, and waits until it is healthy: the
     /// replica in sync and confirming writes (`WAIT`), and every sentinel agreeing on the
     /// primary, seeing the replica and both other sentinels.
+    ///
+    /// Its five ports are picked free, but another process may bind one before ours does
+    /// (other tests start servers and proxies meanwhile): the whole set is then started
+    /// again on fresh ports, up to five times.
     pub async fn start(
         toxiproxy: &crate::toxiproxy::Toxiproxy,
         name: &str,
     ) -> Result<Self, String> {
+        let mut taken = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match Self::start_once(toxiproxy, name).await {
+                Ok(set) => return Ok(set),
+                Err(SpawnError::PortTaken(why)) => taken.push(why),
+                Err(SpawnError::Failed(why)) => return Err(why),
+            }
+        }
+        Err(format!(
+            "another process took one of the set's ports in each of {START_ATTEMPTS} \
+             attempts:\n{}",
+            taken.join("\n")
+        ))
+    }
+
+    /// One attempt of [`Self::start`], on fresh ports; dropped (its processes killed) when
+    /// it fails.
+    async fn start_once(
+        toxiproxy: &crate::toxiproxy::Toxiproxy,
+        name: &str,
+    ) -> Result<Self, SpawnError> {
         let nodes = [
-            Process::new("sentinel-node")?,
-            Process::new("sentinel-node")?,
+            Process::new("sentinel-node").map_err(SpawnError::Failed)?,
+            Process::new("sentinel-node").map_err(SpawnError::Failed)?,
         ];
         let primary_port = nodes[0].port;
         let proxy = toxiproxy
             .proxy(name, &format!("127.0.0.1:{primary_port}"))
-            .await?;
+            .await
+            .map_err(SpawnError::Failed)?;
         let sentinels = (0..3)
             .map(|_| Process::new("sentinel"))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SpawnError::Failed)?;
         let mut set = Self {
             service: "failover".into(),
             nodes,
@@ -751,15 +855,17 @@ impl RedisSentinelSet {
         for node in 0..2 {
             set.spawn_node(node).await?;
         }
-        set.write_sentinel_configs()?;
+        set.write_sentinel_configs().map_err(SpawnError::Failed)?;
         for sentinel in &mut set.sentinels {
             let config = sentinel.dir.join("sentinel.conf");
             let mut command = Command::new("redis-server");
             command.arg(&config).arg("--sentinel");
             let log = sentinel.dir.join("server.log");
-            sentinel.child = Some(spawn_listening_async(&mut command, sentinel.port, &log).await?);
+            sentinel.child = Some(spawn_redis(&mut command, sentinel.port, &log).await?);
         }
-        set.wait_healthy(Duration::from_secs(30)).await?;
+        set.wait_healthy(Duration::from_secs(30))
+            .await
+            .map_err(SpawnError::Failed)?;
         Ok(set)
     }
 
@@ -782,11 +888,11 @@ impl RedisSentinelSet {
         command
     }
 
-    async fn spawn_node(&mut self, node: usize) -> Result<(), String> {
+    async fn spawn_node(&mut self, node: usize) -> Result<(), SpawnError> {
         let mut command = self.node_command(node);
         let process = &mut self.nodes[node];
         let log = process.dir.join("server.log");
-        process.child = Some(spawn_listening_async(&mut command, process.port, &log).await?);
+        process.child = Some(spawn_redis(&mut command, process.port, &log).await?);
         Ok(())
     }
 
@@ -804,7 +910,7 @@ impl RedisSentinelSet {
             let mut config = format!(
                 "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile \"\"\nsentinel myid {id}\n\
                  sentinel monitor {service} 127.0.0.1 {primary} 2\n\
-                 sentinel down-after-milliseconds {service} {DOWN_AFTER_MS}\n\
+                 sentinel down-after-milliseconds {service} {STEADY_DOWN_AFTER_MS}\n\
                  sentinel failover-timeout {service} {FAILOVER_TIMEOUT_MS}\n\
                  sentinel known-replica {service} 127.0.0.1 {replica}\n",
                 port = sentinel.port,
@@ -917,7 +1023,7 @@ impl RedisSentinelSet {
             let log = std::fs::read_to_string(process.dir.join("server.log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             tails.push_str(&format!("--- {kind} :{}\n", process.port));
-            for line in &lines[lines.len().saturating_sub(25)..] {
+            for line in &lines[lines.len().saturating_sub(60)..] {
                 tails.push_str(line);
                 tails.push('\n');
             }
@@ -964,8 +1070,44 @@ impl RedisSentinelSet {
             .ok_or_else(|| format!("the sentinels agree on no primary: {reported:?}"))
     }
 
-    /// Kills the current primary (as the sentinels report it) with SIGKILL.
+    /// Sets every sentinel's `down-after-milliseconds`.
+    async fn set_down_after(&self, ms: u64) -> Result<(), String> {
+        let ms = ms.to_string();
+        for sentinel in &self.sentinels {
+            query(
+                sentinel.port,
+                &[
+                    "SENTINEL",
+                    "SET",
+                    &self.service,
+                    "down-after-milliseconds",
+                    &ms,
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// How many failovers the sentinels made so far: the most `+switch-master` events one
+    /// sentinel logged.
+    pub fn failovers(&self) -> usize {
+        self.sentinels
+            .iter()
+            .map(|sentinel| {
+                std::fs::read_to_string(sentinel.dir.join("server.log"))
+                    .unwrap_or_default()
+                    .matches("+switch-master")
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Kills the current primary (as the sentinels report it) with SIGKILL, the sentinels
+    /// now counting a primary down after a second of silence.
     pub async fn kill_primary(&mut self) -> Result<(), String> {
+        self.set_down_after(DOWN_AFTER_MS).await?;
         let primary = self.primary().await?;
         self.nodes[primary].kill();
         self.killed = Some((primary, Instant::now()));
@@ -973,7 +1115,8 @@ impl RedisSentinelSet {
     }
 
     /// Waits until at least two sentinels report another primary than the one
-    /// [`Self::kill_primary`] killed and that node says it is one (`ROLE`); returns the time
+    /// [`Self::kill_primary`] killed and that node says it is one (`ROLE`), then makes the
+    /// sentinels slow to count a primary down again (no second failover); returns the time
     /// since the kill.
     pub async fn wait_for_failover(&self, within: Duration) -> Result<Duration, String> {
         let (killed, at) = self.killed.ok_or("no primary was killed")?;
@@ -984,7 +1127,9 @@ impl RedisSentinelSet {
             if reported.iter().filter(|p| **p == Some(port)).count() >= 2 {
                 let role = query(port, &["ROLE"]).await?;
                 if role.items().first().and_then(Resp::text) == Some("master") {
-                    return Ok(at.elapsed());
+                    let after = at.elapsed();
+                    self.set_down_after(STEADY_DOWN_AFTER_MS).await?;
+                    return Ok(after);
                 }
             }
             if at.elapsed() > within {
@@ -1012,7 +1157,9 @@ impl RedisSentinelSet {
         command.args(["--replicaof", "127.0.0.1", &promoted]);
         let process = &mut self.nodes[killed];
         let log = process.dir.join("server.log");
-        process.child = Some(spawn_listening_async(&mut command, process.port, &log).await?);
+        // Its port was free for a moment: another process may have bound it (then this
+        // says so; the sentinels know the node by that port, so no other would do).
+        process.child = Some(spawn_redis(&mut command, process.port, &log).await?);
         Ok(())
     }
 

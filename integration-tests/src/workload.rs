@@ -90,8 +90,17 @@ pub struct Report {
     pub unresolved: u64,
     /// The recorded workers' history, for [`Report::check_linearizability`].
     pub history: Option<Arc<History>>,
+    /// Failed calls by message (digits collapsed to `#`, cut at 200 characters), so a
+    /// failure says what the errors were, not only their kind.
+    pub error_messages: BTreeMap<String, u64>,
     latencies_us: Vec<u64>,
+    /// Calls per [`TIMELINE_SLOT`] since the workers started: (succeeded, failed). Shows
+    /// when a store stalled and when it came back.
+    timeline: Vec<(u32, u32)>,
 }
+
+/// The width of one slot of a report's timeline.
+const TIMELINE_SLOT: Duration = Duration::from_millis(500);
 
 impl Report {
     /// The 99th percentile of call latency.
@@ -148,6 +157,27 @@ impl Report {
         }
     }
 
+    /// What the calls met, for a failure message: the most frequent error messages, and
+    /// the calls that succeeded/failed in each half second since the workers started.
+    pub fn diagnosis(&self) -> String {
+        let mut messages: Vec<(&String, &u64)> = self.error_messages.iter().collect();
+        messages.sort_by(|a, b| b.1.cmp(a.1));
+        let mut text = String::from("errors by message:");
+        for (message, n) in messages.iter().take(8) {
+            text.push_str(&format!("\n  {n} x {message}"));
+        }
+        let slots: Vec<String> = self
+            .timeline
+            .iter()
+            .map(|(ok, failed)| format!("{ok}/{failed}"))
+            .collect();
+        text.push_str(&format!(
+            "\ncalls per {TIMELINE_SLOT:?} (succeeded/failed): {}",
+            slots.join(" ")
+        ));
+        text
+    }
+
     /// Every problem, one per line, for an assertion message.
     pub fn problems(&self) -> String {
         let mut lines: Vec<String> = Vec::new();
@@ -194,9 +224,18 @@ impl fmt::Display for Report {
 #[derive(Debug, Clone)]
 pub struct Progress {
     successes: Arc<AtomicU64>,
+    report: Arc<Mutex<Report>>,
 }
 
 impl Progress {
+    /// [`Report::diagnosis`] of the calls so far, for a failure in the middle of a run.
+    pub fn diagnosis(&self) -> String {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .diagnosis()
+    }
+
     /// Waits until `n` more calls than now have succeeded; how long that took, or `None`
     /// after `within`.
     pub async fn resumed(&self, n: u64, within: Duration) -> Option<Duration> {
@@ -220,7 +259,9 @@ struct Run {
     /// Set when the schedule ends: retries give up after it.
     give_up_at: OnceLock<Instant>,
     successes: Arc<AtomicU64>,
-    report: Mutex<Report>,
+    report: Arc<Mutex<Report>>,
+    /// When the workers started, for the report's timeline.
+    started: Instant,
 }
 
 /// The outcome of an operation retried until it resolves.
@@ -233,6 +274,7 @@ impl Workload {
     /// A handle to watch progress, and the run itself: call [`Runner::run`].
     pub fn start(&self, store: Arc<dyn SessionStore>) -> Runner {
         let successes = Arc::new(AtomicU64::new(0));
+        let report = Arc::new(Mutex::new(Report::default()));
         Runner {
             run: Arc::new(Run {
                 store,
@@ -240,9 +282,10 @@ impl Workload {
                 stop: AtomicBool::new(false),
                 give_up_at: OnceLock::new(),
                 successes: successes.clone(),
-                report: Mutex::new(Report::default()),
+                report: report.clone(),
+                started: Instant::now(),
             }),
-            progress: Progress { successes },
+            progress: Progress { successes, report },
         }
     }
 }
@@ -328,6 +371,23 @@ fn in_an_hour() -> OffsetDateTime {
     OffsetDateTime::now_utc() + time::Duration::hours(1)
 }
 
+/// `err`'s message with its digits collapsed (ports, counts, durations), so that errors of
+/// one cause count together.
+fn message(err: &Error) -> String {
+    let mut text = String::new();
+    for c in err.to_string().chars() {
+        if !c.is_ascii_digit() {
+            text.push(c);
+        } else if !text.ends_with('#') {
+            text.push('#');
+        }
+        if text.len() >= 200 {
+            break;
+        }
+    }
+    text
+}
+
 fn kind(err: &Error) -> &'static str {
     match err {
         Error::Timeout { .. } => "timeout",
@@ -370,13 +430,20 @@ impl Run {
                 after: limit * 3,
             })
         });
+        let slot = (self.started.elapsed().as_millis() / TIMELINE_SLOT.as_millis()) as usize;
+        if report.timeline.len() <= slot {
+            report.timeline.resize(slot + 1, (0, 0));
+        }
         match &result {
             Ok(_) => {
                 self.successes.fetch_add(1, Ordering::Relaxed);
+                report.timeline[slot].0 += 1;
             }
             Err(err) if err.is_conflict() => report.conflicts += 1,
             Err(err) => {
+                report.timeline[slot].1 += 1;
                 *report.errors.entry(kind(err)).or_default() += 1;
+                *report.error_messages.entry(message(err)).or_default() += 1;
                 if !err.is_retryable() {
                     report.fatal.push(format!("{what}: {err}"));
                 }
