@@ -476,7 +476,7 @@ mod extra {
     /// Under `Durability::Replicated`, a server that lacks the replicas the `WAIT`s ask for
     /// (one of our own, with none; on a Cluster, a primary just promoted whose old primary
     /// is not back yet) still answers reads while writers keep trying: a read waits behind
-    /// at most one `WAIT` (200 ms here), never past the call timeout. Was (fred): each
+    /// at most half the call timeout of `WAIT`s (two of 200 ms here). Was (fred): each
     /// write that timed out and was tried again left one more `WAIT` in the connection's
     /// queue (fred sends a pipeline even after its caller gave up), the queue grew without
     /// bound and every read timed out with it, for as long as no replica came back (the

@@ -21,7 +21,7 @@ pub(crate) struct FredConnection {
     scripts: Vec<Script>,
     /// `WAIT`'s arguments under `Durability::Replicated`.
     wait: Option<(i64, i64)>,
-    /// One durable write at a time on each node connection of each client.
+    /// The durable writes at once on each node connection of each client.
     turns: Turns,
 }
 
@@ -153,13 +153,13 @@ impl FredConnection {
             pool,
             scripts,
             wait: options.durability.wait(),
-            turns: Turns::default(),
+            turns: Turns::new(options.durability, options.options.timeout),
         })
     }
 
     /// `name key-routed args` then `WAIT`, pipelined on one connection: `WAIT` counts the
     /// replicas that have every earlier write of its own connection, so on any other one it
-    /// would confirm nothing. Both go to the node of `key`'s slot, in the turn of `client`'s
+    /// would confirm nothing. Both go to the node of `key`'s slot, in a turn of `client`'s
     /// connection to it ([`Turns`]: the slot's primary as `client` knows it on a Cluster, its
     /// one server otherwise). The write's reply is classified as usual (a refusal did not
     /// run, so the store may send both again); a failed `WAIT` never is, as its write may

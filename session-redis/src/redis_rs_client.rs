@@ -28,7 +28,7 @@ pub(crate) struct RedisRsConnection {
     scripts: Vec<Script>,
     /// `WAIT`'s arguments under `Durability::Replicated`.
     wait: Option<(i64, i64)>,
-    /// One durable write at a time on the connection (a Cluster takes no `WAIT` here).
+    /// The durable writes at once on the connection (a Cluster takes no `WAIT` here).
     turns: Turns,
 }
 
@@ -199,12 +199,12 @@ impl RedisRsConnection {
             handle,
             scripts,
             wait: options.durability.wait(),
-            turns: Turns::default(),
+            turns: Turns::new(options.durability, options.options.timeout),
         })
     }
 
     /// `write` then `WAIT`, pipelined on one connection (`WAIT` counts the replicas that
-    /// have every earlier write of its own connection), in the connection's turn
+    /// have every earlier write of its own connection), in a turn of the connection
     /// ([`Turns`]). The write's reply is classified as usual (a refusal did not run, so the
     /// store may send both again); a failed `WAIT` never is, as its write may have run.
     /// `None`: the server answered `NOSCRIPT` (the script is not loaded there, so nothing
