@@ -114,10 +114,10 @@ pub async fn touch_extends_and_changes_nothing_else<H: Harness>(h: &H) -> CaseRe
 
 /// `touch` may shorten the expiry, and a time not after now ends the session.
 pub async fn touch_may_shorten_and_a_past_time_ends_the_session<H: Harness>(h: &H) -> CaseResult {
-    in_time("touch_may_shorten", || async move {
+    in_time("touch_may_shorten", |window| async move {
         let store = fresh(h).await;
         let shortened = created(&store, json!({"n": 1})).await;
-        let soon = now() + SHORT;
+        let soon = now() + window;
         assert!(store.touch(shortened.id(), soon).await.unwrap());
         let Some(back) = store.get(shortened.id()).await.unwrap() else {
             assert!(
@@ -151,10 +151,10 @@ pub async fn touch_may_shorten_and_a_past_time_ends_the_session<H: Harness>(h: &
 /// `touch` caps at the absolute deadline in storage: past the deadline the session is gone,
 /// however far it was touched.
 pub async fn touch_never_passes_the_deadline<H: Harness>(h: &H) -> CaseResult {
-    in_time("touch_never_passes_the_deadline", || async move {
+    in_time("touch_never_passes_the_deadline", |window| async move {
         let store = fresh(h).await;
-        let deadline = now() + SHORT;
-        let mut record = Record::new(now() + Duration::milliseconds(800));
+        let deadline = now() + window;
+        let mut record = Record::new(now() + window / 2);
         record.set_deadline(Some(deadline));
         store.create(&mut record).await.unwrap();
         let touched = store
@@ -191,9 +191,9 @@ pub async fn touch_never_passes_the_deadline<H: Harness>(h: &H) -> CaseResult {
 /// The deadline survives every write path (`insert`, `set`, `update`, `rename`,
 /// `cycle_id`): a touch after it still caps there, and past it the session is gone.
 pub async fn every_write_keeps_the_deadline<H: Harness>(h: &H) -> CaseResult {
-    in_time("every_write_keeps_the_deadline", || async move {
+    in_time("every_write_keeps_the_deadline", |window| async move {
         let store = Arc::new(fresh(h).await);
-        let deadline = now() + SHORT + Duration::milliseconds(500);
+        let deadline = now() + window + Duration::milliseconds(500);
         let paths = ["insert", "set", "update", "rename", "cycle_id"];
         let tasks: Vec<_> = paths
             .into_iter()

@@ -80,19 +80,25 @@ enum Window {
 
 /// Runs `attempt` again (three attempts in all) while it reports its calls outran their
 /// window: under load a slow server (FerretDB on SQLite in CI) can take longer to set a
-/// case up than a short expiry allows. A store that breaks the promise does so inside the
-/// window, where the attempt panics; it is never retried into a pass.
+/// case up than a short expiry allows. Each attempt gets a window twice as long as the one
+/// before ([`SHORT`], then 2x, then 4x), so a machine that stays slow still gets a verdict.
+/// A store that breaks the promise does so inside the window, where the attempt panics; it
+/// is never retried into a pass.
 async fn in_time<F, Fut>(case: &str, mut attempt: F) -> CaseResult
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Duration) -> Fut,
     Fut: std::future::Future<Output = Window>,
 {
-    for _ in 0..3 {
-        if let Window::Kept = attempt().await {
+    let windows = [SHORT, SHORT * 2, SHORT * 4];
+    for window in windows {
+        if let Window::Kept = attempt(window).await {
             return Ok(());
         }
     }
-    panic!("{case}: the store's calls outran the case's time window in three attempts in a row")
+    panic!(
+        "{case}: the store's calls outran the case's time window in three attempts in a row \
+         (windows of {windows:?})"
+    )
 }
 
 /// Sleeps until 150 ms past `at`.
