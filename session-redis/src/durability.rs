@@ -37,6 +37,12 @@ pub enum Durability {
     /// can be seen by reads and still vanish at a failover; only acknowledged writes are
     /// kept.
     ///
+    /// Reads never wait for replicas, also those the store makes with a script (an
+    /// express-session `get`, `list_by_owner`): what such a script writes in passing (a
+    /// creation time stamped on a session Node wrote, expired members pruned from an
+    /// owner's index) is not confirmed, and a failover may undo it (the next read does it
+    /// again).
+    ///
     /// `WAIT` holds its connection on the server until it returns, and calls pipelined
     /// behind it on that connection (reads included) wait too. So the store lets only as
     /// many writes with their `WAIT` onto each connection (on a Cluster, each node's) as

@@ -281,8 +281,9 @@ fn unanswered() -> Error {
 #[async_trait]
 impl Connection for FredConnection {
     async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
+        let wait = self.wait.filter(|_| !script.reads());
         let script = &self.scripts[script.index()];
-        if let Some(wait) = self.wait {
+        if let Some(wait) = wait {
             return self.durable_eval(script, keys, args, wait).await;
         }
         let client = self.pool.next();

@@ -345,7 +345,7 @@ impl RedisRsConnection {
 #[async_trait]
 impl Connection for RedisRsConnection {
     async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
-        if let Some(wait) = self.wait {
+        if let Some(wait) = self.wait.filter(|_| !script.reads()) {
             return self.durable_eval(script, keys, &args, wait).await;
         }
         let script = &self.scripts[script.index()];

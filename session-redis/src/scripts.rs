@@ -79,6 +79,18 @@ impl ScriptId {
         self as usize
     }
 
+    /// Whether the caller asked for a read: reading a session with its expiry
+    /// (`ExpressRead`) or an owner's sessions (`IndexList`, `ListOwner`). These scripts also
+    /// write in passing (an express-session value Node wrote is stamped with its creation
+    /// time; expired members leave the owner's index), but nothing the caller asked for:
+    /// under `Durability::Replicated` they are sent without `WAIT` (and outside the write
+    /// turns), so reads go on while no replica confirms writes. A failover may lose such a
+    /// side write; it is made again by the next read (a stamp lost this way is replaced by
+    /// a later creation time).
+    pub(crate) fn reads(self) -> bool {
+        matches!(self, Self::ExpressRead | Self::IndexList | Self::ListOwner)
+    }
+
     pub(crate) fn source(self) -> &'static str {
         match self {
             Self::Insert => concat!(owned!(), lua!("insert")),
