@@ -116,8 +116,7 @@ mod interval {
 
         async fn slow_store(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
             let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
-            let timeout = options.timeout;
-            Ok(slow_store(&url, timeout, |url| async move {
+            Ok(slow_store(&url, options, |url, options| async move {
                 connect(&url, ExpiryMode::Disabled, options).await.unwrap()
             })
             .await)
@@ -161,8 +160,7 @@ mod native {
 
         async fn slow_store(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
             let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
-            let timeout = options.timeout;
-            Ok(slow_store(&url, timeout, |url| async move {
+            Ok(slow_store(&url, options, |url, options| async move {
                 connect(&url, ExpiryMode::Native, options).await.unwrap()
             })
             .await)
@@ -352,8 +350,7 @@ mod express {
 
         async fn slow_store(&self, options: StoreOptions) -> Result<MongoStore, Unrun> {
             let url = server_url(Backend::Mongo).map_err(Unrun::Skip)?;
-            let timeout = options.timeout;
-            Ok(slow_store(&url, timeout, |url| async move {
+            Ok(slow_store(&url, options, |url, options| async move {
                 let config = MongoConfig {
                     database: Some(TEST_DATABASE.into()),
                     collection: Some(unique_collection()),

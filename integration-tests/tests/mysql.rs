@@ -67,8 +67,7 @@ mod conformance {
 
 async fn slow_mysql(options: StoreOptions) -> Result<MysqlStore, Unrun> {
     let url = server_url(Backend::Mysql).map_err(Unrun::Skip)?;
-    let timeout = options.timeout;
-    Ok(slow_store(&url, timeout, |url| async move {
+    Ok(slow_store(&url, options, |url, options| async move {
         let store = fresh_store_at(&url, options, |b| b.max_connections(2)).await;
         // Connected and migrated while the proxy is still fast.
         store.count().await.unwrap();

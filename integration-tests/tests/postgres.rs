@@ -58,8 +58,7 @@ impl Harness for PgHarness {
 
     async fn slow_store(&self, options: StoreOptions) -> Result<PostgresStore, Unrun> {
         let url = server_url(Backend::Postgres).map_err(Unrun::Skip)?;
-        let timeout = options.timeout;
-        Ok(slow_store(&url, timeout, |url| async move {
+        Ok(slow_store(&url, options, |url, options| async move {
             let store = fresh_store_at(&url, options, |b| b.max_connections(2)).await;
             // Connected and migrated while the proxy is still fast.
             store.count().await.unwrap();
@@ -116,8 +115,7 @@ mod express {
 
         async fn slow_store(&self, options: StoreOptions) -> Result<PostgresStore, Unrun> {
             let url = server_url(Backend::Postgres).map_err(Unrun::Skip)?;
-            let timeout = options.timeout;
-            Ok(slow_store(&url, timeout, |url| async move {
+            Ok(slow_store(&url, options, |url, options| async move {
                 let store =
                     fresh_store_at(&url, options, |b| b.max_connections(2).express_session()).await;
                 store.count().await.unwrap();

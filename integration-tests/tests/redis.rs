@@ -95,7 +95,7 @@ impl RedisHarness {
         }
         let url = server_url(self.backend).map_err(Unrun::Skip)?;
         let client = self.client;
-        Ok(slow_store(&url, options.timeout, |url| async move {
+        Ok(slow_store(&url, options, |url, options| async move {
             let builder = RedisStore::builder()
                 .url(&url)
                 .client(client)
