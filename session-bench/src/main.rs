@@ -9,17 +9,24 @@
 //! cargo run --release -p session-bench -- --memory-footprint
 //! cargo run --release -p session-bench -- --owner-sweep 100000
 //! cargo run --release -p session-bench -- --scale 10000,100000,1000000 --backends redis
+//! cargo run --release -p session-bench -- --charts docs/bench     # SVG charts of the run
+//! cargo run --release -p session-bench -- --purge 1000000         # PostgreSQL purge under load
+//! cargo run --release -p session-bench -- --cluster-scale         # Redis Cluster, 1 vs 3 primaries
 //! ```
 //!
 //! Modules: [`workload`] (payload, change, phases), [`target`] (the `Target` trait and our
 //! stores), [`raw`] (baselines), [`peers`] (crates.io stores), [`backends`] (which targets
 //! run where), [`runner`] (workers and phases), [`stats`] (histograms, rows, ratios),
 //! [`report`] (JSON lines, table, targets), [`footprint`] (`--memory-footprint`), [`server`]
-//! (Redis' CPU and commands per operation), [`stored`] (bytes per session, for `--scale`).
+//! (Redis' CPU and commands per operation), [`stored`] (bytes per session, for `--scale`),
+//! [`charts`] (`--charts`), [`purge`] (`--purge`), [`cluster`] (`--cluster-scale`).
 
 mod backends;
+mod charts;
+mod cluster;
 mod footprint;
 mod peers;
+mod purge;
 mod raw;
 mod raw_sql;
 mod report;
@@ -122,6 +129,28 @@ struct Args {
     /// `list_by_owner` / `destroy_by_owner` with `owner_path` against a SCAN + GET walk.
     #[arg(long)]
     owner_sweep: Option<usize>,
+
+    /// Write SVG charts of the run into this directory: per backend, ops/s of each
+    /// operation for every target at the top concurrency (`bars-<backend>.svg`); with
+    /// --scale, throughput and bytes per session by session count (`scale.svg`).
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+
+    /// Instead of the benchmark: fill session-postgres' table with this many expired rows
+    /// (bulk SQL) beside --sessions live ones, and measure rmw at the top concurrency
+    /// before, during and after the store's purge of the expired rows.
+    #[arg(long, value_name = "N")]
+    purge: Option<usize>,
+
+    /// Instead of the benchmark: session-redis on a Redis Cluster of one primary (a
+    /// `redis-server` from PATH this run starts) against the three-primary Cluster at
+    /// --redis-cluster-url: create, rmw and get at the top concurrency.
+    #[arg(long)]
+    cluster_scale: bool,
+
+    /// Redis Cluster seed URLs, comma-separated (three primaries).
+    #[arg(long, env = "SESSION_STORES_REDIS_CLUSTER_URL")]
+    redis_cluster_url: Option<String>,
 
     /// Internal: the child process of --memory-footprint.
     #[arg(long, value_enum, hide = true)]
@@ -352,6 +381,51 @@ fn print_footprint(args: &Args) -> Result<()> {
     Ok(())
 }
 
+async fn print_purge(args: &Args, expired: usize) -> Result<()> {
+    let url = args
+        .postgres_url
+        .as_deref()
+        .context("--purge needs SESSION_STORES_POSTGRES_URL / --postgres-url")?;
+    let plan = args.plan();
+    let report = purge::run(url, expired, plan.sessions, plan.top(), plan.duration).await?;
+    let (mut json, mut text) = args.outputs()?;
+    report::write_json_lines(&mut json, &report.rows)?;
+    json.flush()?;
+    write!(text, "\n{}", purge::table(&report))?;
+    let errors: u64 = report.rows.iter().map(|row| row.errors).sum();
+    if errors > 0 {
+        eprintln!("session-bench: {errors} failed operations; see above");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn print_cluster(args: &Args) -> Result<()> {
+    let url = args
+        .redis_cluster_url
+        .as_deref()
+        .context("--cluster-scale needs SESSION_STORES_REDIS_CLUSTER_URL / --redis-cluster-url")?;
+    let plan = args.plan();
+    let rows = cluster::run(url, &plan).await?;
+    let (mut json, mut text) = args.outputs()?;
+    report::write_json_lines(&mut json, &rows)?;
+    json.flush()?;
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    write!(
+        text,
+        "\nRedis Cluster, 1 vs 3 primaries ({} sessions, {:.1} s phases, {cores} cores):\n{}",
+        plan.sessions,
+        plan.duration.as_secs_f64(),
+        cluster::table(&rows, plan.top())
+    )?;
+    let errors: u64 = rows.iter().map(|row| row.errors).sum();
+    if errors > 0 {
+        eprintln!("session-bench: {errors} failed operations; see above");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -367,6 +441,12 @@ async fn main() -> Result<()> {
             .as_deref()
             .context("--owner-sweep needs SESSION_STORES_REDIS_URL / --redis-url")?;
         return sweep::run(url, sessions).await;
+    }
+    if let Some(expired) = args.purge {
+        return print_purge(&args, expired).await;
+    }
+    if args.cluster_scale {
+        return print_cluster(&args).await;
     }
     if args.prometheus {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -395,6 +475,11 @@ async fn main() -> Result<()> {
     if !args.scale.is_empty() {
         let (_, mut text) = args.outputs()?;
         write!(text, "\n{}", report::scale_table(&outcome.rows, plan.top()))?;
+    }
+    if let Some(dir) = &args.charts {
+        for path in charts::write(dir, &outcome.rows, plan.top())? {
+            eprintln!("chart: {}", path.display());
+        }
     }
     let errors: u64 = outcome.rows.iter().map(|row| row.errors).sum();
     if errors > 0 || outcome.failed {

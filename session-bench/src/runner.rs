@@ -19,7 +19,7 @@ use crate::target::{Info, Target};
 use crate::workload::{Change, Phase, Rng, payload};
 
 /// The expiry of the sessions `create` stores.
-const CREATE_TTL: Duration = Duration::hours(1);
+pub(crate) const CREATE_TTL: Duration = Duration::hours(1);
 /// The idle window of the `touch` phase's policy (and of the sessions it reads).
 const TOUCH_IDLE: Duration = Duration::minutes(30);
 /// The most sessions the `touch` phase creates for itself.
@@ -180,7 +180,7 @@ fn logged<T>(what: &str, reading: Result<T>) -> Option<T> {
     reading.map_err(|err| eprintln!("    {what}: {err:#}")).ok()
 }
 
-fn progress(row: &Row) {
+pub(crate) fn progress(row: &Row) {
     eprintln!(
         "  {:<40} {:<7} @{:<3} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>9.1} µs  errors {}",
         row.store, row.phase, row.concurrency, row.ops_per_s, row.p50_us, row.p99_us, row.errors
@@ -216,7 +216,7 @@ fn report_first_error(tally: &Tally, what: &str) {
 }
 
 /// Creates `count` sessions with `concurrency` workers; returns their ids and the tally.
-async fn create<T: Target>(
+pub(crate) async fn create<T: Target>(
     target: &Arc<T>,
     count: usize,
     concurrency: usize,
@@ -261,7 +261,7 @@ async fn request<T: Target>(target: &T, phase: Phase, id: &T::Id, change: &Chang
 }
 
 /// Runs `phase` on random sessions of `ids` with `concurrency` workers for `duration`.
-async fn timed<T: Target>(
+pub(crate) async fn timed<T: Target>(
     target: &Arc<T>,
     ids: &Arc<Vec<T::Id>>,
     phase: Phase,
@@ -269,12 +269,27 @@ async fn timed<T: Target>(
     duration: StdDuration,
 ) -> Tally {
     let deadline = Instant::now() + duration;
+    timed_while(target, ids, phase, concurrency, move || {
+        Instant::now() < deadline
+    })
+    .await
+}
+
+/// Runs `phase` like [`timed`], each worker starting requests while `go_on` says so (the
+/// purge mode runs traffic for as long as a purge takes).
+pub(crate) async fn timed_while<T: Target>(
+    target: &Arc<T>,
+    ids: &Arc<Vec<T::Id>>,
+    phase: Phase,
+    concurrency: usize,
+    go_on: impl Fn() -> bool + Clone + Send + 'static,
+) -> Tally {
     let tallies = spawn_workers(concurrency, |worker| {
-        let (target, ids) = (target.clone(), ids.clone());
+        let (target, ids, go_on) = (target.clone(), ids.clone(), go_on.clone());
         async move {
             let mut rng = Rng::new(0x5EED_0000 + worker as u64);
             let mut tally = Tally::new();
-            while Instant::now() < deadline {
+            while go_on() {
                 let id = &ids[rng.below(ids.len())];
                 let change = Change::random(&mut rng);
                 let started = Instant::now();
@@ -292,7 +307,11 @@ async fn timed<T: Target>(
 }
 
 /// Deletes every session of `ids` (untimed cleanup).
-async fn delete_all<T: Target>(target: &Arc<T>, ids: &Arc<Vec<T::Id>>, concurrency: usize) {
+pub(crate) async fn delete_all<T: Target>(
+    target: &Arc<T>,
+    ids: &Arc<Vec<T::Id>>,
+    concurrency: usize,
+) {
     let next = Arc::new(AtomicUsize::new(0));
     let tallies = spawn_workers(concurrency, |_| {
         let (target, ids, next) = (target.clone(), ids.clone(), next.clone());
