@@ -94,6 +94,9 @@ impl OnePrimary {
                 "--cluster-config-file",
                 "nodes.conf",
             ])
+            // A node that never met another knows no address of its own, and would
+            // announce an empty one in CLUSTER SLOTS.
+            .args(["--cluster-announce-ip", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
