@@ -354,7 +354,8 @@ mod tests {
         let before = rects(&rows);
         rows.push(row("ours", Kind::Ours, Phase::Touch, 10_000, 4_000.0));
         assert_eq!(rects(&rows), before + 1);
-        let mut other = row("ours", Kind::Ours, Phase::RmwCas, 10_000, 4_000.0);
+        // A peer's touch at concurrency 1, in a phase drawn at 64: no bar.
+        let mut other = row("peer", Kind::Peer, Phase::Touch, 10_000, 4_000.0);
         other.concurrency = 1;
         rows.push(other);
         assert_eq!(rects(&rows), before + 1);
