@@ -1,7 +1,7 @@
 //! What the memory store keeps per session, and how moka expires it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 use moka::Expiry as MokaExpiry;
@@ -10,6 +10,15 @@ use time::OffsetDateTime;
 
 /// Bytes charged per entry besides its data, for the key and the entry's own fields.
 pub(crate) const ENTRY_OVERHEAD: usize = 160;
+
+/// [`Entry::superseded`]: nobody has ended the entry yet.
+const LIVE: u8 = 0;
+/// A write is deciding on the entry.
+const HELD: u8 = 1;
+/// A call ended or replaced the entry while it was live.
+const SUPERSEDED: u8 = 2;
+/// moka's listener reported the entry expired.
+const REPORTED: u8 = 3;
 
 /// A stored session: metadata kept apart from the data so CAS and touch don't decode it.
 #[derive(Clone)]
@@ -23,10 +32,14 @@ pub(crate) struct Entry {
     /// Whether `data` decodes: always for what the store wrote; a test may plant one that
     /// doesn't (`MemoryStore::write_raw`), and writes that can't judge it leave it alone.
     pub(crate) decodes: bool,
-    /// Set by the call that ends or replaces this entry while it is live (a write, a
-    /// touch, a destroy, a move): moka's removal listener then knows the session didn't
-    /// end by expiring, however late it runs. Clones share it; a written entry gets its own.
-    pub(crate) superseded: Arc<AtomicBool>,
+    /// Who ended this entry, decided once ([`LIVE`] until then): a call that ended or
+    /// replaced it while live ([`SUPERSEDED`]), or moka's removal listener reporting it
+    /// expired ([`REPORTED`]); [`HELD`] while a write decides on it. moka can expire an entry
+    /// between a write's read of it and the write's replacing it, and runs the listener
+    /// then: the one state both sides claim with a compare-and-swap makes sure a session is
+    /// either written or reported expired, never both. Clones share it; a written entry
+    /// gets its own.
+    pub(crate) superseded: Arc<AtomicU8>,
 }
 
 impl Entry {
@@ -63,13 +76,48 @@ impl Entry {
         }
     }
 
-    /// Marks this entry as ended by a call (see [`Self::superseded`]).
-    pub(crate) fn supersede(&self) {
-        self.superseded.store(true, Ordering::Release);
+    /// Takes this live entry for a write to decide on: `false` when the listener reported
+    /// it expired (or a call ended it) first, and the write must treat it as gone. Give it
+    /// back with [`Self::release`].
+    pub(crate) fn hold(&self) -> bool {
+        self.claim(LIVE, HELD)
     }
 
-    pub(crate) fn was_superseded(&self) -> bool {
-        self.superseded.load(Ordering::Acquire)
+    /// Ends [`Self::hold`]: superseded when the write replaced or removed the entry, live
+    /// again when it left it alone.
+    pub(crate) fn release(&self, superseded: bool) {
+        let to = if superseded { SUPERSEDED } else { LIVE };
+        self.superseded.store(to, Ordering::Release);
+    }
+
+    /// Marks this live entry as ended by a call: `false` when the listener reported it
+    /// expired first (the call must treat it as gone).
+    pub(crate) fn supersede(&self) -> bool {
+        self.claim(LIVE, SUPERSEDED)
+    }
+
+    /// For moka's listener: `true` when this entry is to be reported expired, now that it
+    /// is claimed for the report; `false` when a call ended or replaced it. Waits out a
+    /// write holding it (a few instructions, no I/O).
+    pub(crate) fn claim_report(&self) -> bool {
+        loop {
+            match self.superseded.compare_exchange(
+                LIVE,
+                REPORTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(HELD) => std::thread::yield_now(),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn claim(&self, from: u8, to: u8) -> bool {
+        self.superseded
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// The same session as a new entry, with a flag of its own.
@@ -119,5 +167,54 @@ impl MokaExpiry<SessionId, Entry> for ExpiresAt {
         _: Option<StdDuration>,
     ) -> Option<StdDuration> {
         Self::remaining(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        let record = Record::new(now() + time::Duration::hours(1));
+        Entry::of(&record, 1, &StoreOptions::default()).expect("a small record encodes")
+    }
+
+    /// A write and moka's expiry report racing for one entry: whichever claims it first
+    /// wins, never both (the expiry_attack tests' rotate at the expiry instant once saw
+    /// both when the write only marked the entry after reading it).
+    #[test]
+    fn a_report_and_a_write_never_both_win() {
+        let reported = entry();
+        assert!(reported.claim_report());
+        assert!(!reported.hold(), "a write took an entry reported expired");
+        assert!(
+            !reported.supersede(),
+            "a call ended an entry reported expired"
+        );
+
+        let written = entry();
+        assert!(written.hold());
+        let listener = {
+            let written = written.clone();
+            std::thread::spawn(move || written.claim_report())
+        };
+        std::thread::sleep(StdDuration::from_millis(20));
+        assert!(
+            !listener.is_finished(),
+            "the report did not wait for the write"
+        );
+        written.release(true);
+        assert!(
+            !listener.join().unwrap(),
+            "a written entry was reported expired"
+        );
+
+        let left_alone = entry();
+        assert!(left_alone.hold());
+        left_alone.release(false);
+        assert!(
+            left_alone.claim_report(),
+            "an entry the write left was never reported"
+        );
     }
 }

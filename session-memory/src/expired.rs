@@ -22,11 +22,11 @@ impl Watchers {
     /// after the entry's expiry, but the call judged it live.
     pub(crate) fn removed(&self, id: &SessionId, entry: &Entry, cause: RemovalCause) {
         let ended_by_itself = match cause {
-            // moka's clock may expire an entry a moment before the store's does: a call
-            // that judged it live and moved it (rename) has marked it by then.
-            RemovalCause::Expired | RemovalCause::Size => !entry.was_superseded(),
+            // moka's clock may expire an entry a moment before the store's does, while a
+            // call that judged it live is deciding on it: the claim settles who won.
+            RemovalCause::Expired | RemovalCause::Size => entry.claim_report(),
             RemovalCause::Replaced | RemovalCause::Explicit => {
-                !entry.was_superseded() && !entry.is_live()
+                !entry.is_live() && entry.claim_report()
             }
         };
         if !ended_by_itself {

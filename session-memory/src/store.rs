@@ -143,11 +143,13 @@ impl MemoryStore {
         F: FnOnce(Option<Entry>) -> Op<Entry>,
     {
         self.cache.entry_by_ref(id).and_compute_with(|current| {
-            let live = current.map(|e| e.into_value()).filter(Entry::is_live);
+            let live = current
+                .map(|e| e.into_value())
+                .filter(|e| e.is_live() && e.hold());
             let old = live.clone();
             let op = decide(live);
-            if let (Some(old), Op::Put(_) | Op::Remove) = (old, &op) {
-                old.supersede();
+            if let Some(old) = old {
+                old.release(matches!(op, Op::Put(_) | Op::Remove));
             }
             op
         })
@@ -296,8 +298,11 @@ impl SessionStore for MemoryStore {
         if self.live(to).is_some() {
             return Ok(Rename::TargetTaken);
         }
-        // Nothing else runs while this holds the store alone: the move is one step.
-        source.supersede();
+        // Nothing else runs while this holds the store alone: the move is one step. Only
+        // moka's listener may have reported the source expired since it was read.
+        if !source.supersede() {
+            return Ok(Rename::SourceMissing);
+        }
         self.cache.insert(to.clone(), source.renewed());
         self.cache.invalidate(from);
         Ok(Rename::Moved)
@@ -321,11 +326,8 @@ impl SessionStore for MemoryStore {
         let _exclusive = self.exclusive();
         let ids: Vec<_> = self
             .live_entries()
-            .filter(|(_, entry)| entry.owned_by(owner))
-            .map(|(id, entry)| {
-                entry.supersede();
-                id
-            })
+            .filter(|(_, entry)| entry.owned_by(owner) && entry.supersede())
+            .map(|(id, _)| id)
             .collect();
         for id in &ids {
             self.cache.invalidate(&**id);
