@@ -19,11 +19,13 @@ pub mod linearizable;
 pub mod node;
 pub mod proxy;
 pub mod servers;
+mod support;
 pub mod targets;
 pub mod toxiproxy;
 pub mod workload;
 
 pub use session_core::conformance::Skip;
+pub use support::{free_port, in_an_hour, wait_until};
 
 /// A backend the tests need a server for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

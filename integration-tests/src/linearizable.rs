@@ -12,13 +12,13 @@
 //! id and don't pause between calls, so calls on one session overlap even on an in-process
 //! store whose calls take microseconds (a race inside one call needs that to show).
 
+use crate::in_an_hour;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 use session_core::{Record, Rename, SessionId, SessionStore};
-use time::OffsetDateTime;
 
 use crate::history::History;
 
@@ -118,10 +118,6 @@ impl Owner {
         let recent = &ids[ids.len().saturating_sub(window)..];
         (!recent.is_empty()).then(|| recent[fastrand::usize(..recent.len())].clone())
     }
-}
-
-fn in_an_hour() -> OffsetDateTime {
-    OffsetDateTime::now_utc() + time::Duration::hours(1)
 }
 
 /// Runs workers until `stop` is set, recording into `history`.

@@ -16,6 +16,7 @@
 //! acknowledged session must read back with its exact data, every acknowledged destroy
 //! must stay destroyed, and each counter must equal its acknowledged increments.
 
+use crate::in_an_hour;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
@@ -25,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use session_core::{Error, Record, SessionId, SessionStore};
-use time::OffsetDateTime;
 
 use crate::history::{self, History, Verdict};
 use crate::linearizable::{self, Partitions};
@@ -366,10 +366,6 @@ impl Runner {
 /// Owners of the workload's sessions, so a test can find them through the store.
 const COUNTER_OWNER: &str = "workload-counter";
 const CHURN_OWNER: &str = "workload-churn";
-
-fn in_an_hour() -> OffsetDateTime {
-    OffsetDateTime::now_utc() + time::Duration::hours(1)
-}
 
 /// `err`'s message with its digits collapsed (ports, counts, durations), so that errors of
 /// one cause count together.

@@ -21,42 +21,21 @@
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use session_core::{Error, Record, SessionId, SessionStore, StoreOptions, now};
+use integration_tests::proxy::FaultProxy;
+use integration_tests::{free_port, in_an_hour, wait_until};
+use session_core::{Error, Record, SessionId, SessionStore, StoreOptions};
 use session_redis::{Client, Durability, RedisStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 const CLIENTS: [Client; 2] = [Client::Fred, Client::RedisRs];
 
-fn in_an_hour() -> time::OffsetDateTime {
-    now() + time::Duration::hours(1)
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn unique_prefix() -> String {
     format!("da:{}:sess:", &SessionId::generate().expose()[..12])
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn conn_at(port: u16) -> Option<redis::Connection> {
@@ -177,143 +156,24 @@ impl Drop for Server {
     }
 }
 
-/// A TCP proxy for replication (the replica's upstream): it can hold back what the
-/// primary sends (not reading it, so it stays in the kernel's buffers) and cut the link for
-/// good, dropping whatever it held.
-struct ReplicationProxy {
-    port: u16,
-    hold: Arc<AtomicBool>,
-    cut: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl ReplicationProxy {
-    async fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hold = Arc::new(AtomicBool::new(false));
-        let cut = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn({
-            let (hold, cut) = (Arc::clone(&hold), Arc::clone(&cut));
-            async move {
-                while let Ok((replica, _)) = listener.accept().await {
-                    if cut.load(Ordering::SeqCst) {
-                        continue; // dropped: the link stays cut
-                    }
-                    let Ok(primary) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        continue;
-                    };
-                    tokio::spawn(pump(replica, primary, hold.clone(), cut.clone()));
-                }
-            }
-        });
-        Self {
-            port,
-            hold,
-            cut,
-            task,
-        }
-    }
-
-    fn hold(&self, hold: bool) {
-        self.hold.store(hold, Ordering::SeqCst);
-    }
-
-    /// Holds replication back, and waits until nothing more gets through (a read already
-    /// under way when the hold began may still deliver for up to 5 ms).
-    async fn hold_now(&self) {
-        self.hold(true);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    /// Cuts the link for good: what the proxy held never reaches the replica.
-    fn cut(&self) {
-        self.hold(true);
-        self.cut.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for ReplicationProxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.task.abort();
-    }
-}
-
-async fn pump(replica: TcpStream, primary: TcpStream, hold: Arc<AtomicBool>, cut: Arc<AtomicBool>) {
-    let (mut replica_read, mut replica_write) = replica.into_split();
-    let (mut primary_read, mut primary_write) = primary.into_split();
-    let cut_up = cut.clone();
-    // The replica's acknowledgements always go through (they only ever confirm what it got).
-    let up = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let read =
-                tokio::time::timeout(Duration::from_millis(5), replica_read.read(&mut buffer))
-                    .await;
-            if cut_up.load(Ordering::SeqCst) {
-                return;
-            }
-            match read {
-                Err(_) => continue,
-                Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(n)) => {
-                    if primary_write.write_all(&buffer[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    };
-    let down = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            if cut.load(Ordering::SeqCst) {
-                return;
-            }
-            if hold.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                continue;
-            }
-            let read =
-                tokio::time::timeout(Duration::from_millis(5), primary_read.read(&mut buffer))
-                    .await;
-            match read {
-                Err(_) => continue,
-                Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(n)) => {
-                    if cut.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if replica_write.write_all(&buffer[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    };
-    // Either side ending ends both: dropping the halves closes both sockets.
-    tokio::select! {
-        () = up => {}
-        () = down => {}
-    }
-}
-
-/// A primary and its replica, which replicates through a [`ReplicationProxy`].
+/// A primary and its replica, which replicates through a [`FaultProxy`] (paused to hold
+/// replication back, severed to cut it for good).
 struct Pair {
     primary: Server,
     replica: Server,
-    proxy: ReplicationProxy,
+    proxy: FaultProxy,
 }
 
 impl Pair {
     async fn start() -> Self {
         let primary = Server::start(&[]);
-        let proxy = ReplicationProxy::start(primary.port).await;
+        let proxy = FaultProxy::start(&format!("127.0.0.1:{}", primary.port))
+            .await
+            .unwrap();
         let replica = Server::start(&[
             "--replicaof".into(),
             "127.0.0.1".into(),
-            proxy.port.to_string(),
+            proxy.port().to_string(),
         ]);
         let pair = Self {
             primary,
@@ -507,7 +367,7 @@ async fn cancelled_writers_give_their_turns_back() {
         // Warm up: scripts loaded, connections made.
         let mut warm = Record::new(in_an_hour());
         store.create(&mut warm).await.unwrap();
-        pair.proxy.hold_now().await;
+        pair.proxy.pause_now().await;
         let cancelled = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..16)
             .map(|i| {
@@ -549,7 +409,7 @@ async fn cancelled_writers_give_their_turns_back() {
             cancelled.load(Ordering::Relaxed) > 20,
             "too few callers gave up"
         );
-        pair.proxy.hold(false);
+        pair.proxy.pause(false);
         pair.wait_in_sync();
         // More writers at once than the connection(s) have turns, each given several tries
         // (a loaded machine may miss one WAIT): all must get through.
@@ -651,14 +511,14 @@ async fn acknowledged_writes_survive_the_promotion_of_the_replica() {
             .collect();
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            pair.proxy.hold(true);
+            pair.proxy.pause(true);
             tokio::time::sleep(Duration::from_millis(400)).await;
-            pair.proxy.hold(false);
+            pair.proxy.pause(false);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        pair.proxy.hold(true);
+        pair.proxy.pause(true);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        pair.proxy.cut();
+        pair.proxy.sever();
         stop.store(true, Ordering::Relaxed);
         let mut known = Vec::new();
         for writer in writers {
@@ -753,7 +613,7 @@ async fn writes_cut_off_mid_wait_run_once() {
         store.create(&mut record).await.unwrap();
         record.insert("n", 1).unwrap();
         store.update(&mut record).await.unwrap(); // loads the update script
-        pair.proxy.hold_now().await;
+        pair.proxy.pause_now().await;
         let _: () = pair.primary.cmd(&["CONFIG", "RESETSTAT"]);
         let mut wrong = Vec::new();
 
@@ -786,7 +646,7 @@ async fn writes_cut_off_mid_wait_run_once() {
             Ok(Err(_)) => {}
         }
         let creates = pair.primary.runs("set") - sets_before;
-        pair.proxy.hold(false);
+        pair.proxy.pause(false);
         assert!(killed >= 2, "{client:?}: no connection was killed");
         assert!(
             wrong.is_empty() && updates == 1 && creates == 1,
@@ -810,7 +670,7 @@ async fn writes_whose_turn_does_not_come_are_never_sent() {
         let pair = Pair::start().await;
         let store = Arc::new(store(&pair.primary.url(), client, call, wait, false).await);
         store.create(&mut Record::new(in_an_hour())).await.unwrap();
-        pair.proxy.hold_now().await;
+        pair.proxy.pause_now().await;
         let _: () = pair.primary.cmd(&["CONFIG", "RESETSTAT"]);
         let creates: Vec<_> = (0..6)
             .map(|_| {
@@ -830,7 +690,7 @@ async fn writes_whose_turn_does_not_come_are_never_sent() {
         // A write still waiting for its turn would be sent by now.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let sent = pair.primary.runs("set");
-        pair.proxy.hold(false);
+        pair.proxy.pause(false);
         assert!(
             wrong.is_empty() && sent <= 2,
             "{client:?}: 6 creates with one turn of 1.5 s in calls of 2 s: {sent} sent (at \

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use integration_tests::{Backend, Skip, server_url};
+use integration_tests::{Backend, Skip, free_port, server_url};
 use session_core::conformance::skip;
 use session_core::{
     ExpiredSessions, ExpiryFeed, Record, SessionId, SessionStore, WatchOptions, now,
@@ -463,14 +463,6 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_up(url: &str) {

@@ -15,13 +15,9 @@ use std::time::{Duration, Instant};
 
 use integration_tests::proxy::FaultProxy;
 use integration_tests::targets::{Target, host_port, with_host_port};
-use integration_tests::{Skip, server_url};
+use integration_tests::{Skip, in_an_hour, server_url};
 use session_core::conformance::skip;
-use session_core::{Record, SessionId, SessionStore, StoreOptions, now};
-
-fn in_an_hour() -> time::OffsetDateTime {
-    now() + time::Duration::hours(1)
-}
+use session_core::{Record, SessionId, SessionStore, StoreOptions};
 
 async fn through_proxy(target: Target, test: &str) -> Option<(FaultProxy, Arc<dyn SessionStore>)> {
     let url = match server_url(target.backend()) {

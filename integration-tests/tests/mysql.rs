@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::proxy::slow_store;
 use integration_tests::servers::{DedicatedServer, MariadbServer};
-use integration_tests::{Backend, Skip, server_url};
+use integration_tests::{Backend, Skip, in_an_hour, server_url};
 use serde_json::json;
 use session_core::conformance::{Harness, Unrun};
 use session_core::{
@@ -331,10 +331,6 @@ async fn rows_in(store: &MysqlStore) -> i64 {
         .fetch_one(store.pool())
         .await
         .unwrap()
-}
-
-fn in_an_hour() -> time::OffsetDateTime {
-    now() + time::Duration::hours(1)
 }
 
 fn in_an_hour_millis() -> i64 {

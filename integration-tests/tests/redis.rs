@@ -160,6 +160,7 @@ suites! {
 mod extra {
     use std::time::{Duration, Instant};
 
+    use integration_tests::in_an_hour;
     use integration_tests::servers::{DedicatedServer, RedisServer};
     use serde_json::json;
     use session_core::{Record, SessionStore, now, unix_millis};
@@ -202,10 +203,6 @@ mod extra {
     /// The harnesses whose server is there (a skip is reported, and fails under CI).
     async fn available() -> Vec<RedisHarness> {
         super::reachable(ALL).await
-    }
-
-    fn in_an_hour() -> time::OffsetDateTime {
-        now() + time::Duration::hours(1)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,32 +29,16 @@
 
 #![allow(clippy::unwrap_used)] // a failed call is a failed test
 
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use integration_tests::proxy::FaultProxy;
+use integration_tests::{free_port, in_an_hour, wait_until};
 use redis::Commands;
-use session_core::{Error, Record, SessionId, SessionStore, now};
+use session_core::{Error, Record, SessionId, SessionStore};
 use session_redis::{Durability, RedisStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Notify};
-
-fn in_an_hour() -> time::OffsetDateTime {
-    now() + time::Duration::hours(1)
-}
-
-/// A free port of 127.0.0.1 (free when asked; good enough for a test's own servers).
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A cluster-mode `redis-server` of the test's own, killed and its directory removed on drop.
 struct ClusterNode {
@@ -198,157 +182,22 @@ impl Drop for ClusterNode {
     }
 }
 
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A TCP proxy that forwards both ways, except that once a request containing the armed
-/// pattern has passed, the replies of that one connection are held back (buffered, never
-/// delivered): the server ran the command, the client has not read its reply.
-struct HoldProxy {
-    port: u16,
-    armed: Arc<Mutex<Option<Vec<u8>>>>,
-    held: Arc<AtomicBool>,
-    cut: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HoldProxy {
-    async fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let armed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
-        let held = Arc::new(AtomicBool::new(false));
-        let cut = Arc::new(Notify::new());
-        let task = tokio::spawn({
-            let (armed, held, cut) = (Arc::clone(&armed), Arc::clone(&held), Arc::clone(&cut));
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    let (armed, held, cut) =
-                        (Arc::clone(&armed), Arc::clone(&held), Arc::clone(&cut));
-                    tokio::spawn(async move {
-                        if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                            forward(client, server, armed, held, cut).await;
-                        }
-                    });
-                }
-            }
-        });
-        Self {
-            port,
-            armed,
-            held,
-            cut,
-            task,
-        }
-    }
-
-    async fn arm(&self, pattern: &str) {
-        *self.armed.lock().await = Some(pattern.as_bytes().to_vec());
-    }
-
-    fn holding(&self) -> bool {
-        self.held.load(Ordering::SeqCst)
-    }
-
-    /// Resets (TCP RST) the connection whose replies are held, as a node's connection that
-    /// breaks after running a command.
-    fn reset_held(&self) {
-        self.cut.notify_one();
-    }
-}
-
-impl Drop for HoldProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn forward(
-    client: TcpStream,
-    server: TcpStream,
-    armed: Arc<Mutex<Option<Vec<u8>>>>,
-    held: Arc<AtomicBool>,
-    cut: Arc<Notify>,
-) {
-    // Closed with a reset, never a FIN: `tokio::io::split` (unlike `into_split`) does not
-    // shut the write half down when it is dropped.
-    client.set_zero_linger().unwrap();
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut server_read, mut server_write) = server.into_split();
-    let this_held = Arc::new(AtomicBool::new(false));
-    let upstream = {
-        let this_held = Arc::clone(&this_held);
-        async move {
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let n = match client_read.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                {
-                    let mut armed = armed.lock().await;
-                    let hit = armed.as_ref().is_some_and(|pattern| {
-                        buffer[..n]
-                            .windows(pattern.len())
-                            .any(|w| w == &pattern[..])
-                    });
-                    if hit {
-                        *armed = None;
-                        this_held.store(true, Ordering::SeqCst);
-                        held.store(true, Ordering::SeqCst);
-                    }
-                }
-                if server_write.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    };
-    let downstream = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let read = tokio::select! {
-                read = server_read.read(&mut buffer) => read,
-                () = cut.notified(), if this_held.load(Ordering::SeqCst) => return,
-            };
-            let n = match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            if this_held.load(Ordering::SeqCst) {
-                // Held for ever: keep reading so the server is not blocked, deliver nothing.
-                continue;
-            }
-            if client_write.write_all(&buffer[..n]).await.is_err() {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = upstream => {}
-        () = downstream => {}
-    }
-}
-
 /// Three nodes: `a` (slots 0-8191, reached through `proxy`), `b` (8192-16383) and `r`, the
 /// replica of `a`.
 struct SmallCluster {
     a: ClusterNode,
     b: ClusterNode,
     r: ClusterNode,
-    proxy: HoldProxy,
+    proxy: FaultProxy,
 }
 
 impl SmallCluster {
     async fn start() -> Self {
         let a_port = free_port();
-        let proxy = HoldProxy::start(a_port).await;
-        let a = ClusterNode::start(a_port, free_port(), proxy.port);
+        let proxy = FaultProxy::start(&format!("127.0.0.1:{a_port}"))
+            .await
+            .unwrap();
+        let a = ClusterNode::start(a_port, free_port(), proxy.port());
         let b_port = free_port();
         let b = ClusterNode::start(b_port, free_port(), b_port);
         let r_port = free_port();
@@ -456,7 +305,7 @@ async fn failover_with_a_reply_in_flight(durability: Durability) {
     let before = record.version();
     let mut changed = record.clone();
     changed.insert("marker", &marker).unwrap();
-    cluster.proxy.arm(&marker).await;
+    cluster.proxy.arm_hold(&[marker.as_bytes()]);
     let update = tokio::spawn({
         let store = Arc::clone(&store);
         async move {
@@ -492,6 +341,10 @@ async fn failover_with_a_reply_in_flight(durability: Durability) {
     assert!(
         ran,
         "the update did not run on the primary before the failover"
+    );
+    assert!(
+        !update.is_finished(),
+        "the update returned: its reply was not held"
     );
 
     // Fail `a` over to its replica, and move the empty slot away from `b` (to the new
@@ -620,7 +473,7 @@ async fn script_reload_with_a_reply_in_flight(reset: bool) {
     let before = on_a.version();
     let mut changed = on_a.clone();
     changed.insert("marker", &marker).unwrap();
-    cluster.proxy.arm(&marker).await;
+    cluster.proxy.arm_hold(&[marker.as_bytes()]);
     let update_a = tokio::spawn({
         let store = Arc::clone(&store);
         async move { store.update(&mut changed).await }
@@ -631,6 +484,10 @@ async fn script_reload_with_a_reply_in_flight(reset: bool) {
         value.is_some_and(|v| v.windows(marker.len()).any(|w| w == marker.as_bytes()))
     });
     assert!(cluster.proxy.holding(), "the update's reply was not held");
+    assert!(
+        !update_a.is_finished(),
+        "the update on a returned: its reply was not held"
+    );
     let runs_before = cluster.a.evalsha_runs();
 
     // `b` loses its scripts (restarted, or a replica just promoted).

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use integration_tests::in_an_hour;
 use serde_json::json;
 use session_core::conformance::{Harness, NotApplicable, Skip, Unrun};
 use session_core::{
@@ -107,10 +108,6 @@ async fn rows_in(store: &SqliteStore) -> i64 {
         .fetch_one(store.pool())
         .await
         .unwrap()
-}
-
-fn in_an_hour() -> time::OffsetDateTime {
-    now() + time::Duration::hours(1)
 }
 
 fn hour_from_now_millis() -> i64 {

@@ -9,12 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use integration_tests::proxy::slow_store;
-use integration_tests::{Backend, Skip, server_url};
+use integration_tests::{Backend, Skip, in_an_hour, server_url};
 use serde_json::json;
 use session_core::conformance::{Harness, NotApplicable, Unrun};
-use session_core::{
-    Error, HashedIds, Record, SessionId, SessionStore, StoreOptions, async_trait, now,
-};
+use session_core::{Error, HashedIds, Record, SessionId, SessionStore, StoreOptions, async_trait};
 use session_encrypted::{EncryptedStore, EncryptionKey};
 use session_memory::{CachedStore, MemoryStore};
 use session_mongo::mongodb::bson::doc;
@@ -23,7 +21,6 @@ use session_postgres::PostgresStore;
 use session_postgres::sqlx;
 use session_redis::{Client, RedisStore};
 use session_telemetry::InstrumentedStore;
-use time::Duration;
 
 /// The suite's key list: the first encrypts, the second is an "old" key that still decrypts.
 fn test_keys() -> Vec<EncryptionKey> {
@@ -31,10 +28,6 @@ fn test_keys() -> Vec<EncryptionKey> {
         EncryptionKey::from_bytes(&[0x11; 32]).unwrap(),
         EncryptionKey::from_bytes(&[0x22; 32]).unwrap(),
     ]
-}
-
-fn in_an_hour() -> time::OffsetDateTime {
-    now() + Duration::hours(1)
 }
 
 // ---------------------------------------------------------------------------------------
