@@ -1,5 +1,6 @@
 //! What the memory store keeps per session, and how moka expires it.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration as StdDuration, Instant};
@@ -11,7 +12,7 @@ use time::OffsetDateTime;
 /// Bytes charged per entry besides its data, for the key and the entry's own fields.
 pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
-/// [`Entry::superseded`]: nobody has ended the entry yet.
+/// [`Stored::fate`]: nobody has ended the entry yet.
 const LIVE: u8 = 0;
 /// A write is deciding on the entry.
 const HELD: u8 = 1;
@@ -20,10 +21,23 @@ const SUPERSEDED: u8 = 2;
 /// moka's listener reported the entry expired.
 const REPORTED: u8 = 3;
 
-/// A stored session: metadata kept apart from the data so CAS and touch don't decode it.
+/// A stored session ([`Stored`]), shared: moka hands out a clone on every read, one count
+/// to bump rather than one per field.
 #[derive(Clone)]
-pub(crate) struct Entry {
-    pub(crate) data: Arc<str>,
+pub(crate) struct Entry(Arc<Stored>);
+
+impl Deref for Entry {
+    type Target = Stored;
+
+    fn deref(&self) -> &Stored {
+        &self.0
+    }
+}
+
+/// A stored session: metadata kept apart from the data so CAS and touch don't decode it.
+pub(crate) struct Stored {
+    /// The data's JSON; shared by the entries a touch or a rename makes of this one.
+    pub(crate) data: Arc<[u8]>,
     pub(crate) version: u64,
     pub(crate) created_at: OffsetDateTime,
     pub(crate) expires_at: OffsetDateTime,
@@ -39,7 +53,7 @@ pub(crate) struct Entry {
     /// then: the one state both sides claim with a compare-and-swap makes sure a session is
     /// either written or reported expired, never both. Clones share it; a written entry
     /// gets its own.
-    pub(crate) superseded: Arc<AtomicU8>,
+    fate: AtomicU8,
 }
 
 impl Entry {
@@ -47,33 +61,39 @@ impl Entry {
         self.expires_at > now()
     }
 
-    /// The entry a write of `record` stores at `version`, size-checked.
-    pub(crate) fn of(record: &Record, version: u64, options: &StoreOptions) -> Result<Self> {
-        Ok(Self {
-            data: codec::encode_data(record, options)?.into(),
+    /// The data of `record` as a write stores it, size-checked; the caller checked the
+    /// record is writable ([`codec::check_writable`]).
+    pub(crate) fn encode(record: &Record, options: &StoreOptions) -> Result<Arc<[u8]>> {
+        Ok(codec::data_json(record, options)?.into())
+    }
+
+    /// The entry a write of `record` stores at `version`, with its `data` ([`Self::encode`]).
+    pub(crate) fn of(record: &Record, version: u64, data: Arc<[u8]>) -> Self {
+        Self(Arc::new(Stored {
+            data,
             version,
             created_at: record.created_at(),
             expires_at: record.expires_at(),
             deadline: record.deadline(),
             owner: record.owner().map(Arc::from),
             decodes: true,
-            superseded: Arc::default(),
-        })
+            fate: AtomicU8::new(LIVE),
+        }))
     }
 
     /// An entry holding `data` as it is, for tests that plant corrupt records.
     #[cfg(feature = "test-util")]
     pub(crate) fn raw(data: &str, expires_at: OffsetDateTime) -> Self {
-        Self {
-            data: data.into(),
+        Self(Arc::new(Stored {
+            data: data.as_bytes().into(),
             version: 1,
             created_at: now(),
             expires_at,
             deadline: None,
             owner: None,
             decodes: serde_json::from_str::<Data>(data).is_ok(),
-            superseded: Arc::default(),
-        }
+            fate: AtomicU8::new(LIVE),
+        }))
     }
 
     /// Takes this live entry for a write to decide on: `false` when the listener reported
@@ -87,7 +107,7 @@ impl Entry {
     /// again when it left it alone.
     pub(crate) fn release(&self, superseded: bool) {
         let to = if superseded { SUPERSEDED } else { LIVE };
-        self.superseded.store(to, Ordering::Release);
+        self.fate.store(to, Ordering::Release);
     }
 
     /// Marks this live entry as ended by a call: `false` when the listener reported it
@@ -101,12 +121,10 @@ impl Entry {
     /// write holding it (a few instructions, no I/O).
     pub(crate) fn claim_report(&self) -> bool {
         loop {
-            match self.superseded.compare_exchange(
-                LIVE,
-                REPORTED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self
+                .fate
+                .compare_exchange(LIVE, REPORTED, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(HELD) => std::thread::yield_now(),
                 Err(_) => return false,
@@ -115,17 +133,23 @@ impl Entry {
     }
 
     fn claim(&self, from: u8, to: u8) -> bool {
-        self.superseded
+        self.fate
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
-    /// The same session as a new entry, with a flag of its own.
-    pub(crate) fn renewed(self) -> Self {
-        Self {
-            superseded: Arc::default(),
-            ..self
-        }
+    /// The same session as a new entry expiring at `expires_at`, with a fate of its own.
+    pub(crate) fn renewed(&self, expires_at: OffsetDateTime) -> Self {
+        Self(Arc::new(Stored {
+            data: Arc::clone(&self.data),
+            version: self.version,
+            created_at: self.created_at,
+            expires_at,
+            deadline: self.deadline,
+            owner: self.owner.clone(),
+            decodes: self.decodes,
+            fate: AtomicU8::new(LIVE),
+        }))
     }
 
     pub(crate) fn owned_by(&self, owner: &str) -> bool {
@@ -133,7 +157,7 @@ impl Entry {
     }
 
     pub(crate) fn to_record(&self, id: &SessionId) -> Result<Record> {
-        let data: Data = codec::parse_json(id, self.data.as_bytes())?;
+        let data: Data = codec::parse_json(id, &self.data)?;
         let mut record = Record::with_id(id.clone(), self.expires_at);
         record.set_data(data);
         record.set_created_at(self.created_at);
@@ -176,7 +200,9 @@ mod tests {
 
     fn entry() -> Entry {
         let record = Record::new(now() + time::Duration::hours(1));
-        Entry::of(&record, 1, &StoreOptions::default()).expect("a small record encodes")
+        let data =
+            Entry::encode(&record, &StoreOptions::default()).expect("a small record encodes");
+        Entry::of(&record, 1, data)
     }
 
     /// A write and moka's expiry report racing for one entry: whichever claims it first

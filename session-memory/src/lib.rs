@@ -43,13 +43,16 @@
 //!
 //! # Atomicity
 //!
-//! Every write to a session runs under moka's per-key lock (`and_compute_with`), so
+//! Every write to a session runs under a lock of its own (one of 64, striped by id), so
 //! compare-and-swap, touch and destroy of one session never interleave. The calls that span
-//! sessions (`rename`, `list_by_owner`, `destroy_by_owner`) take a store-wide lock that the
-//! per-session calls share, so they see and change the store as of one instant: a session
-//! being renamed is never missed by "log out everywhere". Owner queries scan all entries
-//! while holding it: fine for the sizes a single process holds (about a millisecond per
-//! 10,000 sessions), documented so nobody is surprised.
+//! sessions (`rename`, `list_by_owner`, `destroy_by_owner`) take every stripe, so they see
+//! and change the store as of one instant: a session being renamed is never missed by "log
+//! out everywhere". A `get` takes no lock: it looks at the cache between two reads of a
+//! count that `rename` and `destroy_by_owner` bump as they start and end, and looks again
+//! under its stripe if one overlapped it, so it never sees half of one (a renamed session
+//! under both ids, or one owner's sessions half revoked). Owner queries scan all entries
+//! while holding every stripe: fine for the sizes a single process holds (about a
+//! millisecond per 10,000 sessions), documented so nobody is surprised.
 //!
 //! Both stores use moka's synchronous cache: every cache call is a few microseconds of CPU
 //! and never waits on I/O, and moka's async cache parks writers when its queue fills,
@@ -60,6 +63,7 @@
 mod cached;
 mod entry;
 mod expired;
+mod locks;
 mod scan;
 mod store;
 

@@ -1,9 +1,9 @@
 //! [`MemoryStore`]: sessions in a moka cache, bounded by bytes, each expiring on its own.
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use moka::ops::compute::{CompResult, Op};
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 use session_core::{
     Error, Record, Rename, Result, SessionId, SessionStore, StoreOptions, codec, now,
@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::entry::{ENTRY_OVERHEAD, Entry, ExpiresAt};
 use crate::expired::{SharedWatchers, Watchers};
+use crate::locks::Locks;
 
 /// Builds a [`MemoryStore`].
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ impl MemoryStoreBuilder {
             cache,
             watchers,
             options: self.options,
-            span: Arc::default(),
+            locks: Arc::default(),
         }
     }
 }
@@ -63,8 +64,9 @@ pub struct MemoryStore {
     /// Who hears of sessions ending by themselves ([`session_core::ExpiryFeed`]).
     watchers: SharedWatchers,
     options: StoreOptions,
-    /// Shared by the calls on one session, held alone by those spanning sessions.
-    span: Arc<RwLock<()>>,
+    /// A stripe's lock for each write of one session; all of them for the calls spanning
+    /// sessions, which reads look around.
+    locks: Arc<Locks>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -111,7 +113,7 @@ impl MemoryStore {
     /// plant a corrupt record.
     #[cfg(feature = "test-util")]
     pub async fn write_raw(&self, id: &SessionId, data: &str, expires_at: OffsetDateTime) {
-        let _shared = self.shared();
+        let _stripe = self.locks.one(id);
         self.cache.insert(id.clone(), Entry::raw(data, expires_at));
     }
 
@@ -124,35 +126,37 @@ impl MemoryStore {
         self.cache.run_pending_tasks();
     }
 
-    fn shared(&self) -> RwLockReadGuard<'_, ()> {
-        self.span.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
-        self.span.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn live(&self, id: &SessionId) -> Option<Entry> {
         self.cache.get(id).filter(Entry::is_live)
     }
 
-    /// Applies `decide` to the live entry under `id` (or `None`) under moka's lock for that
-    /// key; the caller holds [`Self::shared`].
-    fn compute<F>(&self, id: &SessionId, decide: F) -> CompResult<SessionId, Entry>
+    /// Applies `decide` to the live entry under `id` (or `None`) under the lock of `id`'s
+    /// stripe, which every write of `id` takes: nothing else changes the session between
+    /// the read and the write. Returns whether it stored an entry.
+    fn compute<F>(&self, id: &SessionId, decide: F) -> bool
     where
         F: FnOnce(Option<Entry>) -> Op<Entry>,
     {
-        self.cache.entry_by_ref(id).and_compute_with(|current| {
-            let live = current
-                .map(|e| e.into_value())
-                .filter(|e| e.is_live() && e.hold());
-            let old = live.clone();
-            let op = decide(live);
-            if let Some(old) = old {
-                old.release(matches!(op, Op::Put(_) | Op::Remove));
+        let _stripe = self.locks.one(id);
+        let live = self.live(id).filter(Entry::hold);
+        let old = live.clone();
+        let op = decide(live);
+        // Before the write: moka runs the listener for the entry it replaces or removes
+        // inside the call, and the listener waits out a held entry.
+        if let Some(old) = old {
+            old.release(matches!(op, Op::Put(_) | Op::Remove));
+        }
+        match op {
+            Op::Put(entry) => {
+                self.cache.insert(id.clone(), entry);
+                true
             }
-            op
-        })
+            Op::Remove => {
+                self.cache.invalidate(id);
+                false
+            }
+            Op::Nop => false,
+        }
     }
 
     pub(crate) fn live_entries(&self) -> impl Iterator<Item = (Arc<SessionId>, Entry)> + '_ {
@@ -167,18 +171,10 @@ impl MemoryStore {
     }
 }
 
-fn written(result: &CompResult<SessionId, Entry>) -> bool {
-    matches!(
-        result,
-        CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-    )
-}
-
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Record>> {
-        let _shared = self.shared();
-        match self.live(id) {
+        match self.locks.read(id, || self.live(id)) {
             Some(entry) => self.options.on_corrupt(entry.to_record(id)),
             None => Ok(None),
         }
@@ -186,13 +182,11 @@ impl SessionStore for MemoryStore {
 
     async fn insert(&self, record: &mut Record) -> Result<bool> {
         let version = codec::check_writable(record)?;
-        let entry = Entry::of(record, version, &self.options)?;
-        let _shared = self.shared();
-        let result = self.compute(record.id(), |current| match current {
+        let entry = Entry::of(record, version, Entry::encode(record, &self.options)?);
+        let inserted = self.compute(record.id(), |current| match current {
             Some(_) => Op::Nop,
             None => Op::Put(entry),
         });
-        let inserted = written(&result);
         if inserted {
             record.set_version(version);
         }
@@ -201,8 +195,7 @@ impl SessionStore for MemoryStore {
 
     async fn set(&self, record: &mut Record) -> Result<()> {
         codec::check_writable(record)?;
-        let mut entry = Entry::of(record, 0, &self.options)?;
-        let _shared = self.shared();
+        let data = Entry::encode(record, &self.options)?;
         let mut stored = Err(Error::Conflict {
             id: record.id().clone(),
         });
@@ -210,9 +203,8 @@ impl SessionStore for MemoryStore {
             let above = current.map_or(0, |e| e.version).max(record.version());
             match Record::version_after(record.id(), above) {
                 Ok(version) => {
-                    entry.version = version;
                     stored = Ok(version);
-                    Op::Put(entry)
+                    Op::Put(Entry::of(record, version, data))
                 }
                 Err(err) => {
                     stored = Err(err);
@@ -226,10 +218,9 @@ impl SessionStore for MemoryStore {
 
     async fn update(&self, record: &mut Record) -> Result<()> {
         let version = codec::check_writable(record)?;
-        let entry = Entry::of(record, version, &self.options)?;
+        let entry = Entry::of(record, version, Entry::encode(record, &self.options)?);
         let expected = record.version();
         let mut found = Found::Missing;
-        let _shared = self.shared();
         self.compute(record.id(), |current| match current {
             Some(stored) if !stored.decodes => {
                 found = Found::Corrupt;
@@ -256,18 +247,15 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, id: &SessionId, expires_at: OffsetDateTime) -> Result<bool> {
         let mut found = Found::Missing;
-        let _shared = self.shared();
         self.compute(id, |current| match current {
             Some(entry) if !entry.decodes => {
                 found = Found::Corrupt;
                 Op::Nop
             }
             Some(entry) => {
-                let mut entry = entry.renewed();
                 let capped = entry.deadline.map_or(expires_at, |d| expires_at.min(d));
-                entry.expires_at = session_core::to_millis(capped);
                 found = Found::Written;
-                Op::Put(entry)
+                Op::Put(entry.renewed(session_core::to_millis(capped)))
             }
             None => Op::Nop,
         });
@@ -279,7 +267,6 @@ impl SessionStore for MemoryStore {
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<()> {
-        let _shared = self.shared();
         self.compute(id, |_| Op::Remove);
         Ok(())
     }
@@ -288,7 +275,7 @@ impl SessionStore for MemoryStore {
         if from == to {
             return rename_onto_itself(self, from).await;
         }
-        let _exclusive = self.exclusive();
+        let _changing = self.locks.changing();
         let Some(source) = self.live(from) else {
             return Ok(Rename::SourceMissing);
         };
@@ -303,7 +290,8 @@ impl SessionStore for MemoryStore {
         if !source.supersede() {
             return Ok(Rename::SourceMissing);
         }
-        self.cache.insert(to.clone(), source.renewed());
+        self.cache
+            .insert(to.clone(), source.renewed(source.expires_at));
         self.cache.invalidate(from);
         Ok(Rename::Moved)
     }
@@ -315,7 +303,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<Record>> {
-        let _exclusive = self.exclusive();
+        let _alone = self.locks.all();
         self.live_entries()
             .filter(|(_, entry)| entry.owned_by(owner))
             .filter_map(|(id, entry)| self.options.on_corrupt(entry.to_record(&id)).transpose())
@@ -323,7 +311,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn destroy_by_owner(&self, owner: &str) -> Result<u64> {
-        let _exclusive = self.exclusive();
+        let _changing = self.locks.changing();
         let ids: Vec<_> = self
             .live_entries()
             .filter(|(_, entry)| entry.owned_by(owner) && entry.supersede())
@@ -430,6 +418,57 @@ mod tests {
             store.cache.run_pending_tasks();
         }
         assert_eq!(store.cache.entry_count(), 0, "expired sessions still held");
+    }
+
+    /// Reads in a row by one reader, each of one session, racing `rename` and
+    /// `destroy_by_owner` (a get looks without a lock, between two reads of the count those
+    /// calls bump): every read must find the store in a state no earlier than the reads
+    /// before it found. Before the rename (0): x and y; after it (1): the new id and y;
+    /// after the revocation (2): nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_get_never_sees_half_a_call_spanning_sessions() {
+        let store = Arc::new(MemoryStore::new());
+        for round in 0..2_000 {
+            let mut ids = Vec::new();
+            for _ in 0..2 {
+                let mut record = Record::new(now() + Duration::hours(1));
+                record.set_owner(Some("u".to_owned()));
+                store.create(&mut record).await.unwrap();
+                ids.push(record.id().clone());
+            }
+            let (x, y, renamed) = (ids[0].clone(), ids[1].clone(), SessionId::generate());
+            // Each id in the reads' order (the pairs in a row cover each half-done step),
+            // with the states in which it is present.
+            let reads = [
+                (renamed.clone(), [false, true, false]),
+                (x.clone(), [true, false, false]),
+                (renamed.clone(), [false, true, false]),
+                (y.clone(), [true, true, false]),
+            ];
+            let reader = {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut state = 0;
+                    for (id, present_in) in reads.iter().cycle() {
+                        let present = store.get(id).await.unwrap().is_some();
+                        match (state..3).find(|&s| present_in[s] == present) {
+                            Some(2) => return Ok(()),
+                            Some(later) => state = later,
+                            None => {
+                                return Err(format!("{id:?} present: {present} in state {state}"));
+                            }
+                        }
+                    }
+                    unreachable!("the reads cycle")
+                })
+            };
+            tokio::task::yield_now().await;
+            assert_eq!(store.rename(&x, &renamed).await.unwrap(), Rename::Moved);
+            assert_eq!(store.destroy_by_owner("u").await.unwrap(), 2);
+            if let Err(seen) = reader.await.unwrap() {
+                panic!("round {round}: a get saw half a call: {seen}");
+            }
+        }
     }
 
     /// Defect: `destroy` bypassed moka's per-key lock, so an `update` or `touch` that had
