@@ -1,6 +1,5 @@
 //! The fred client behind [`Connection`].
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use fred::prelude::{
     ClientLike, ClusterInterface, Config, Error as FredError, ErrorKind, KeysInterface,
@@ -72,8 +71,8 @@ fn reply(value: Value) -> Reply {
     }
 }
 
-fn values(args: Vec<Bytes>) -> Vec<Value> {
-    args.into_iter().map(Value::Bytes).collect()
+fn values(args: &[Bytes]) -> Vec<Value> {
+    args.iter().cloned().map(Value::Bytes).collect()
 }
 
 /// A builder for a connection beside the store's pool (an expiry or tracking feed):
@@ -224,7 +223,7 @@ impl FredConnection {
         &self,
         script: &Script,
         keys: &[String],
-        args: Vec<Bytes>,
+        args: &[Bytes],
         wait: (i64, i64),
     ) -> Result<Reply> {
         let client = self.pool.next();
@@ -278,19 +277,19 @@ fn unanswered() -> Error {
     )
 }
 
-#[async_trait]
 impl Connection for FredConnection {
-    async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
+    async fn eval(&self, script: ScriptId, keys: &[String], args: &[Bytes]) -> Result<Reply> {
         let wait = self.wait.filter(|_| !script.reads());
         let script = &self.scripts[script.index()];
         if let Some(wait) = wait {
-            return self.durable_eval(script, keys, args, wait).await;
+            // Boxed: the durable path's state (its pipeline, its turn) would otherwise
+            // make every call's future as large, and moving it cost even without `WAIT`.
+            return Box::pin(self.durable_eval(script, keys, args, wait)).await;
         }
         let client = self.pool.next();
-        let args = values(args);
         for attempt in 0..2 {
             match client
-                .evalsha::<Value, _, _, _>(script.sha1().clone(), keys.to_vec(), args.clone())
+                .evalsha::<Value, _, _, _>(script.sha1().clone(), keys.to_vec(), values(args))
                 .await
             {
                 Err(err) if attempt == 0 && err.details().starts_with("NOSCRIPT") => {
@@ -302,29 +301,29 @@ impl Connection for FredConnection {
         Err(unanswered())
     }
 
-    async fn command(&self, command: Command, key: &str) -> Result<Reply> {
+    async fn command(&self, command: &Command, key: &str) -> Result<Reply> {
         let client = self.pool.next();
         if let Some(wait) = self.wait.filter(|_| command.writes()) {
-            let (name, args) = command.into_parts();
+            let (name, args) = command.parts();
             let mut line = vec![Value::from(key)];
-            line.extend(values(args));
-            return self
-                .durable(client, name, key, line, wait)
+            line.extend(values(&args));
+            // Boxed, as in `eval`.
+            return Box::pin(self.durable(client, name, key, line, wait))
                 .await
                 .map_err(map_err)?;
         }
-        let value: Value = match command {
+        let value: Value = match *command {
             Command::Get => client.get(key).await,
             Command::GetDel => client.getdel(key).await,
             Command::Pttl => client.pttl(key).await,
             Command::Exists => client.exists(key).await,
             Command::PexpireAt(at) => client.pexpire_at(key, at, None).await,
             Command::Set {
-                value,
+                ref value,
                 only_if_absent,
                 expire_at_ms,
             } => {
-                let value = Value::Bytes(value);
+                let value = Value::Bytes(value.clone());
                 let expire = expire_at_ms.map(Expiration::PXAT);
                 let options = only_if_absent.then_some(SetOptions::NX);
                 client.set(key, value, expire, options, false).await

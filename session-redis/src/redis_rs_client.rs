@@ -1,6 +1,5 @@
 //! The redis-rs client behind [`Connection`].
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -134,7 +133,7 @@ async fn invoke<C: ConnectionLike>(
     script: &Script,
     mut con: C,
     keys: &[String],
-    args: Vec<Bytes>,
+    args: &[Bytes],
 ) -> redis::RedisResult<Value> {
     let mut invocation = script.prepare_invoke();
     for key in keys {
@@ -342,11 +341,12 @@ impl RedisRsConnection {
     }
 }
 
-#[async_trait]
 impl Connection for RedisRsConnection {
-    async fn eval(&self, script: ScriptId, keys: &[String], args: Vec<Bytes>) -> Result<Reply> {
+    async fn eval(&self, script: ScriptId, keys: &[String], args: &[Bytes]) -> Result<Reply> {
         if let Some(wait) = self.wait.filter(|_| !script.reads()) {
-            return self.durable_eval(script, keys, &args, wait).await;
+            // Boxed: the durable path's state (its pipeline, its turn) would otherwise make
+            // every call's future as large, and moving it cost even without `WAIT`.
+            return Box::pin(self.durable_eval(script, keys, args, wait)).await;
         }
         let script = &self.scripts[script.index()];
         let value = match self.handle.clone() {
@@ -359,9 +359,9 @@ impl Connection for RedisRsConnection {
         reply(value.map_err(map_err)?)
     }
 
-    async fn command(&self, command: Command, key: &str) -> Result<Reply> {
+    async fn command(&self, command: &Command, key: &str) -> Result<Reply> {
         let wait = self.wait.filter(|_| command.writes());
-        let (name, args) = command.into_parts();
+        let (name, args) = command.parts();
         let mut cmd = redis::cmd(name);
         cmd.arg(key);
         for arg in args {
@@ -369,7 +369,8 @@ impl Connection for RedisRsConnection {
         }
         match wait {
             // Not a script: NOSCRIPT cannot come back.
-            Some(wait) => self.durable(cmd, wait).await?.ok_or_else(|| {
+            // Boxed, as in `eval`.
+            Some(wait) => Box::pin(self.durable(cmd, wait)).await?.ok_or_else(|| {
                 Error::permanent(crate::conn::BACKEND, "NOSCRIPT for a plain command")
             }),
             None => self.handle.query(&cmd).await,

@@ -1,4 +1,5 @@
-//! The store: every operation, written once over the [`Connection`] primitives.
+//! The store: every operation, written once over the
+//! [`Connection`](crate::conn::Connection) primitives.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -14,7 +15,7 @@ use session_core::{
 use time::OffsetDateTime;
 
 use crate::config::{Client, RedisStoreBuilder, Target, Topology, check_version, parse_target};
-use crate::conn::{BACKEND, Command, Connection, Reply, RetryRefused, unexpected};
+use crate::conn::{BACKEND, Command, Conn, Reply, unexpected};
 use crate::format::Format;
 use crate::keys::Keys;
 use crate::scripts::{CORRUPT, DONE, MISSING, OWNER_CHANGED, ScriptId, VERSION_EXHAUSTED};
@@ -33,7 +34,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: RetryRefused,
+    conn: Conn,
     keys: Keys,
     options: StoreOptions,
     topology: Topology,
@@ -105,13 +106,13 @@ impl RedisStore {
         let timeout = builder.effective_connect_timeout();
         let topology = target.topology;
         let connecting = async {
-            let conn: Box<dyn Connection> = match builder.client {
+            let conn = match builder.client {
                 #[cfg(feature = "fred")]
-                Client::Fred => {
-                    Box::new(crate::fred_client::FredConnection::connect(&target, &builder).await?)
-                }
+                Client::Fred => Conn::Fred(
+                    crate::fred_client::FredConnection::connect(&target, &builder).await?,
+                ),
                 #[cfg(feature = "redis")]
-                Client::RedisRs => Box::new(
+                Client::RedisRs => Conn::RedisRs(
                     crate::redis_rs_client::RedisRsConnection::connect(&target, &builder).await?,
                 ),
             };
@@ -130,7 +131,7 @@ impl RedisStore {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                conn: RetryRefused(conn),
+                conn,
                 keys: crate::keys::Keys::new(builder.prefix),
                 options: builder.options,
                 topology,
@@ -240,7 +241,7 @@ impl RedisStore {
             .await
     }
 
-    pub(crate) fn conn(&self) -> &dyn Connection {
+    pub(crate) fn conn(&self) -> &Conn {
         &self.inner.conn
     }
 
