@@ -180,8 +180,8 @@ pub(crate) enum Conn {
 /// building and moving them copied far more than the box saves (measured: +36% of the
 /// instructions per `create` with redis-rs, nearly all `memcpy`), and session-admin's
 /// futures exceeded the compiler's layout depth. Boxed as a trait object: with the concrete
-/// type the compiler's `Send`/`Sync` checks of the
-/// store's futures went through every client future and overflowed with redis-rs alone.
+/// type the compiler's `Send`/`Sync` checks of the store's futures went through every client
+/// future and overflowed with redis-rs alone.
 macro_rules! on_client {
     ($conn:expr, $client:ident => $call:expr) => {
         match $conn {
