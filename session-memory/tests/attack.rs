@@ -258,3 +258,121 @@ async fn get_never_sees_half_a_rename() {
         }
     }
 }
+
+/// Every call at once on a store too small for its sessions (moka evicts for space, and runs
+/// the listener inside the insert of a write holding its stripe) whose sessions expire while
+/// they are touched, updated, moved, listed and logged out: the whole run ends (no lock
+/// waits on another forever), and once the feed reports a session, nothing brings it back
+/// (no call here writes an id that was ever stored before).
+#[test]
+fn all_calls_at_once_under_eviction_and_expiry_never_hang_nor_revive_a_reported_session() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        done.send(runtime.block_on(churn())).unwrap();
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(revived) => assert_eq!(revived, Vec::<String>::new(), "reported sessions came back"),
+        Err(_) => panic!("the calls hung: a lock waits on another"),
+    }
+}
+
+/// See [`all_calls_at_once_under_eviction_and_expiry_never_hang_nor_revive_a_reported_session`]:
+/// the reported sessions that a later `get` found.
+async fn churn() -> Vec<String> {
+    use session_core::{ExpiryFeed, WatchOptions};
+    // About 40 sessions of a kilobyte.
+    let store = Arc::new(MemoryStore::builder().max_bytes(48 * 1024).build());
+    let mut feed = store
+        .watch_expired(WatchOptions::default().interval(std::time::Duration::from_millis(10)))
+        .await
+        .unwrap();
+    let revived = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reports = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let checker = {
+        let (store, revived, reports) = (
+            Arc::clone(&store),
+            Arc::clone(&revived),
+            Arc::clone(&reports),
+        );
+        tokio::spawn(async move {
+            while let Some(expired) = feed.recv().await {
+                reports.fetch_add(1, Ordering::Relaxed);
+                if store.get(&expired.id).await.unwrap().is_some() {
+                    revived.lock().unwrap().push(format!("{:?}", expired.id));
+                }
+            }
+        })
+    };
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let owner = ["a", "b"][w % 2];
+                let mut ids: Vec<SessionId> = Vec::new();
+                for i in 0..1_500usize {
+                    match i % 10 {
+                        0..=2 => {
+                            // Lives 0 to 20 ms: expires while the others work on it.
+                            let mut record =
+                                Record::new(now() + Duration::milliseconds((i % 21) as i64));
+                            record.set_owner(Some(owner.to_owned()));
+                            record.insert("blob", "x".repeat(1_000)).unwrap();
+                            store.create(&mut record).await.unwrap();
+                            ids.push(record.id().clone());
+                        }
+                        3 | 4 => {
+                            if let Some(id) = ids.last() {
+                                let later = now() + Duration::milliseconds((i % 13) as i64);
+                                let _ = store.touch(id, later).await.unwrap();
+                            }
+                        }
+                        5 => {
+                            if let Some(id) = ids.last() {
+                                let _ = modify(&*store, id, 1, |r| {
+                                    r.insert("i", i).ok();
+                                })
+                                .await;
+                            }
+                        }
+                        6 => {
+                            if let Some(id) = ids.pop() {
+                                let to = SessionId::generate();
+                                store.rename(&id, &to).await.unwrap();
+                                ids.push(to);
+                            }
+                        }
+                        7 => {
+                            let _ = store.list_by_owner(owner).await.unwrap();
+                        }
+                        8 if i % 100 == 8 => {
+                            store.destroy_by_owner(owner).await.unwrap();
+                        }
+                        _ => {
+                            if let Some(id) = ids.first() {
+                                let _ = store.get(id).await.unwrap();
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    // The last sessions expire and are reported meanwhile (moka's wheel turns each second).
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    checker.abort();
+    // Else the run tested nothing: most sessions end by expiry or eviction.
+    assert!(
+        reports.load(Ordering::Relaxed) > 1_000,
+        "the feed reported {reports:?}"
+    );
+    revived.lock().unwrap().clone()
+}
